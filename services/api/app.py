@@ -1,0 +1,46 @@
+"""The Litestar application: no middleware stack, auth resolved inside each handler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.logging import LoggingConfig
+
+from services.api.command_routes import COMMAND_ROUTES
+from services.api.errors import ApiError, error_response, http_exception_response, internal_error_response
+from services.api.health_routes import HEALTH_ROUTES
+from services.api.read_routes import READ_ROUTES
+from services.auth import ApiKeys
+from services.runtime import Runtime
+
+
+def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True) -> Litestar:
+    async def on_startup(app: Litestar) -> None:
+        runtime.bind_loop(asyncio.get_running_loop())
+        if manage_runtime:
+            await asyncio.to_thread(runtime.start)
+
+    async def on_shutdown(app: Litestar) -> None:
+        if manage_runtime:
+            await asyncio.to_thread(runtime.stop)
+
+    app = Litestar(
+        route_handlers=[*COMMAND_ROUTES, *READ_ROUTES, *HEALTH_ROUTES],
+        exception_handlers={
+            ApiError: error_response,
+            HTTPException: http_exception_response,
+            Exception: internal_error_response,
+        },
+        on_startup=[on_startup],
+        on_shutdown=[on_shutdown],
+        logging_config=LoggingConfig(log_exceptions="never", configure_root_logger=False),
+        openapi_config=None,
+        debug=False,
+    )
+    app.state.runtime = runtime
+    app.state.api_keys = api_keys
+    logging.getLogger("agentflow").setLevel(logging.INFO)
+    return app

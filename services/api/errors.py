@@ -1,0 +1,65 @@
+"""The one JSON error shape of API.md: existing clients read ``detail``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotFoundException
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str, details: Any, correlation_id: str) -> bytes:
+    return msgspec.json.encode(
+        {
+            "detail": message,
+            "error": {"code": code, "message": message, "details": details},
+            "correlation_id": correlation_id,
+        }
+    )
+
+
+def correlation_id_of(request: Request[Any, Any, Any]) -> str:
+    cid = request.scope.get("state", {}).get("correlation_id")  # type: ignore[union-attr]
+    if cid:
+        return str(cid)
+    return request.headers.get("x-correlation-id") or ""
+
+
+def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
+    return Response(
+        content=error_body(exc.code, exc.message, exc.details, correlation_id_of(request)),
+        status_code=exc.status,
+        media_type="application/json",
+        headers=exc.headers,
+    )
+
+
+def http_exception_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    code = "not_found" if isinstance(exc, NotFoundException) else "http_error"
+    if exc.status_code == 405:
+        code = "method_not_allowed"
+    detail = exc.detail if isinstance(exc.detail, str) else "request failed"
+    return error_response(request, ApiError(exc.status_code, code, detail, getattr(exc, "extra", None)))
+
+
+def internal_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    request.logger.exception("unhandled error")
+    return error_response(request, ApiError(500, "internal_error", "internal server error"))

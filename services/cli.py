@@ -1,0 +1,57 @@
+"""The ``agentflow`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from services.config import settings_from_env
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentflow", description="Event-native metrics layer")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start Postgres, the API and the projectors on this machine")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--data-dir", type=Path, default=None, help="default: $AGENTFLOW_DATA_DIR or .agentflow")
+    up.add_argument("--demo", action="store_true", help="also run a realistic traffic generator")
+    up.add_argument("--demo-rate", type=float, default=10.0, help="demo commands per second")
+    up.add_argument("--no-iceberg", action="store_true", help="do not write the Iceberg lake")
+
+    mig = sub.add_parser("migrate", help="apply database migrations to AGENTFLOW_DATABASE_URL")
+    mig.add_argument("--database-url", default=None)
+
+    args = parser.parse_args(argv)
+    from services.launcher import install_logging
+
+    install_logging()
+    if args.command == "up":
+        from services.launcher import run_up
+
+        overrides: dict[str, object] = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+        if args.no_iceberg:
+            overrides["iceberg_enabled"] = False
+        try:
+            settings = settings_from_env(**overrides)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return run_up(settings, demo=args.demo, demo_rate=args.demo_rate)
+    if args.command == "migrate":
+        from migrations.runner import run_migrations
+
+        url = args.database_url or settings_from_env().database_url
+        if not url:
+            print("error: pass --database-url or set AGENTFLOW_DATABASE_URL", file=sys.stderr)
+            return 2
+        run_migrations(url)
+        print("migrations applied")
+        return 0
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

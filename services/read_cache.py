@@ -1,0 +1,148 @@
+"""In-process read cache, invalidated by exactly what applied events move.
+
+Metric entries drop when an event of a type the metric declares (its ``source_events``)
+is applied for the same tenant; windowed metrics also age out after ``ttl`` because
+their windows slide with the clock. Entity entries drop when an event of their own
+stream, or of a stream that feeds them (an order feeds its user), is applied.
+A value computed while an invalidation for its key arrived is not stored, so the
+cache never holds a value older than the events already applied.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from domain.events import ORDER, PAYMENT, USER, RecordedEvent
+
+MetricKey = tuple[str, str, str, str]  # tenant, metric, window, currency
+EntityKey = tuple[str, str, str]  # tenant, entity type, id
+
+
+@dataclass(slots=True)
+class _Entry:
+    value: Any
+    stored_at: float
+
+
+class ReadCache:
+    def __init__(
+        self,
+        metric_sources: Mapping[str, Iterable[str]],
+        metric_ttl_s: float = 1.0,
+        max_entries: int = 50_000,
+    ) -> None:
+        # event type -> metrics it moves
+        self._moved_by: dict[str, set[str]] = {}
+        for metric, events in metric_sources.items():
+            for event_type in events:
+                self._moved_by.setdefault(event_type, set()).add(metric)
+        self._ttl = metric_ttl_s
+        self._max = max_entries
+        self._lock = threading.Lock()
+        self._metrics: OrderedDict[MetricKey, _Entry] = OrderedDict()
+        self._entities: OrderedDict[EntityKey, _Entry] = OrderedDict()
+        self._generation = 0
+        self._metric_gen: dict[tuple[str, str], int] = {}
+        self._entity_gen: dict[EntityKey, int] = {}
+        self._tenant_users_gen: dict[str, int] = {}
+        self._order_owner: dict[tuple[str, str], str] = {}
+        self.hits = 0
+        self.misses = 0
+
+    # ---- reads -------------------------------------------------------------------
+    def generation(self) -> int:
+        return self._generation
+
+    def get_metric(self, key: MetricKey) -> Any | None:
+        with self._lock:
+            entry = self._metrics.get(key)
+            if entry is None or time.monotonic() - entry.stored_at > self._ttl:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return entry.value
+
+    def put_metric(self, key: MetricKey, value: Any, computed_from_gen: int) -> None:
+        with self._lock:
+            if self._metric_gen.get((key[0], key[1]), -1) > computed_from_gen:
+                return
+            self._metrics[key] = _Entry(value, time.monotonic())
+            self._metrics.move_to_end(key)
+            if len(self._metrics) > self._max:
+                self._metrics.popitem(last=False)
+
+    def get_entity(self, key: EntityKey) -> Any | None:
+        with self._lock:
+            entry = self._entities.get(key)
+            if entry is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return entry.value
+
+    def put_entity(self, key: EntityKey, value: Any, computed_from_gen: int) -> None:
+        with self._lock:
+            stale = self._entity_gen.get(key, -1) > computed_from_gen
+            if key[1] == USER:
+                stale = stale or self._tenant_users_gen.get(key[0], -1) > computed_from_gen
+            if stale:
+                return
+            self._entities[key] = _Entry(value, time.monotonic())
+            self._entities.move_to_end(key)
+            if len(self._entities) > self._max:
+                self._entities.popitem(last=False)
+
+    # ---- invalidation ------------------------------------------------------------
+    def invalidate(self, events: Iterable[RecordedEvent]) -> None:
+        with self._lock:
+            self._generation += 1
+            gen = self._generation
+            metrics_hit: set[tuple[str, str]] = set()
+            entities_hit: set[EntityKey] = set()
+            all_users_of: set[str] = set()
+            for event in events:
+                tenant = event.tenant_id
+                for metric in self._moved_by.get(event.event_type, ()):
+                    metrics_hit.add((tenant, metric))
+                entities_hit.add((tenant, event.stream_type, event.stream_id))
+                if event.stream_type == ORDER:
+                    self._touch_order_owner(event, entities_hit, all_users_of)
+                elif event.stream_type == PAYMENT:
+                    order_id = event.data.get("order_id")
+                    if order_id:
+                        entities_hit.add((tenant, ORDER, str(order_id)))
+            for mk in metrics_hit:
+                self._metric_gen[mk] = gen
+            if metrics_hit:
+                for key in [k for k in self._metrics if (k[0], k[1]) in metrics_hit]:
+                    del self._metrics[key]
+            for ek in entities_hit:
+                self._entity_gen[ek] = gen
+                self._entities.pop(ek, None)
+            for tenant in all_users_of:
+                self._tenant_users_gen[tenant] = gen
+                for key in [k for k in self._entities if k[0] == tenant and k[1] == USER]:
+                    del self._entities[key]
+            if len(self._entity_gen) > 4 * self._max:
+                self._entity_gen.clear()  # older generations only matter for in-flight reads
+                self._metric_gen = {k: gen for k in self._metric_gen}
+
+    def _touch_order_owner(
+        self, event: RecordedEvent, entities_hit: set[EntityKey], all_users_of: set[str]
+    ) -> None:
+        tenant = event.tenant_id
+        user_id = event.data.get("user_id")
+        if user_id:
+            self._order_owner[(tenant, event.stream_id)] = str(user_id)
+            if len(self._order_owner) > 4 * self._max:
+                self._order_owner.clear()
+        owner = self._order_owner.get((tenant, event.stream_id))
+        if owner:
+            entities_hit.add((tenant, USER, owner))
+        else:  # owner unknown (e.g. after a restart): every cached user of the tenant may be stale
+            all_users_of.add(tenant)

@@ -1,0 +1,135 @@
+"""Wires one embedded deployment: event store, projectors, read models, read cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.checkpoints import CheckpointStore
+from connectors.database import make_engine
+from connectors.event_store import PostgresEventStore
+from connectors.tailer import PostgresTailer
+from domain.events import RecordedEvent
+from projections.runner import ProjectionRunner
+from readmodels.clickhouse import ClickHouseStore
+from readmodels.clickhouse_sink import ClickHouseSink
+from readmodels.metrics import METRICS
+from services.config import Settings
+from services.read_cache import ReadCache
+
+log = logging.getLogger("agentflow.runtime")
+
+
+@dataclass
+class _Thread:
+    runner: ProjectionRunner
+    thread: threading.Thread
+
+
+class Runtime:
+    """Everything the API process owns. Projectors run in threads beside the HTTP server."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        self.engine = make_engine(database_url)
+        self.store = PostgresEventStore(self.engine)
+        self.checkpoints = CheckpointStore(self.engine)
+        self.clickhouse = ClickHouseStore(settings.resolved_clickhouse_dsn)
+        self.cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
+        self.started_at = time.time()
+        self._stop = threading.Event()
+        self._threads: list[_Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._position_changed: asyncio.Event | None = None
+        self.watermark = 0
+        self.serving_runner: ProjectionRunner | None = None
+        self.lake_runner: ProjectionRunner | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.clickhouse.ensure_schema()
+        sink = ClickHouseSink(self.clickhouse, self.checkpoints)
+        self.serving_runner = ProjectionRunner(
+            "clickhouse", PostgresTailer(self.engine, self.database_url), sink, on_applied=self._on_applied
+        )
+        self._spawn(self.serving_runner)
+        if self.settings.iceberg_enabled:
+            from readmodels.iceberg_sink import IcebergSink
+
+            lake = IcebergSink(
+                catalog_url=self.database_url,
+                warehouse=self.settings.data_dir.resolve() / "warehouse",
+                batch_rows=self.settings.iceberg_batch_rows,
+                batch_age_s=self.settings.iceberg_batch_age_s,
+            )
+            self.lake_runner = ProjectionRunner(
+                "iceberg", PostgresTailer(self.engine, self.database_url), lake
+            )
+            self._spawn(self.lake_runner)
+
+    def _spawn(self, runner: ProjectionRunner) -> None:
+        thread = threading.Thread(target=runner.run, args=(self._stop,), name=f"projector-{runner.name}")
+        thread.daemon = True
+        thread.start()
+        self._threads.append(_Thread(runner, thread))
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.thread.join(timeout=15)
+        flush = getattr(getattr(self.lake_runner, "sink", None), "flush", None)
+        if callable(flush):
+            try:
+                flush()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                log.exception("iceberg flush on shutdown failed")
+        self.engine.dispose()
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._position_changed = asyncio.Event()
+
+    # ---- applied events -> cache + waiters -------------------------------------------
+    def _on_applied(self, events: Sequence[RecordedEvent], watermark: int) -> None:
+        self.cache.invalidate(events)
+        if watermark > self.watermark:
+            self.watermark = watermark
+            loop, flag = self._loop, self._position_changed
+            if loop is not None and flag is not None:
+                loop.call_soon_threadsafe(flag.set)
+
+    async def wait_for_position(self, position: int, timeout: float) -> bool:
+        if self.watermark >= position:
+            return True
+        deadline = time.monotonic() + timeout
+        while self.watermark < position:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._position_changed is None:
+                return self.watermark >= position
+            self._position_changed.clear()
+            if self.watermark >= position:
+                break
+            try:
+                await asyncio.wait_for(self._position_changed.wait(), timeout=min(remaining, 0.25))
+            except TimeoutError:
+                pass
+        return True
+
+    # ---- freshness -----------------------------------------------------------------
+    def freshness_seconds(self) -> float:
+        runner = self.serving_runner
+        if runner is None:
+            return 0.0
+        status = runner.status
+        return round(max(0.0, status.lag_seconds()), 3)
+
+    def status_of(self, runner: ProjectionRunner | None) -> dict[str, Any]:
+        if runner is None:
+            return {"enabled": False}
+        return runner.status.as_dict()
