@@ -1,0 +1,26 @@
+"""Command side: ``execute(ctx, name, entity_id, payload)`` validates, decides and appends."""
+
+from commands.cache import AggregateCache
+from commands.handlers import (
+    COMMAND_ENTITY_TYPES,
+    COMMAND_NAMES,
+    CommandContext,
+    CommandResult,
+    execute,
+    reset_cache,
+)
+from commands.validation import InvalidCommand
+from domain.errors import DomainError, NotFound
+
+__all__ = [
+    "COMMAND_ENTITY_TYPES",
+    "COMMAND_NAMES",
+    "AggregateCache",
+    "CommandContext",
+    "CommandResult",
+    "DomainError",
+    "InvalidCommand",
+    "NotFound",
+    "execute",
+    "reset_cache",
+]

@@ -64,7 +64,7 @@ class EventStorePort(Protocol):
     def load_stream(
         self, tenant_id: str, stream_type: str, stream_id: str, after_version: int = 0
     ) -> list[RecordedEvent]:
-        """Events of one stream with version > after_version, in version order, upcast to the current schema."""
+        """Events with version > after_version, in version order, upcast to the current schema."""
         ...
 
     def append(
