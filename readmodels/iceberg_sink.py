@@ -1,0 +1,302 @@
+"""Iceberg lakehouse sink: full event history plus curated order/payment state histories.
+
+pyiceberg SqlCatalog on the Postgres URL (tables ``iceberg_tables``/``iceberg_namespace_properties``,
+the layout Flink's JDBC catalog reads), warehouse ``file://<data dir>/warehouse``, namespace
+``agentflow``. Rows are buffered and committed in batches (by row count or age), never per event.
+Each table's commit carries the tail cursor and watermark in its snapshot summary, so data and
+checkpoint are one atomic commit per table. Tables commit one after another; a crash in between
+leaves them at different cursors: on restart the sink resumes from the oldest one and each table
+drops the events at or below its own cursor, so nothing is lost or written twice.
+``orders_history``/``payments_history`` append the row state after every event that changed it
+(readers take the latest ``version`` per id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
+
+from domain.events import RecordedEvent
+from projections.rows import ORDERS, PAYMENTS, Key, Row, event_row, project
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "agentflow"
+CURSOR_TXID = "agentflow.cursor.txid"
+CURSOR_POSITION = "agentflow.cursor.position"
+WATERMARK = "agentflow.watermark"
+
+TS = pa.timestamp("us", tz="UTC")
+EVENTS_SCHEMA = pa.schema(
+    [
+        ("tenant_id", pa.string()),
+        ("position", pa.int64()),
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("stream_type", pa.string()),
+        ("stream_id", pa.string()),
+        ("stream_version", pa.int64()),
+        ("schema_version", pa.int32()),
+        ("occurred_at", TS),
+        ("recorded_at", TS),
+        ("transaction_id", pa.int64()),
+        ("command_id", pa.string()),
+        ("correlation_id", pa.string()),
+        ("data", pa.string()),
+        ("metadata", pa.string()),
+    ]
+)
+ORDERS_SCHEMA = pa.schema(
+    [
+        ("tenant_id", pa.string()),
+        ("order_id", pa.string()),
+        ("version", pa.int64()),
+        ("event_type", pa.string()),
+        ("user_id", pa.string()),
+        ("status", pa.string()),
+        ("currency", pa.string()),
+        ("channel", pa.string()),
+        ("total_minor", pa.int64()),
+        ("paid_minor", pa.int64()),
+        ("refunded_minor", pa.int64()),
+        ("payment_id", pa.string()),
+        ("payment_status", pa.string()),
+        ("lines", pa.string()),
+        ("placed_at", TS),
+        ("confirmed_at", TS),
+        ("shipped_at", TS),
+        ("delivered_at", TS),
+        ("cancelled_at", TS),
+        ("refunded_at", TS),
+        ("updated_at", TS),
+    ]
+)
+PAYMENTS_SCHEMA = pa.schema(
+    [
+        ("tenant_id", pa.string()),
+        ("payment_id", pa.string()),
+        ("version", pa.int64()),
+        ("event_type", pa.string()),
+        ("order_id", pa.string()),
+        ("amount_minor", pa.int64()),
+        ("currency", pa.string()),
+        ("method", pa.string()),
+        ("status", pa.string()),
+        ("refunded_minor", pa.int64()),
+        ("failure_reason", pa.string()),
+        ("initiated_at", TS),
+        ("completed_at", TS),
+        ("failed_at", TS),
+    ]
+)
+SCHEMAS = {"events": EVENTS_SCHEMA, "orders_history": ORDERS_SCHEMA, "payments_history": PAYMENTS_SCHEMA}
+HISTORY_OF = {"orders_history": ORDERS, "payments_history": PAYMENTS}
+
+CursorFactory = Callable[[int, int], Any]
+
+
+def _default_cursor(txid: int, position: int) -> tuple[int, int]:
+    return (txid, position)
+
+
+def cursor_parts(cursor: Any) -> tuple[int, int]:
+    """(txid, position) of a TailCursor-like object or a 2-tuple."""
+    if isinstance(cursor, tuple):
+        return int(cursor[0]), int(cursor[1])
+    return int(cursor.txid), int(cursor.position)
+
+
+class _StateLookup:
+    """Current order/payment rows (everything else is unknown to the lake sink)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[Key, Row]] = {ORDERS: {}, PAYMENTS: {}}
+
+    def get(self, table: str, key: Key) -> Row | None:
+        state = self.rows.get(table)
+        return state.get(key) if state is not None else None
+
+
+def make_catalog(pg_url: str, data_dir: str | Path, name: str = "agentflow") -> SqlCatalog:
+    warehouse = Path(data_dir, "warehouse").resolve()
+    warehouse.mkdir(parents=True, exist_ok=True)
+    return SqlCatalog(name, uri=pg_url, warehouse=f"file://{warehouse}")
+
+
+class IcebergSink:
+    def __init__(
+        self,
+        catalog: SqlCatalog,
+        max_rows: int = 5000,
+        max_age_seconds: float = 5.0,
+        cursor_factory: CursorFactory = _default_cursor,
+        name: str = "iceberg",
+    ) -> None:
+        self.catalog = catalog
+        self.max_rows = max_rows
+        self.max_age = max_age_seconds
+        self.cursor_factory = cursor_factory
+        self.name = name
+        self._lock = threading.Lock()
+        catalog.create_namespace_if_not_exists(NAMESPACE)
+        self.tables: dict[str, Table] = {
+            t: catalog.create_table_if_not_exists(f"{NAMESPACE}.{t}", schema=schema)
+            for t, schema in SCHEMAS.items()
+        }
+        self.commits = 0
+        self.last_commit_seconds = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        """(Re)load checkpoints and order/payment state from the committed tables; drop buffers."""
+        self.tables = {t: tbl.refresh() for t, tbl in self.tables.items()}
+        self.committed: dict[str, tuple[tuple[int, int] | None, int]] = {
+            t: self._snapshot_checkpoint(tbl) for t, tbl in self.tables.items()
+        }
+        self.state = _StateLookup()
+        self._load_state()
+        self.buffers: dict[str, list[dict[str, Any]]] = {t: [] for t in SCHEMAS}
+        self.pending_cursor: tuple[int, int] | None = None
+        self.pending_watermark = 0
+        self.first_buffered_at: float | None = None
+        self.committed_watermark = min(wm for _, wm in self.committed.values())
+
+    # --- checkpoint ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot_checkpoint(table: Table) -> tuple[tuple[int, int] | None, int]:
+        snap = table.current_snapshot()
+        props = snap.summary.additional_properties if snap is not None and snap.summary is not None else {}
+        if CURSOR_TXID not in props:
+            return None, 0
+        return (int(props[CURSOR_TXID]), int(props[CURSOR_POSITION])), int(props.get(WATERMARK, 0))
+
+    def load_checkpoint(self) -> tuple[Any | None, int]:
+        with self._lock:
+            if self.first_buffered_at is not None:  # the runner restarts from here: forget the buffers
+                self._reset()
+        cursors = [c for c, _ in self.committed.values()]
+        if any(c is None for c in cursors):
+            return None, 0
+        oldest = min(c for c in cursors if c is not None)
+        return self.cursor_factory(*oldest), min(wm for _, wm in self.committed.values())
+
+    def _load_state(self) -> None:
+        """Latest order/payment rows from the history tables (the lookup for the next events)."""
+        for table, target in HISTORY_OF.items():
+            data = self.tables[table].scan().to_arrow()
+            if data.num_rows == 0:
+                continue
+            key_col = "order_id" if target == ORDERS else "payment_id"
+            for rec in data.sort_by([("version", "ascending")]).to_pylist():
+                rec.pop("event_type", None)
+                if target == ORDERS:
+                    rec["lines"] = json.loads(rec["lines"] or "[]")
+                self.state.rows[target][(rec["tenant_id"], rec[key_col])] = rec
+
+    # --- sink port ----------------------------------------------------------------------------
+
+    def _after(self, table: str, e: RecordedEvent) -> bool:
+        done = self.committed[table][0]
+        return done is None or (e.transaction_id, e.position) > done
+
+    def apply(self, events: Sequence[RecordedEvent], cursor: Any | None, watermark: int) -> None:
+        with self._lock:
+            try:
+                self._apply(events, cursor, watermark)
+            except Exception:
+                self._reset()  # buffers/state may be half-updated: fall back to the committed tables
+                raise
+
+    def _apply(self, events: Sequence[RecordedEvent], cursor: Any | None, watermark: int) -> None:
+        for e in events:
+            if self._after("events", e):
+                self.buffers["events"].append({**event_row(e), "transaction_id": e.transaction_id})
+            if e.stream_type not in ("order", "payment"):
+                continue
+            for change in project(e, self.state):
+                history = "orders_history" if change.table == ORDERS else "payments_history"
+                if change.table not in (ORDERS, PAYMENTS):
+                    continue
+                self.state.rows[change.table][change.key] = change.row
+                if self._after(history, e):
+                    rec = dict(change.row)
+                    rec["event_type"] = e.event_type
+                    if change.table == ORDERS:
+                        rec["lines"] = json.dumps(rec["lines"], sort_keys=True)
+                    self.buffers[history].append(rec)
+        if cursor is not None:
+            self.pending_cursor = cursor_parts(cursor)
+            self.pending_watermark = max(self.pending_watermark, watermark)
+        if self.first_buffered_at is None:
+            if events:
+                self.first_buffered_at = time.monotonic()
+            else:  # nothing buffered: the lake already holds every event up to this watermark
+                self.committed_watermark = max(self.committed_watermark, watermark)
+        if sum(len(b) for b in self.buffers.values()) >= self.max_rows:
+            self._commit()
+
+    def tick(self) -> None:
+        if self.first_buffered_at is not None and time.monotonic() - self.first_buffered_at >= self.max_age:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            try:
+                self._commit()
+            except Exception:
+                self._reset()
+                raise
+
+    def _commit(self) -> None:
+        if self.first_buffered_at is None:
+            return
+        started = time.perf_counter()
+        props: dict[str, str] = {}
+        if self.pending_cursor is not None:
+            props = {
+                CURSOR_TXID: str(self.pending_cursor[0]),
+                CURSOR_POSITION: str(self.pending_cursor[1]),
+                WATERMARK: str(self.pending_watermark),
+            }
+        for table, rows in self.buffers.items():
+            if not rows and not props:
+                continue
+            data = pa.Table.from_pylist(rows, schema=SCHEMAS[table])
+            self.tables[table].append(data, snapshot_properties=props)
+            if self.pending_cursor is not None:
+                self.committed[table] = (self.pending_cursor, self.pending_watermark)
+            rows.clear()
+        self.first_buffered_at = None
+        self.commits += 1
+        self.committed_watermark = max(self.committed_watermark, self.pending_watermark)
+        self.last_commit_seconds = time.perf_counter() - started
+        log.debug("iceberg commit in %.3fs", self.last_commit_seconds)
+
+    # --- readers ------------------------------------------------------------------------------
+
+    def table(self, name: str) -> Table:
+        try:
+            return self.catalog.load_table(f"{NAMESPACE}.{name}")
+        except NoSuchTableError:
+            raise KeyError(name) from None
+
+
+def latest_rows(rows: list[dict[str, Any]], key: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Latest history row per (tenant_id, id)."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        k = (r["tenant_id"], r[key])
+        if k not in out or r["version"] > out[k]["version"]:
+            out[k] = r
+    return out

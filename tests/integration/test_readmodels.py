@@ -1,0 +1,319 @@
+"""ClickHouse read models on a real chdb engine (one data path per pytest process)."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import random
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from domain.events import EVENT_TYPES, RecordedEvent
+from projections.entities import fold_entity, fold_entity_row
+from projections.rows import TABLES
+from readmodels.clickhouse import ClickHouseStore
+from readmodels.clickhouse_sink import ClickHouseSink
+from readmodels.entities import get_entity
+from readmodels.metrics import METRICS, UnknownMetric, UnsupportedWindow, compute_metric
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def chdb_dsn() -> str:
+    """One chdb path per process, shared by every test module of this process."""
+    path = os.path.join(tempfile.gettempdir(), f"agentflow-test-chdb-{os.getpid()}")
+    if not os.path.exists(path):
+        os.makedirs(path)
+        atexit.register(shutil.rmtree, path, True)
+    return f"chdb://{path}"
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[ClickHouseStore]:
+    s = ClickHouseStore(chdb_dsn(), database="rm_test")
+    yield s
+    s.drop_all()
+
+
+class Log:
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.position = 0
+        self.versions: dict[tuple[str, str], int] = {}
+        self.events: list[RecordedEvent] = []
+
+    def add(self, event_type: str, stream_id: str, at: datetime, **data: Any) -> RecordedEvent:
+        stream_type = EVENT_TYPES[event_type][0]
+        self.position += 1
+        v = self.versions.get((stream_type, stream_id), 0) + 1
+        self.versions[(stream_type, stream_id)] = v
+        e = RecordedEvent(
+            position=self.position,
+            tenant_id=self.tenant,
+            stream_type=stream_type,
+            stream_id=stream_id,
+            stream_version=v,
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            schema_version=1,
+            data=data,
+            occurred_at=at,
+            recorded_at=at,
+            transaction_id=self.position,
+            metadata={"command_id": f"cmd-{self.position // 2}"},
+        )
+        self.events.append(e)
+        return e
+
+
+def shop(tenant: str, n_orders: int = 60, seed: int = 7) -> Log:
+    """A small shop: products, users, orders through every lifecycle, payments, sessions."""
+    rnd = random.Random(seed)
+    log = Log(tenant)
+    t = NOW - timedelta(hours=2)
+    cats = ["kitchen", "apparel", "books"]
+    for i in range(1, 6):
+        pid = f"PROD-{i:03d}"
+        log.add(
+            "ProductRegistered",
+            pid,
+            t,
+            product_id=pid,
+            name=f"P{i}",
+            category=cats[i % 3],
+            price_minor=1000 * i,
+            currency="USD",
+        )
+        log.add("StockReceived", pid, t, product_id=pid, quantity=1000)
+    for i in range(1, 6):
+        uid = f"USR-{i:05d}"
+        log.add("UserRegistered", uid, t, user_id=uid, name=f"U{i}", email=f"u{i}@x.io", region="EU")
+    for n in range(1, n_orders + 1):
+        at = NOW - timedelta(minutes=rnd.randint(1, 110))
+        oid = f"ORD-20240501-{n:04d}"
+        cur = "EUR" if n % 5 == 0 else "USD"
+        lines: list[dict[str, Any]] = [
+            {
+                "product_id": f"PROD-{rnd.randint(1, 5):03d}",
+                "quantity": rnd.randint(1, 3),
+                "unit_price_minor": 1000 * rnd.randint(1, 5),
+            }
+            for _ in range(rnd.randint(1, 3))
+        ]
+        total = sum(ln["quantity"] * ln["unit_price_minor"] for ln in lines)
+        for ln in lines:
+            log.add(
+                "StockReserved",
+                ln["product_id"],
+                at,
+                product_id=ln["product_id"],
+                order_id=oid,
+                quantity=ln["quantity"],
+            )
+        log.add(
+            "OrderPlaced",
+            oid,
+            at,
+            order_id=oid,
+            user_id=f"USR-{rnd.randint(1, 5):05d}",
+            currency=cur,
+            channel="web",
+            lines=lines,
+            total_minor=total,
+        )
+        fate = rnd.random()
+        if fate < 0.15:
+            log.add("OrderCancelled", oid, at, order_id=oid, reason="x")
+            for ln in lines:
+                log.add(
+                    "StockReleased",
+                    ln["product_id"],
+                    at,
+                    product_id=ln["product_id"],
+                    order_id=oid,
+                    quantity=ln["quantity"],
+                )
+            continue
+        pay = f"PAY-{n:05d}"
+        log.add(
+            "PaymentInitiated",
+            pay,
+            at,
+            payment_id=pay,
+            order_id=oid,
+            amount_minor=total,
+            currency=cur,
+            method="card",
+        )
+        if fate < 0.25:
+            log.add("PaymentFailed", pay, at, payment_id=pay, order_id=oid, reason="declined")
+            continue
+        log.add("PaymentCompleted", pay, at, payment_id=pay, order_id=oid, amount_minor=total, currency=cur)
+        log.add(
+            "OrderPaymentCaptured", oid, at, order_id=oid, payment_id=pay, amount_minor=total, currency=cur
+        )
+        log.add("OrderConfirmed", oid, at, order_id=oid)
+        if fate > 0.5:
+            log.add("OrderShipped", oid, at, order_id=oid)
+        if fate > 0.7:
+            log.add("OrderDelivered", oid, at, order_id=oid)
+        if fate > 0.9:
+            log.add(
+                "OrderRefunded",
+                oid,
+                at,
+                order_id=oid,
+                amount_minor=total,
+                currency=cur,
+                refunded_total_minor=total,
+                full=True,
+            )
+            log.add(
+                "PaymentRefunded", pay, at, payment_id=pay, order_id=oid, amount_minor=total, currency=cur
+            )
+    kinds = ["PageViewed", "ElementClicked", "ItemAddedToCart", "CheckoutStarted"]
+    for s in range(1, 21):
+        sid = f"SES-{s:04d}"
+        start = NOW - timedelta(minutes=rnd.choice([1, 2, 30, 90]))
+        for k in range(rnd.randint(1, 4)):
+            log.add(
+                kinds[k],
+                sid,
+                start + timedelta(seconds=20 * k),
+                session_id=sid,
+                user_id=None,
+                page_url=f"/p/{k}",
+                product_id=None,
+            )
+    return log
+
+
+def table_rows(store: ClickHouseStore, tenant: str) -> dict[str, list[dict[str, Any]]]:
+    return {t: store.select_rows(t, tenant, order_by="tenant_id") for t in TABLES}
+
+
+def canon(rows: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+    return {t: sorted(repr(sorted(r.items())) for r in rs) for t, rs in rows.items()}
+
+
+def test_entities_match_fold_and_replay_is_idempotent(store: ClickHouseStore) -> None:
+    log = shop("tenant-a")
+    sink = ClickHouseSink(store, None)
+    for i in range(0, len(log.events), 100):
+        sink.apply(log.events[i : i + 100], None, 0)
+    before = canon(table_rows(store, "tenant-a"))
+    assert len(before["events"]) == len(log.events)
+
+    # replay everything with a cold cache (a restarted projector): nothing changes
+    ClickHouseSink(store, None).apply(log.events, None, 0)
+    assert canon(table_rows(store, "tenant-a")) == before
+
+    for etype, eid in [
+        ("order", "ORD-20240501-0001"),
+        ("order", "ORD-20240501-0005"),
+        ("product", "PROD-002"),
+        ("user", "USR-00003"),
+        ("session", "SES-0002"),
+    ]:
+        live = get_entity(store, "tenant-a", etype, eid)
+        folded = fold_entity_row(etype, eid, log.events)
+        assert live is not None and folded is not None
+        assert live.data == folded.data, etype
+        assert (live.version, live.last_updated) == (folded.version, folded.last_updated)
+    assert get_entity(store, "tenant-a", "order", "ORD-missing") is None
+    assert get_entity(store, "tenant-b", "order", "ORD-20240501-0001") is None
+    assert get_entity(store, "tenant-a", "nope", "x") is None
+    user = get_entity(store, "tenant-a", "user", "USR-00001")
+    assert user is not None and isinstance(user.data["preferred_category"], str)
+
+
+def test_metrics(store: ClickHouseStore) -> None:
+    log = shop("tenant-m", seed=11)
+    ClickHouseSink(store, None).apply(log.events, None, 0)
+    orders = {}
+    for e in log.events:
+        if e.event_type == "OrderPlaced":
+            orders[e.stream_id] = e
+        elif e.event_type == "OrderCancelled":
+            orders.pop(e.stream_id)
+    since = NOW - timedelta(hours=1)
+    live = [e for e in orders.values() if e.occurred_at > since]
+    usd = sum(e.data["total_minor"] for e in live if e.data["currency"] == "USD")
+    eur = sum(e.data["total_minor"] for e in live if e.data["currency"] == "EUR")
+    n_usd = sum(1 for e in live if e.data["currency"] == "USD")
+
+    rev = compute_metric(store, "tenant-m", "revenue", "1h", "USD", NOW)
+    assert rev.value == pytest.approx(usd / 100) and rev.unit == "USD"
+    assert rev.components["by_currency"] == {"EUR": pytest.approx(eur / 100), "USD": pytest.approx(usd / 100)}
+    assert compute_metric(store, "tenant-m", "revenue", "1h", "EUR", NOW).value == pytest.approx(eur / 100)
+    assert compute_metric(store, "tenant-m", "revenue", "1h", "JPY", NOW).value == 0.0
+    cnt = compute_metric(store, "tenant-m", "order_count", "1h", "USD", NOW)
+    assert cnt.value == len(live)
+    aov = compute_metric(store, "tenant-m", "avg_order_value", "1h", "USD", NOW)
+    assert aov.value == pytest.approx(usd / 100 / n_usd)
+
+    sessions: dict[str, list[RecordedEvent]] = {}
+    for e in log.events:
+        if e.stream_type == "session":
+            sessions.setdefault(e.stream_id, []).append(e)
+    in_window = [s for s in sessions.values() if s[0].occurred_at > since]
+    converted = [s for s in in_window if any(e.event_type == "CheckoutStarted" for e in s)]
+    conv = compute_metric(store, "tenant-m", "conversion_rate", "1h", "USD", NOW)
+    assert conv.value == pytest.approx(len(converted) / len(in_window))
+    active = [s for s in sessions.values() if s[-1].occurred_at >= NOW - timedelta(seconds=300)]
+    assert compute_metric(store, "tenant-m", "active_sessions", "now", "USD", NOW).value == len(active)
+
+    recent = {e.metadata["command_id"] for e in log.events if e.recorded_at > NOW - timedelta(minutes=15)}
+    err = compute_metric(store, "tenant-m", "error_rate", "15m", "USD", NOW, rejected_commands=3)
+    assert err.components == {"rejected": 3, "accepted": len(recent)}
+    assert err.value == pytest.approx(3 / (3 + len(recent)))
+    assert compute_metric(store, "tenant-empty", "error_rate", "5m", "USD", NOW).value == 0.0
+    assert compute_metric(store, "tenant-empty", "conversion_rate", "5m", "USD", NOW).value == 0.0
+
+    with pytest.raises(UnknownMetric):
+        compute_metric(store, "tenant-m", "nope", "1h", "USD", NOW)
+    with pytest.raises(UnsupportedWindow):
+        compute_metric(store, "tenant-m", "active_sessions", "1h", "USD", NOW)
+    assert set(METRICS) == {
+        "revenue",
+        "order_count",
+        "avg_order_value",
+        "conversion_rate",
+        "active_sessions",
+        "error_rate",
+    }
+
+
+def test_hostile_ids_are_data_not_sql(store: ClickHouseStore) -> None:
+    log = Log("tenant-'x\"")
+    evil = "U'); DROP TABLE users; --\n{x:String}"
+    log.add("UserRegistered", evil, NOW, user_id=evil, name="O'Brien \\ é", email="e", region="r")
+    ClickHouseSink(store, None).apply(log.events, None, 0)
+    found = get_entity(store, "tenant-'x\"", "user", evil)
+    assert found is not None and found.data["name"] == "O'Brien \\ é"
+    assert fold_entity("user", evil, log.events) == found.data
+
+
+def test_batch_write_latency(store: ClickHouseStore) -> None:
+    """1,000-event batches: one INSERT per table; report the measured cost."""
+    log = shop("tenant-perf", n_orders=400, seed=3)
+    sink = ClickHouseSink(store, None)
+    timings = []
+    writes = []
+    for i in range(0, len(log.events), 1000):
+        started = time.perf_counter()
+        sink.apply(log.events[i : i + 1000], None, 0)
+        timings.append(time.perf_counter() - started)
+        writes.append(sink.last_write_seconds)
+    print(
+        f"\n{len(log.events)} events; per 1000-event batch: total {[round(t * 1000) for t in timings]} ms, "
+        f"inserts {[round(w * 1000) for w in writes]} ms, misses {sink.misses}"
+    )
+    assert max(timings) < 5.0
