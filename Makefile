@@ -43,6 +43,7 @@ lint: setup
 	$(VENV)/bin/mypy domain commands projections readmodels connectors services migrations
 
 bench: setup
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(VENV)/bin/python -m bench.run
 
 clean:

@@ -390,6 +390,45 @@ class PostgresEventStore:
             ).all()
         return [row_to_event(r) for r in rows]
 
+    def read_entity_events_until(
+        self, tenant_id: str, entity_type: str, entity_id: str, until: datetime
+    ) -> list[RecordedEvent]:
+        """Every event that feeds one entity, as of ``until`` (time travel folds these).
+
+        A user is fed by their own stream, the streams of their orders and the products
+        those orders contain (for categories); the other entities by their own stream.
+        """
+        if entity_type != "user":
+            return self.read_stream_until(tenant_id, entity_type, entity_id, until)
+        sql = f"""
+            WITH orders AS (
+                SELECT stream_id, data FROM events
+                WHERE tenant_id = %(t)s AND event_type = 'OrderPlaced'
+                  AND data->>'user_id' = %(id)s AND occurred_at <= %(u)s
+            ), products AS (
+                SELECT DISTINCT line->>'product_id' AS product_id
+                FROM orders, jsonb_array_elements(orders.data->'lines') AS line
+            )
+            SELECT {EVENT_COLUMNS} FROM events
+            WHERE tenant_id = %(t)s AND occurred_at <= %(u)s AND (
+                (stream_type = 'user' AND stream_id = %(id)s)
+                OR (stream_type = 'order' AND stream_id IN (SELECT stream_id FROM orders))
+                OR (stream_type = 'product' AND stream_id IN (SELECT product_id FROM products)))
+            ORDER BY position"""
+        with self._ac.connect() as conn:
+            rows = conn.exec_driver_sql(sql, {"t": tenant_id, "id": entity_id, "u": until}).all()
+        return [row_to_event(r) for r in rows]
+
+    def count_rejections(self, tenant_id: str, since: datetime, until: datetime) -> int:
+        with self._ac.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT count(*) FROM command_rejections WHERE tenant_id = %(t)s "
+                    "AND at > %(s)s AND at <= %(u)s",
+                    {"t": tenant_id, "s": since, "u": until},
+                ).scalar_one()
+            )
+
     def read_all(
         self,
         after_position: int = 0,

@@ -167,13 +167,16 @@ class ProjectionRunner:
         elif batch.watermark > self.status.watermark:
             self.sink.apply([], batch.cursor, batch.watermark)  # the watermark moved on without new events
         self.sink.tick()
-        watermark = max(self.status.watermark, batch.watermark)
-        self._set(watermark=watermark, caught_up=batch.caught_up, last_poll_at=now)
-        if events and self.on_applied is not None:
+        previous = self.status.watermark
+        watermark = max(previous, batch.watermark)
+        # listeners (cache invalidation) hear of the applied events before the new watermark is
+        # published, so a reader that sees the watermark never gets a value cached before them
+        if (events or watermark > previous) and self.on_applied is not None:
             try:
                 self.on_applied(events, watermark)
             except Exception:
                 log.exception("on_applied callback of %s failed", self.name)
+        self._set(watermark=watermark, caught_up=batch.caught_up, last_poll_at=now)
         return batch.cursor, batch.caught_up
 
 

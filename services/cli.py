@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return run_up(settings, demo=args.demo, demo_rate=args.demo_rate)
     if args.command == "migrate":
-        from migrations.runner import run_migrations
+        from migrations import run_migrations
 
         url = args.database_url or settings_from_env().database_url
         if not url:

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -15,6 +16,14 @@ from services.config import Settings
 from services.runtime import Runtime
 
 log = logging.getLogger("agentflow")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after shutdown, which would skip stopping Postgres."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -43,10 +52,11 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
 
         _say(f"starting Postgres under {settings.data_dir / 'postgres'} ...")
         cluster = PostgresCluster(settings.data_dir / "postgres")
-        database_url = cluster.start()
-        _say(f"Postgres ready at {database_url}")
+        cluster.start()
+        database_url = cluster.local_url  # unix socket: cheaper round trips than TCP
+        _say(f"Postgres ready at {cluster.url}")
     try:
-        from migrations.runner import run_migrations
+        from migrations import run_migrations
 
         _say("running migrations ...")
         run_migrations(database_url)
@@ -62,7 +72,7 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
             lifespan="on", timeout_graceful_shutdown=5,
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         key_for_examples = dev_key or next(iter(keys))
         _banner(base, dev_key, key_for_examples, settings)
         if demo:
@@ -102,4 +112,5 @@ def install_logging() -> None:
     level = os.environ.get("AGENTFLOW_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 

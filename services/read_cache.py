@@ -98,6 +98,14 @@ class ReadCache:
                 self._entities.popitem(last=False)
 
     # ---- invalidation ------------------------------------------------------------
+    def invalidate_metric(self, tenant: str, metric: str) -> None:
+        """For inputs that are not events (rejected commands move error_rate)."""
+        with self._lock:
+            self._generation += 1
+            self._metric_gen[(tenant, metric)] = self._generation
+            for key in [k for k in self._metrics if k[0] == tenant and k[1] == metric]:
+                del self._metrics[key]
+
     def invalidate(self, events: Iterable[RecordedEvent]) -> None:
         with self._lock:
             self._generation += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -13,7 +14,7 @@ from typing import Any
 from connectors.checkpoints import CheckpointStore
 from connectors.database import make_engine
 from connectors.event_store import PostgresEventStore
-from connectors.tailer import PostgresTailer
+from connectors.tailer import PostgresTailer, TailCursor
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
 from readmodels.clickhouse import ClickHouseStore
@@ -47,7 +48,7 @@ class Runtime:
         self._threads: list[_Thread] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._position_changed: asyncio.Event | None = None
-        self.watermark = 0
+        self._watermark = 0
         self.serving_runner: ProjectionRunner | None = None
         self.lake_runner: ProjectionRunner | None = None
 
@@ -60,13 +61,14 @@ class Runtime:
         )
         self._spawn(self.serving_runner)
         if self.settings.iceberg_enabled:
-            from readmodels.iceberg_sink import IcebergSink
+            from readmodels.iceberg_sink import IcebergSink, make_catalog
 
+            catalog = make_catalog(self.database_url, self.settings.data_dir.resolve())
             lake = IcebergSink(
-                catalog_url=self.database_url,
-                warehouse=self.settings.data_dir.resolve() / "warehouse",
-                batch_rows=self.settings.iceberg_batch_rows,
-                batch_age_s=self.settings.iceberg_batch_age_s,
+                catalog,
+                max_rows=self.settings.iceberg_batch_rows,
+                max_age_seconds=self.settings.iceberg_batch_age_s,
+                cursor_factory=TailCursor,
             )
             self.lake_runner = ProjectionRunner(
                 "iceberg", PostgresTailer(self.engine, self.database_url), lake
@@ -96,10 +98,17 @@ class Runtime:
         self._position_changed = asyncio.Event()
 
     # ---- applied events -> cache + waiters -------------------------------------------
+    @property
+    def watermark(self) -> int:
+        """Every position up to this one is reflected in the serving read models."""
+        runner = self.serving_runner
+        return max(self._watermark, runner.status.watermark if runner else 0)
+
     def _on_applied(self, events: Sequence[RecordedEvent], watermark: int) -> None:
-        self.cache.invalidate(events)
-        if watermark > self.watermark:
-            self.watermark = watermark
+        if events:
+            self.cache.invalidate(events)
+        if watermark > self._watermark:
+            self._watermark = watermark
             loop, flag = self._loop, self._position_changed
             if loop is not None and flag is not None:
                 loop.call_soon_threadsafe(flag.set)
@@ -115,21 +124,27 @@ class Runtime:
             self._position_changed.clear()
             if self.watermark >= position:
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._position_changed.wait(), timeout=min(remaining, 0.25))
-            except TimeoutError:
-                pass
         return True
 
     # ---- freshness -----------------------------------------------------------------
     def freshness_seconds(self) -> float:
+        """How far the serving read models lag the store: 0 when caught up at the last poll."""
         runner = self.serving_runner
         if runner is None:
             return 0.0
-        status = runner.status
-        return round(max(0.0, status.lag_seconds()), 3)
+        st = runner.status
+        if st.caught_up and not st.last_error:
+            return 0.0
+        if st.last_recorded_at is None:
+            return round(time.time() - self.started_at, 3)
+        return round(max(0.0, time.time() - st.last_recorded_at.timestamp()), 3)
 
-    def status_of(self, runner: ProjectionRunner | None) -> dict[str, Any]:
-        if runner is None:
-            return {"enabled": False}
-        return runner.status.as_dict()
+    @staticmethod
+    def status_of(runner: ProjectionRunner) -> dict[str, Any]:
+        st = runner.status
+        out = {k: getattr(st, k) for k in st.__dataclass_fields__}
+        if st.last_recorded_at is not None:
+            out["last_recorded_at"] = st.last_recorded_at.isoformat()
+        return out

@@ -24,6 +24,7 @@ from commands.ports import (
 from domain.errors import DomainError, NotFound
 from services.api.context import correlation_id, json_body, json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
+from services.runtime import Runtime
 
 
 def parse_if_match(raw: str | None) -> int | None:
@@ -123,13 +124,13 @@ async def run_command(request: Request[Any, Any, Any], name: str, entity_id: str
     except IdempotencyReplay as replay:
         return await to_thread.run_sync(_replay, runtime.store, tenant, replay.record, body_hash)
     except InvalidCommand as exc:
-        await _reject(runtime.store, tenant, name, "validation_failed", {"errors": exc.errors})
+        await _reject(runtime, tenant, name, "validation_failed", {"errors": exc.errors})
         raise ApiError(422, "validation_failed", "request is not valid", exc.errors) from exc
     except DomainError as exc:
-        await _reject(runtime.store, tenant, name, exc.code, exc.details or {})
+        await _reject(runtime, tenant, name, exc.code, exc.details or {})
         raise ApiError(409, exc.code, exc.message, exc.details) from exc
     except VersionConflict as exc:
-        await _reject(runtime.store, tenant, name, "version_conflict", {"current_version": exc.actual})
+        await _reject(runtime, tenant, name, "version_conflict", {"current_version": exc.actual})
         raise ApiError(
             409,
             "version_conflict",
@@ -148,8 +149,9 @@ async def run_command(request: Request[Any, Any, Any], name: str, entity_id: str
     return json_response(body, 201 if result.created else 200, headers)
 
 
-async def _reject(store: EventStorePort, tenant: str, name: str, code: str, detail: dict[str, Any]) -> None:
-    await to_thread.run_sync(store.record_rejection, tenant, name, code, detail)
+async def _reject(runtime: Runtime, tenant: str, name: str, code: str, detail: dict[str, Any]) -> None:
+    await to_thread.run_sync(runtime.store.record_rejection, tenant, name, code, detail)
+    runtime.cache.invalidate_metric(tenant, "error_rate")
 
 
 def _create(path: str, name: str) -> HTTPRouteHandler:

@@ -32,7 +32,7 @@ def _check_postgres(runtime: Runtime) -> dict[str, Any]:
 def _check_clickhouse(runtime: Runtime) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        runtime.clickhouse.ping()
+        runtime.clickhouse.query("SELECT 1")
     except Exception as exc:
         return _component("read_models", "unhealthy", f"clickhouse unreachable: {type(exc).__name__}", "clickhouse", {})
     ms = round((time.perf_counter() - started) * 1000, 2)

@@ -11,7 +11,7 @@ from litestar import Request, Response, get
 from domain.events import STREAM_TYPES
 from projections.entities import fold_entity
 from readmodels.entities import get_entity
-from readmodels.metrics import METRICS, compute_metric
+from readmodels.metrics import METRICS, WINDOWS, compute_metric
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
 from services.catalog import build_catalog
@@ -87,7 +87,7 @@ async def metric(request: Request[Any, Any, Any], metric_name: str) -> Response[
     spec = METRICS.get(metric_name)
     if spec is None:
         raise ApiError(404, "unknown_metric", f"unknown metric {metric_name!r}", {"available": sorted(METRICS)})
-    window = request.query_params.get("window") or spec.default_window
+    window = request.query_params.get("window") or spec.windows[0]
     if window not in spec.windows:
         raise ApiError(
             422,
@@ -116,7 +116,7 @@ def _compute_metric(
     now = as_of or datetime.now(UTC)
     rejected = 0
     if name == "error_rate":
-        rejected = runtime.store.count_rejections(tenant, since=now - METRICS[name].window_delta(window), until=now)
+        rejected = runtime.store.count_rejections(tenant, since=now - WINDOWS[window], until=now)
     result = compute_metric(runtime.clickhouse, tenant, name, window, currency, now, rejected_commands=rejected)
     return {
         "metric_name": name,

@@ -1,0 +1,74 @@
+"""Run `agentflow up` as a child process and wait until it is ready (tests and benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class AgentFlowProcess:
+    def __init__(self, data_dir: Path, api_keys: str, extra_args: tuple[str, ...] = ()) -> None:
+        self.data_dir = data_dir
+        self.api_keys = api_keys
+        self.extra_args = extra_args
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "agentflow.log"
+
+    def start(self, timeout: float = 180.0) -> None:
+        env = dict(os.environ)
+        env["AGENTFLOW_API_KEYS"] = self.api_keys
+        env.setdefault("AGENTFLOW_LOG_LEVEL", "WARNING")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "up", "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), *self.extra_args],
+                stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agentflow up exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                if httpx.get(f"{self.base}/v1/health/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        raise RuntimeError(f"agentflow up not ready after {timeout}s:\n{self.tail()}")
+
+    def tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc is None:
+            return
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None

@@ -1,0 +1,147 @@
+"""Drives a real `agentflow up` over HTTP and checks reads against an independent computation."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from services.child_process import AgentFlowProcess
+
+
+def _ok(resp: httpx.Response, status: int) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def _metric(api: httpx.Client, name: str, position: int, **params: str) -> dict[str, Any]:
+    return _ok(api.get(f"/v1/metrics/{name}", params={"min_position": position, **params}), 200)
+
+
+def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: httpx.Client) -> None:
+    rng = random.Random(7)
+    products = {}
+    for i, (currency, price) in enumerate([("USD", "19.99"), ("USD", "5.25"), ("EUR", "42.00")]):
+        body = _ok(api.post("/v1/products", json={"name": f"P{i}", "category": f"cat{i % 2}", "price": price,
+                                                   "currency": currency}), 201)
+        pid = body["product_id"]
+        assert pid.startswith("PROD-")
+        _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 500}), 200)
+        products[pid] = (currency, Decimal(price), f"cat{i % 2}")
+    user = _ok(api.post("/v1/users", json={"name": "Ada", "region": "eu-central"}), 201)["user_id"]
+    assert user.startswith("USR-")
+
+    expected_rev: dict[str, Decimal] = defaultdict(Decimal)
+    expected_count = 0
+    units_by_category: dict[str, int] = defaultdict(int)
+    last_position = 0
+    order_ids = []
+    for n in range(12):
+        pid = rng.choice(list(products))
+        currency, price, category = products[pid]
+        qty = rng.randint(1, 4)
+        body = _ok(api.post("/v1/orders", json={"user_id": user, "currency": currency, "channel": "web",
+                                                "lines": [{"product_id": pid, "quantity": qty, "unit_price": str(price)}]}), 201)
+        assert body["order_id"].startswith("ORD-") and body["stream_version"] == 1
+        order_ids.append((body["order_id"], currency, price * qty, category, qty))
+        last_position = body["position"]
+    # cancel two orders: they leave revenue and order_count
+    for oid, *_ in order_ids[:2]:
+        last_position = _ok(api.post(f"/v1/orders/{oid}/cancel", json={"reason": "changed mind"}), 200)["position"]
+    for oid, currency, total, category, qty in order_ids[2:]:
+        expected_rev[currency] += total
+        expected_count += 1
+        units_by_category[category] += qty
+
+    revenue = _metric(api, "revenue", last_position, window="1h", currency="USD")
+    assert revenue["metric_name"] == "revenue" and revenue["window"] == "1h"
+    assert revenue["meta"]["as_of_position"] >= last_position
+    assert abs(revenue["value"] - float(expected_rev["USD"])) < 1e-6
+    assert revenue["components"]["by_currency"].get("EUR", 0) == float(expected_rev["EUR"])
+    count = _metric(api, "order_count", last_position, window="1h")
+    assert count["value"] == expected_count
+    aov = _metric(api, "avg_order_value", last_position, window="1h", currency="USD")
+    usd_orders = sum(1 for o in order_ids[2:] if o[1] == "USD")
+    if usd_orders:
+        assert abs(aov["value"] - float(expected_rev["USD"]) / usd_orders) < 1e-6
+
+    # the user entity is folded from their orders
+    ent = _ok(api.get(f"/v1/entity/user/{user}", params={"min_position": last_position}), 200)
+    assert ent["data"]["total_orders"] == expected_count
+    assert ent["data"]["preferred_category"] == max(units_by_category, key=lambda c: units_by_category[c])
+    assert ent["meta"]["is_historical"] is False
+
+    # another tenant sees none of it
+    assert _ok(api_b.get("/v1/metrics/order_count", params={"window": "1h"}), 200)["value"] == 0
+    assert api_b.get(f"/v1/entity/user/{user}").status_code == 404
+
+
+def test_order_lifecycle_payment_and_refund(api: httpx.Client) -> None:
+    pid = _ok(api.post("/v1/products", json={"name": "Lamp", "category": "home", "price": "10.00",
+                                             "currency": "USD"}), 201)["product_id"]
+    _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 3}), 200)
+    user = _ok(api.post("/v1/users", json={}), 201)["user_id"]
+    order = _ok(api.post("/v1/orders", json={"user_id": user, "currency": "USD",
+                                             "lines": [{"product_id": pid, "quantity": 2, "unit_price": 10}]}), 201)
+    oid = order["order_id"]
+    # stock is reserved: only 1 left to sell
+    short = api.post("/v1/orders", json={"user_id": user, "currency": "USD",
+                                         "lines": [{"product_id": pid, "quantity": 2, "unit_price": "10"}]})
+    assert short.status_code == 409 and short.json()["error"]["code"] == "insufficient_stock"
+    assert "detail" in short.json()
+    pos = _ok(api.post(f"/v1/orders/{oid}/confirm"), 200)["position"]
+    product = _ok(api.get(f"/v1/entity/product/{pid}", params={"min_position": pos}), 200)["data"]
+    assert product["stock_quantity"] == 1
+    unpaid = api.post(f"/v1/orders/{oid}/ship")
+    assert unpaid.status_code == 409
+    wrong_currency = api.post("/v1/payments", json={"order_id": oid, "amount": "20", "currency": "EUR", "method": "card"})
+    assert wrong_currency.status_code == 409
+    pay = _ok(api.post("/v1/payments", json={"order_id": oid, "amount": "20.00", "currency": "USD",
+                                             "method": "card"}), 201)["payment_id"]
+    _ok(api.post(f"/v1/payments/{pay}/complete"), 200)
+    _ok(api.post(f"/v1/orders/{oid}/ship"), 200)
+    _ok(api.post(f"/v1/orders/{oid}/deliver"), 200)
+    too_much = api.post(f"/v1/orders/{oid}/refund", json={"amount": "25"})
+    assert too_much.status_code == 409
+    pos = _ok(api.post(f"/v1/orders/{oid}/refund", json={"amount": "20"}), 200)["position"]
+    data = _ok(api.get(f"/v1/entity/order/{oid}", params={"min_position": pos}), 200)["data"]
+    assert data["status"] == "refunded" and data["total_amount"] == 20.0 and data["currency"] == "USD"
+
+
+def test_errors_idempotency_and_if_match(api: httpx.Client) -> None:
+    bad = api.post("/v1/orders", json={"user_id": "", "currency": "XXX", "lines": []})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"], bad.text
+    assert api.get("/v1/metrics/nope").status_code == 404
+    assert api.get("/v1/metrics/revenue", params={"window": "3w"}).status_code == 422
+    assert api.get("/v1/entity/order/ORD-NOPE").status_code == 404
+    assert httpx.get(f"{api.base_url}/v1/metrics/revenue").status_code == 401
+
+    key = str(uuid.uuid4())
+    body = {"name": "Mug", "category": "home", "price": "7.5", "currency": "GBP"}
+    first = _ok(api.post("/v1/products", json=body, headers={"Idempotency-Key": key}), 201)
+    again = _ok(api.post("/v1/products", json=body, headers={"Idempotency-Key": key}), 201)
+    assert again == first
+    other = api.post("/v1/products", json={**body, "price": "8"}, headers={"Idempotency-Key": key})
+    assert other.status_code == 422
+
+    pid = first["product_id"]
+    conflict = api.post(f"/v1/products/{pid}/restock", json={"quantity": 1}, headers={"If-Match": "7"})
+    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == "version_conflict"
+    assert conflict.json()["error"]["details"]["current_version"] == 1
+    _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 1}, headers={"If-Match": '"1"'}), 200)
+
+
+def test_restart_keeps_data(server: AgentFlowProcess, api: httpx.Client) -> None:
+    user = _ok(api.post("/v1/users", json={"name": "Kept"}), 201)
+    server.stop()
+    server.start()
+    ent = api.get(f"/v1/entity/user/{user['user_id']}", params={"min_position": user["position"]})
+    assert ent.status_code in (200, 404)  # a user with no orders may be hidden from old clients
+    health = _ok(api.get("/v1/health"), 200)
+    assert {c["name"] for c in health["components"]} >= {"event_store", "read_models", "freshness"}
