@@ -11,17 +11,15 @@ from typing import Any
 def machine_info() -> dict[str, Any]:
     cpu = "unknown"
     try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
     mem_gib = 0.0
     try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal"):
-                mem_gib = round(int(line.split()[1]) / 1024 / 1024, 1)
+        with open("/proc/meminfo") as f:
+            kib = next((int(ln.split()[1]) for ln in f if ln.startswith("MemTotal")), 0)
+        mem_gib = round(kib / 1024 / 1024, 1)
     except OSError:
         pass
     return {

@@ -73,13 +73,18 @@ def bench_http(seconds: int, commands: int) -> dict[str, Any]:
                 results["http"] = "skipped: wrk not installed (apt-get install wrk)"
                 return results
             with httpx.Client(base_url=proc.base, headers={"X-API-Key": KEY}) as api:
-                pid = api.post("/v1/products", json={"name": "R", "category": "bench", "price": "2",
-                                                     "currency": "USD"}).json()["product_id"]
+                pid = api.post(
+                    "/v1/products", json={"name": "R", "category": "bench", "price": "2", "currency": "USD"}
+                ).json()["product_id"]
             print(f"HTTP commands for {seconds}s ...", flush=True)
             results["commands"] = run_wrk(proc.base, session_commands_script(KEY), seconds)
             print(f"reads for {seconds}s ...", flush=True)
-            paths = ["/v1/metrics/revenue?window=1h", "/v1/metrics/order_count?window=24h",
-                     f"/v1/entity/product/{pid}", "/v1/metrics/conversion_rate?window=1h"]
+            paths = [
+                "/v1/metrics/revenue?window=1h",
+                "/v1/metrics/order_count?window=24h",
+                f"/v1/entity/product/{pid}",
+                "/v1/metrics/conversion_rate?window=1h",
+            ]
             results["reads"] = run_wrk(proc.base, reads_script(KEY, paths), seconds)
         finally:
             proc.stop()
@@ -92,8 +97,9 @@ def summarize(raw: dict[str, Any]) -> dict[str, float]:
     if app:
         s["append_single_1_writer_events_per_s"] = app["single_1_writer"]["events_per_s"]
         s["append_single_8_writers_events_per_s"] = app["single_8_writers"]["events_per_s"]
-        s["append_batch100_events_per_s"] = max(app["batch100_1_writer"]["events_per_s"],
-                                                 app["batch100_8_writers"]["events_per_s"])
+        s["append_batch100_events_per_s"] = max(
+            app["batch100_1_writer"]["events_per_s"], app["batch100_8_writers"]["events_per_s"]
+        )
     http = raw.get("http", {})
     if isinstance(http.get("commands"), dict):
         s["http_commands_per_s"] = http["commands"]["per_s"]

@@ -46,19 +46,24 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(base: str, script: str, seconds: int = 10, connections: int = 32, threads: int = 2) -> dict[str, Any]:
+def run_wrk(
+    base: str, script: str, seconds: int = 10, connections: int = 32, threads: int = 2
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script + _DONE)
         path = Path(f.name)
     try:
         out = subprocess.run(
             ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(path), base],
-            capture_output=True, text=True, timeout=seconds + 60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 60,
+            check=True,
         ).stdout
     finally:
         path.unlink(missing_ok=True)
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
-    result: dict[str, Any] = json.loads(line[len("WRKJSON "):])
+    result: dict[str, Any] = json.loads(line[len("WRKJSON ") :])
     result["per_s"] = round(result["requests"] / result["seconds"], 1)
     result["connections"] = connections
     return result

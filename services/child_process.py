@@ -37,9 +37,21 @@ class AgentFlowProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "up", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), *self.extra_args],
-                stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT,
+                [
+                    sys.executable,
+                    "-m",
+                    "services.cli",
+                    "up",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                    *self.extra_args,
+                ],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=PROJECT_ROOT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

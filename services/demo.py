@@ -31,6 +31,14 @@ CHANNELS = ["web", "web", "mobile", "marketplace"]
 PAGES = ["/", "/search", "/category/{c}", "/product/{p}", "/cart", "/checkout"]
 
 
+def _route_of(path: str) -> str:
+    """/v1/orders/ORD-1/ship -> /v1/orders/{id}/ship"""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 3:
+        parts[2] = "{id}"
+    return "/" + "/".join(parts)
+
+
 class _Server(Protocol):
     started: bool
     should_exit: bool
@@ -40,8 +48,12 @@ class _Server(Protocol):
 class DemoState:
     products: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {currency, price, category}
     users: list[str] = field(default_factory=list)
-    orders: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> {status, total, currency, payment}
+    orders: dict[str, dict[str, Any]] = field(
+        default_factory=dict
+    )  # id -> {status, total, currency, payment}
     outcomes: Counter[str] = field(default_factory=Counter)
+    error_codes: Counter[str] = field(default_factory=Counter)
+    accepted: Counter[str] = field(default_factory=Counter)  # "POST /v1/orders/{id}/ship"-style
 
 
 class DemoTraffic:
@@ -55,6 +67,13 @@ class DemoTraffic:
     def post(self, path: str, body: dict[str, Any] | None = None, **headers: str) -> httpx.Response:
         resp = self.client.post(path, json=body or {}, headers=headers)
         self.state.outcomes[f"{resp.status_code}"] += 1
+        if resp.status_code >= 400:
+            try:
+                self.state.error_codes[resp.json()["error"]["code"]] += 1
+            except (ValueError, KeyError, TypeError):
+                self.state.error_codes[f"http_{resp.status_code}"] += 1
+        else:
+            self.state.accepted[_route_of(path)] += 1
         return resp
 
     # ---- setup ------------------------------------------------------------------------
@@ -63,7 +82,10 @@ class DemoTraffic:
             for name in names:
                 currency = self.rng.choice(CURRENCIES)
                 price = round(self.rng.uniform(5, 250), 2)
-                r = self.post("/v1/products", {"name": name, "category": category, "price": str(price), "currency": currency})
+                r = self.post(
+                    "/v1/products",
+                    {"name": name, "category": category, "price": str(price), "currency": currency},
+                )
                 if r.status_code == 201:
                     pid = r.json()["product_id"]
                     self.state.products[pid] = {"currency": currency, "price": price, "category": category}
@@ -72,9 +94,14 @@ class DemoTraffic:
             self.new_user()
 
     def new_user(self) -> None:
-        r = self.post("/v1/users", {"name": f"Customer {self.rng.randint(1, 99999)}",
-                                     "email": f"c{uuid.uuid4().hex[:8]}@example.com",
-                                     "region": self.rng.choice(REGIONS)})
+        r = self.post(
+            "/v1/users",
+            {
+                "name": f"Customer {self.rng.randint(1, 99999)}",
+                "email": f"c{uuid.uuid4().hex[:8]}@example.com",
+                "region": self.rng.choice(REGIONS),
+            },
+        )
         if r.status_code == 201:
             self.state.users.append(r.json()["user_id"])
 
@@ -105,26 +132,44 @@ class DemoTraffic:
         if not self.state.products or not self.state.users:
             return
         currency = self.rng.choice(CURRENCIES)
-        pool = [p for p, v in self.state.products.items() if v["currency"] == currency] or list(self.state.products)
+        pool = [p for p, v in self.state.products.items() if v["currency"] == currency] or list(
+            self.state.products
+        )
         currency = self.state.products[pool[0]]["currency"]
         pool = [p for p in pool if self.state.products[p]["currency"] == currency]
         lines = []
         for pid in self.rng.sample(pool, k=min(len(pool), self.rng.randint(1, 3))):
             # now and then ask for more than is in stock: 409 insufficient_stock
             qty = self.rng.randint(1, 3) if self.rng.random() > 0.05 else 5000 // 5
-            lines.append({"product_id": pid, "quantity": qty, "unit_price": str(self.state.products[pid]["price"])})
-        body = {"user_id": self.rng.choice(self.state.users), "currency": currency,
-                "channel": self.rng.choice(CHANNELS), "lines": lines}
+            lines.append(
+                {"product_id": pid, "quantity": qty, "unit_price": str(self.state.products[pid]["price"])}
+            )
+        body = {
+            "user_id": self.rng.choice(self.state.users),
+            "currency": currency,
+            "channel": self.rng.choice(CHANNELS),
+            "lines": lines,
+        }
         key = str(uuid.uuid4())
         r = self.post("/v1/orders", body, **{"Idempotency-Key": key})
         if r.status_code == 201:
             oid = r.json()["order_id"]
-            total = sum(float(ln["unit_price"]) * ln["quantity"] for ln in lines)
-            self.state.orders[oid] = {"status": "pending", "total": round(total, 2), "currency": currency,
-                                      "payment": None, "key": key, "body": body}
+            total = sum(float(str(ln["unit_price"])) * int(str(ln["quantity"])) for ln in lines)
+            self.state.orders[oid] = {
+                "status": "pending",
+                "total": round(total, 2),
+                "currency": currency,
+                "payment": None,
+                "key": key,
+                "body": body,
+            }
 
     def do_advance(self) -> None:
-        live = [o for o, v in self.state.orders.items() if v["status"] not in ("delivered", "cancelled", "refunded")]
+        live = [
+            o
+            for o, v in self.state.orders.items()
+            if v["status"] not in ("delivered", "cancelled", "refunded")
+        ]
         if not live:
             return
         oid = self.rng.choice(live)
@@ -137,14 +182,24 @@ class DemoTraffic:
             else:
                 self._ok(self.post(f"/v1/orders/{oid}/confirm"), oid, "confirmed")
         elif status == "confirmed" and order["payment"] is None:
-            r = self.post("/v1/payments", {"order_id": oid, "amount": str(order["total"]), "currency": order["currency"],
-                                           "method": self.rng.choice(["card", "card", "bank_transfer", "wallet"])})
+            r = self.post(
+                "/v1/payments",
+                {
+                    "order_id": oid,
+                    "amount": str(order["total"]),
+                    "currency": order["currency"],
+                    "method": self.rng.choice(["card", "card", "bank_transfer", "wallet"]),
+                },
+            )
             if r.status_code == 201:
                 order["payment"] = r.json()["payment_id"]
         elif status == "confirmed":
             pay = order["payment"]
             if roll < 0.1:
-                self.post(f"/v1/payments/{pay}/fail", {"reason": self.rng.choice(["card_declined", "insufficient_funds"])})
+                self.post(
+                    f"/v1/payments/{pay}/fail",
+                    {"reason": self.rng.choice(["card_declined", "insufficient_funds"])},
+                )
                 order["payment"] = None
                 if self.rng.random() < 0.5:
                     self._cancel(oid)
@@ -187,13 +242,20 @@ class DemoTraffic:
         self.new_user()
 
     def do_malformed(self) -> None:
-        bad = self.rng.choice([
-            ("/v1/orders", {"user_id": "", "currency": "XXX", "lines": [{"product_id": "PROD-001", "quantity": 0}]}),
+        choices: list[tuple[str, dict[str, Any]]] = [
+            (
+                "/v1/orders",
+                {"user_id": "", "currency": "XXX", "lines": [{"product_id": "PROD-001", "quantity": 0}]},
+            ),
             ("/v1/products", {"name": "", "price": "-3", "currency": "USD"}),
-            ("/v1/payments", {"order_id": "ORD-unknown", "amount": "abc", "currency": "USD", "method": "cash"}),
+            (
+                "/v1/payments",
+                {"order_id": "ORD-unknown", "amount": "abc", "currency": "USD", "method": "cash"},
+            ),
             ("/v1/sessions/SES-bad/events", {"type": "teleport"}),
-        ])
-        self.post(*bad)
+        ]
+        path, body = self.rng.choice(choices)
+        self.post(path, body)
 
     def do_conflict(self) -> None:
         if self.state.products:
@@ -213,10 +275,12 @@ class DemoTraffic:
             cnt = self.client.get("/v1/metrics/order_count", params={"window": "1h"}).json()
             conv = self.client.get("/v1/metrics/conversion_rate", params={"window": "1h"}).json()
             err = self.client.get("/v1/metrics/error_rate", params={"window": "1h"}).json()
-            return (f"demo: {sum(self.state.outcomes.values())} commands {dict(self.state.outcomes)} | "
-                    f"1h revenue {rev.get('value')} {rev.get('unit')}, orders {cnt.get('value')}, "
-                    f"conversion {conv.get('value')}, error_rate {err.get('value')} "
-                    f"(position {rev.get('meta', {}).get('as_of_position')})")
+            return (
+                f"demo: {sum(self.state.outcomes.values())} commands {dict(self.state.outcomes)} | "
+                f"1h revenue {rev.get('value')} {rev.get('unit')}, orders {cnt.get('value')}, "
+                f"conversion {conv.get('value')}, error_rate {err.get('value')} "
+                f"(position {rev.get('meta', {}).get('as_of_position')})"
+            )
         except (httpx.HTTPError, ValueError) as exc:
             return f"demo: metrics not readable yet ({exc})"
 

@@ -69,8 +69,13 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
         app = create_app(runtime, ApiKeys(keys))
         base = f"http://{settings.host}:{settings.port}"
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-            lifespan="on", timeout_graceful_shutdown=5,
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=5,
         )
         server = _Server(config)
         key_for_examples = dev_key or next(iter(keys))
@@ -99,7 +104,7 @@ def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> Non
         f"  curl -s {base}/v1/health",
         f"  curl -s -H 'X-API-Key: {key}' '{base}/v1/metrics/revenue?window=1h'",
         f"  curl -s -H 'X-API-Key: {key}' -H 'Content-Type: application/json' "
-        f"-d '{{\"name\":\"Desk lamp\",\"category\":\"home\",\"price\":\"24.90\",\"currency\":\"USD\"}}' "
+        f'-d \'{{"name":"Desk lamp","category":"home","price":"24.90","currency":"USD"}}\' '
         f"{base}/v1/products",
         f"  curl -s -H 'X-API-Key: {key}' {base}/v1/catalog",
         "Ctrl-C stops everything; data is kept for the next start.",
@@ -110,7 +115,8 @@ def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> Non
 
 def install_logging() -> None:
     level = os.environ.get("AGENTFLOW_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-

@@ -24,9 +24,13 @@ def _check_postgres(runtime: Runtime) -> dict[str, Any]:
         with runtime.engine.connect() as conn:
             head = conn.execute(text("SELECT coalesce(max(position), 0) FROM events")).scalar_one()
     except Exception as exc:
-        return _component("event_store", "unhealthy", f"postgres unreachable: {type(exc).__name__}", "postgres", {})
+        return _component(
+            "event_store", "unhealthy", f"postgres unreachable: {type(exc).__name__}", "postgres", {}
+        )
     ms = round((time.perf_counter() - started) * 1000, 2)
-    return _component("event_store", "healthy", "postgres reachable", "postgres", {"head_position": head, "latency_ms": ms})
+    return _component(
+        "event_store", "healthy", "postgres reachable", "postgres", {"head_position": head, "latency_ms": ms}
+    )
 
 
 def _check_clickhouse(runtime: Runtime) -> dict[str, Any]:
@@ -34,7 +38,9 @@ def _check_clickhouse(runtime: Runtime) -> dict[str, Any]:
     try:
         runtime.clickhouse.query("SELECT 1")
     except Exception as exc:
-        return _component("read_models", "unhealthy", f"clickhouse unreachable: {type(exc).__name__}", "clickhouse", {})
+        return _component(
+            "read_models", "unhealthy", f"clickhouse unreachable: {type(exc).__name__}", "clickhouse", {}
+        )
     ms = round((time.perf_counter() - started) * 1000, 2)
     return _component("read_models", "healthy", "clickhouse reachable", "clickhouse", {"latency_ms": ms})
 
@@ -62,16 +68,28 @@ def _freshness(runtime: Runtime) -> dict[str, Any]:
         status,
         f"read models lag the event store by {lag:.3f}s",
         "projector",
-        {"last_event_age_seconds": round(age, 3) if age is not None else None, "lag_seconds": lag,
-         "as_of_position": runtime.watermark},
+        {
+            "last_event_age_seconds": round(age, 3) if age is not None else None,
+            "lag_seconds": lag,
+            "as_of_position": runtime.watermark,
+        },
     )
 
 
 def health_report(runtime: Runtime) -> dict[str, Any]:
-    components = [_check_postgres(runtime), _check_clickhouse(runtime), *_projector_components(runtime), _freshness(runtime)]
+    components = [
+        _check_postgres(runtime),
+        _check_clickhouse(runtime),
+        *_projector_components(runtime),
+        _freshness(runtime),
+    ]
     states = {c["status"] for c in components}
     overall = "unhealthy" if "unhealthy" in states else "degraded" if "degraded" in states else "healthy"
-    return {"status": overall, "checked_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"), "components": components}
+    return {
+        "status": overall,
+        "checked_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "components": components,
+    }
 
 
 @get("/v1/health")

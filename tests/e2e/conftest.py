@@ -26,6 +26,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFlowProces
 
 
 @pytest.fixture()
+def api_key() -> str:
+    return KEY_A
+
+
+@pytest.fixture()
 def api(server: AgentFlowProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.base, headers={"X-API-Key": KEY_A}, timeout=30.0) as client:
         yield client

@@ -25,14 +25,19 @@ def _metric(api: httpx.Client, name: str, position: int, **params: str) -> dict[
 
 def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: httpx.Client) -> None:
     rng = random.Random(7)
-    products = {}
-    for i, (currency, price) in enumerate([("USD", "19.99"), ("USD", "5.25"), ("EUR", "42.00")]):
-        body = _ok(api.post("/v1/products", json={"name": f"P{i}", "category": f"cat{i % 2}", "price": price,
-                                                   "currency": currency}), 201)
+    products: dict[str, tuple[str, Decimal, str]] = {}
+    for i, (cur, price_text) in enumerate([("USD", "19.99"), ("USD", "5.25"), ("EUR", "42.00")]):
+        body = _ok(
+            api.post(
+                "/v1/products",
+                json={"name": f"P{i}", "category": f"cat{i % 2}", "price": price_text, "currency": cur},
+            ),
+            201,
+        )
         pid = body["product_id"]
         assert pid.startswith("PROD-")
         _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 500}), 200)
-        products[pid] = (currency, Decimal(price), f"cat{i % 2}")
+        products[pid] = (cur, Decimal(price_text), f"cat{i % 2}")
     user = _ok(api.post("/v1/users", json={"name": "Ada", "region": "eu-central"}), 201)["user_id"]
     assert user.startswith("USR-")
 
@@ -40,20 +45,32 @@ def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: ht
     expected_count = 0
     units_by_category: dict[str, int] = defaultdict(int)
     last_position = 0
-    order_ids = []
-    for n in range(12):
+    order_ids: list[tuple[str, str, Decimal, str, int]] = []
+    for _ in range(12):
         pid = rng.choice(list(products))
         currency, price, category = products[pid]
         qty = rng.randint(1, 4)
-        body = _ok(api.post("/v1/orders", json={"user_id": user, "currency": currency, "channel": "web",
-                                                "lines": [{"product_id": pid, "quantity": qty, "unit_price": str(price)}]}), 201)
+        body = _ok(
+            api.post(
+                "/v1/orders",
+                json={
+                    "user_id": user,
+                    "currency": currency,
+                    "channel": "web",
+                    "lines": [{"product_id": pid, "quantity": qty, "unit_price": str(price)}],
+                },
+            ),
+            201,
+        )
         assert body["order_id"].startswith("ORD-") and body["stream_version"] == 1
         order_ids.append((body["order_id"], currency, price * qty, category, qty))
         last_position = body["position"]
     # cancel two orders: they leave revenue and order_count
     for oid, *_ in order_ids[:2]:
-        last_position = _ok(api.post(f"/v1/orders/{oid}/cancel", json={"reason": "changed mind"}), 200)["position"]
-    for oid, currency, total, category, qty in order_ids[2:]:
+        last_position = _ok(api.post(f"/v1/orders/{oid}/cancel", json={"reason": "changed mind"}), 200)[
+            "position"
+        ]
+    for _oid, currency, total, category, qty in order_ids[2:]:
         expected_rev[currency] += total
         expected_count += 1
         units_by_category[category] += qty
@@ -82,16 +99,35 @@ def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: ht
 
 
 def test_order_lifecycle_payment_and_refund(api: httpx.Client) -> None:
-    pid = _ok(api.post("/v1/products", json={"name": "Lamp", "category": "home", "price": "10.00",
-                                             "currency": "USD"}), 201)["product_id"]
+    pid = _ok(
+        api.post(
+            "/v1/products", json={"name": "Lamp", "category": "home", "price": "10.00", "currency": "USD"}
+        ),
+        201,
+    )["product_id"]
     _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 3}), 200)
     user = _ok(api.post("/v1/users", json={}), 201)["user_id"]
-    order = _ok(api.post("/v1/orders", json={"user_id": user, "currency": "USD",
-                                             "lines": [{"product_id": pid, "quantity": 2, "unit_price": 10}]}), 201)
+    order = _ok(
+        api.post(
+            "/v1/orders",
+            json={
+                "user_id": user,
+                "currency": "USD",
+                "lines": [{"product_id": pid, "quantity": 2, "unit_price": 10}],
+            },
+        ),
+        201,
+    )
     oid = order["order_id"]
     # stock is reserved: only 1 left to sell
-    short = api.post("/v1/orders", json={"user_id": user, "currency": "USD",
-                                         "lines": [{"product_id": pid, "quantity": 2, "unit_price": "10"}]})
+    short = api.post(
+        "/v1/orders",
+        json={
+            "user_id": user,
+            "currency": "USD",
+            "lines": [{"product_id": pid, "quantity": 2, "unit_price": "10"}],
+        },
+    )
     assert short.status_code == 409 and short.json()["error"]["code"] == "insufficient_stock"
     assert "detail" in short.json()
     pos = _ok(api.post(f"/v1/orders/{oid}/confirm"), 200)["position"]
@@ -99,10 +135,16 @@ def test_order_lifecycle_payment_and_refund(api: httpx.Client) -> None:
     assert product["stock_quantity"] == 1
     unpaid = api.post(f"/v1/orders/{oid}/ship")
     assert unpaid.status_code == 409
-    wrong_currency = api.post("/v1/payments", json={"order_id": oid, "amount": "20", "currency": "EUR", "method": "card"})
+    wrong_currency = api.post(
+        "/v1/payments", json={"order_id": oid, "amount": "20", "currency": "EUR", "method": "card"}
+    )
     assert wrong_currency.status_code == 409
-    pay = _ok(api.post("/v1/payments", json={"order_id": oid, "amount": "20.00", "currency": "USD",
-                                             "method": "card"}), 201)["payment_id"]
+    pay = _ok(
+        api.post(
+            "/v1/payments", json={"order_id": oid, "amount": "20.00", "currency": "USD", "method": "card"}
+        ),
+        201,
+    )["payment_id"]
     _ok(api.post(f"/v1/payments/{pay}/complete"), 200)
     _ok(api.post(f"/v1/orders/{oid}/ship"), 200)
     _ok(api.post(f"/v1/orders/{oid}/deliver"), 200)

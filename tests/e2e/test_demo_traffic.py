@@ -1,0 +1,33 @@
+"""The demo generator exercises every command and every rejection path against a real server."""
+
+from __future__ import annotations
+
+import httpx
+
+from services.child_process import AgentFlowProcess
+from services.demo import DemoTraffic
+
+EVERY_COMMAND = {
+    "/v1/products", "/v1/products/{id}/restock", "/v1/products/{id}/price", "/v1/users", "/v1/orders",
+    "/v1/orders/{id}/confirm", "/v1/orders/{id}/cancel", "/v1/orders/{id}/ship", "/v1/orders/{id}/deliver",
+    "/v1/orders/{id}/refund", "/v1/payments", "/v1/payments/{id}/complete", "/v1/payments/{id}/fail",
+    "/v1/sessions/{id}/events",
+}  # fmt: skip
+REJECTIONS = {
+    "insufficient_stock", "validation_failed", "version_conflict", "refund_exceeds_paid", "order_not_paid",
+}  # fmt: skip
+
+
+def test_demo_exercises_every_command_and_rejection(server: AgentFlowProcess, api_key: str) -> None:
+    demo = DemoTraffic(server.base, api_key, rate=0, seed=11)
+    demo.seed_catalog()
+    for _ in range(1500):
+        demo.step()
+        if EVERY_COMMAND <= set(demo.state.accepted) and REJECTIONS <= set(demo.state.error_codes):
+            break
+    assert EVERY_COMMAND - set(demo.state.accepted) == set()
+    assert REJECTIONS - set(demo.state.error_codes) == set()
+    assert demo.state.outcomes.get("500", 0) == 0
+    with httpx.Client(base_url=server.base, headers={"X-API-Key": api_key}) as api:
+        count = api.get("/v1/metrics/order_count", params={"window": "1h"}).json()
+    assert count["value"] > 0
