@@ -270,19 +270,27 @@ class DemoTraffic:
 
     # ---- loop ---------------------------------------------------------------------------
     def summary(self) -> str:
+        def value(name: str, **params: str) -> dict[str, Any]:
+            body: dict[str, Any] = self.client.get(f"/v1/metrics/{name}", params=params).json()
+            return body
+
         try:
-            rev = self.client.get("/v1/metrics/revenue", params={"window": "1h"}).json()
-            cnt = self.client.get("/v1/metrics/order_count", params={"window": "1h"}).json()
-            conv = self.client.get("/v1/metrics/conversion_rate", params={"window": "1h"}).json()
-            err = self.client.get("/v1/metrics/error_rate", params={"window": "1h"}).json()
-            return (
-                f"demo: {sum(self.state.outcomes.values())} commands {dict(self.state.outcomes)} | "
-                f"1h revenue {rev.get('value')} {rev.get('unit')}, orders {cnt.get('value')}, "
-                f"conversion {conv.get('value')}, error_rate {err.get('value')} "
-                f"(position {rev.get('meta', {}).get('as_of_position')})"
-            )
+            rev = value("revenue", window="1h")
+            orders = value("order_count", window="1h")
+            conv = value("conversion_rate", window="1h")
+            err = value("error_rate", window="1h")
+            active = value("active_sessions", window="now")
         except (httpx.HTTPError, ValueError) as exc:
             return f"demo: metrics not readable yet ({exc})"
+        sent = sum(self.state.outcomes.values())
+        rejected = sum(self.state.error_codes.values())
+        return (
+            f"demo: {sent} commands ({rejected} rejected) | last 1h: revenue {rev.get('value', 0):.2f} "
+            f"{rev.get('unit')}, orders {orders.get('value', 0):.0f}, conversion {conv.get('value', 0):.1%}, "
+            f"error rate {err.get('value', 0):.1%}, active sessions {active.get('value', 0):.0f} "
+            f"| position {rev.get('meta', {}).get('as_of_position')}, "
+            f"freshness {rev.get('meta', {}).get('freshness_seconds')}s"
+        )
 
     def run(self, stop: threading.Event, report_every_s: float = 10.0) -> None:
         self.seed_catalog()
@@ -291,7 +299,8 @@ class DemoTraffic:
             try:
                 self.step()
             except httpx.HTTPError as exc:
-                log.warning("demo request failed: %s", exc)
+                if not stop.is_set():
+                    log.warning("demo request failed: %s", exc)
                 stop.wait(1.0)
             if time.monotonic() >= next_report:
                 print(self.summary(), flush=True)
