@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.api.command_routes import parse_if_match, request_hash
+from services.api.errors import ApiError
+from services.auth import ApiKeys, load_or_create_dev_key
+from services.config import parse_api_keys, settings_from_env
+
+
+def test_api_keys_parse_pairs_and_reject_garbage() -> None:
+    assert parse_api_keys(" k1:acme , k2:globex,") == {"k1": "acme", "k2": "globex"}
+    assert parse_api_keys(None) == {}
+    with pytest.raises(ValueError, match="key:tenant"):
+        parse_api_keys("k1")
+    with pytest.raises(ValueError):
+        parse_api_keys("k1:")
+
+
+def test_api_key_maps_to_exactly_its_tenant() -> None:
+    keys = ApiKeys({"k1": "acme", "k2": "globex"})
+    assert keys.tenant_for("k1") == "acme"
+    assert keys.tenant_for("k2") == "globex"
+    assert keys.tenant_for("k3") is None
+    assert keys.tenant_for(None) is None
+    assert keys.tenant_for("") is None
+
+
+def test_dev_key_is_created_once_and_kept(tmp_path: Path) -> None:
+    first = load_or_create_dev_key(tmp_path)
+    assert first.startswith("af_dev_")
+    assert load_or_create_dev_key(tmp_path) == first
+    assert (tmp_path / "dev-api-key").stat().st_mode & 0o077 == 0
+
+
+def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFLOW_API_KEYS", "a:t1")
+    monkeypatch.setenv("AGENTFLOW_REPORTING_CURRENCY", "EUR")
+    s = settings_from_env(port=9001)
+    assert s.api_keys == {"a": "t1"} and s.reporting_currency == "EUR" and s.port == 9001
+    assert s.resolved_clickhouse_dsn.startswith("chdb://")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, None), ("", None), ("*", None), ("3", 3), ('"4"', 4),
+                                               ('W/"5"', 5)])  # fmt: skip
+def test_if_match_accepts_bare_and_quoted_versions(raw: str | None, expected: int | None) -> None:
+    assert parse_if_match(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["abc", "-1", '"x"'])
+def test_if_match_rejects_non_versions(raw: str) -> None:
+    with pytest.raises(ApiError) as err:
+        parse_if_match(raw)
+    assert err.value.status == 422
+
+
+def test_request_hash_ignores_key_order_but_not_values() -> None:
+    a = request_hash("order.place", None, {"a": 1, "b": [1, 2]})
+    assert a == request_hash("order.place", None, {"b": [1, 2], "a": 1})
+    assert a != request_hash("order.place", None, {"a": 2, "b": [1, 2]})
+    assert a != request_hash("order.cancel", None, {"a": 1, "b": [1, 2]})
