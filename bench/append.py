@@ -31,7 +31,11 @@ def _writer(store: PostgresEventStore, batch: int, seconds: float, counts: list[
     counts[idx] = n
 
 
-def measure_append(store: PostgresEventStore, writers: int, batch: int, seconds: float = 5.0) -> dict[str, Any]:
+def measure_append(
+    store: PostgresEventStore, writers: int, batch: int, seconds: float = 5.0
+) -> dict[str, Any]:
+    """Events/s of ``writers`` threads appending ``batch`` events per new stream. The embedded
+    deployment's store runs with ``notify=False`` (in-process wake-ups); pass one like it to match."""
     from bench.machine import percentile
 
     counts = [0] * writers

@@ -3,6 +3,14 @@
 ``execute`` raises InvalidCommand (422), NotFound (404), DomainError (409) or VersionConflict (409);
 nothing is appended on any error. Conflicts on streams the caller did not pin with If-Match are
 retried against the fresh state.
+
+Optimistic mode (``CommandContext.optimistic``) saves the load round trip: streams the cache holds are
+taken at their cached version, and a command's own new stream (an uncached primary stream of a command
+that may create it) at version 0, without asking the store. That is safe because the append checks the
+expected version of every stream it writes and writes nothing on a mismatch; the attempt is then
+redone with loads. Anything else decided from unchecked state is never reported: an error, an If-Match
+mismatch, or a stream that was read but not written (its version is not checked by the append) sends
+the command down the loading path.
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from commands.ports import EventStorePort, IdempotencyRecord, StreamKey, StreamW
 from commands.validation import Fields, InvalidCommand, minor_for
 from domain import flows, ids
 from domain.base import Aggregate
-from domain.errors import NotFound
+from domain.errors import DomainError, NotFound
 from domain.events import ORDER, PAYMENT, PRODUCT, SESSION, USER, NewEvent
 from domain.order import MAX_LINES, Order, OrderLine
 from domain.payment import PAYMENT_METHODS, Payment
@@ -48,6 +56,8 @@ class CommandContext:
     idempotency: IdempotencyRecord | None = None
     # None -> the process-wide DEFAULT_CACHE
     cache: AggregateCache | None = None
+    # skip loads the append's version check makes redundant (see the module docstring)
+    optimistic: bool = False
 
 
 @dataclass(frozen=True)
@@ -62,10 +72,18 @@ class CommandResult:
 class UnitOfWork:
     """Aggregates loaded for one attempt, each with the stream version it was folded to."""
 
-    def __init__(self, ctx: CommandContext, cache: AggregateCache) -> None:
+    def __init__(
+        self, ctx: CommandContext, cache: AggregateCache, optimistic: bool = False,
+        fresh: StreamKey | None = None,
+    ) -> None:
         self.ctx = ctx
         self.cache = cache
         self.loaded: dict[StreamKey, tuple[int, Aggregate]] = {}
+        # optimistic: take cached streams (and ``fresh``, a stream the command may create, when not
+        # cached) without reading the store; such streams are listed in ``unchecked``
+        self.optimistic = optimistic
+        self.fresh = fresh
+        self.unchecked: set[StreamKey] = set()
 
     def load(self, cls: type[A], stream_id: str) -> A:
         key = (cls.stream_type, stream_id)
@@ -76,6 +94,11 @@ class UnitOfWork:
         ckey = (self.ctx.tenant_id, cls.stream_type, stream_id)
         cached = self.cache.get(ckey)
         version, base = (cached[0], cached[1]) if cached and isinstance(cached[1], cls) else (0, cls())
+        if self.optimistic and (cached is not None and version > 0 or key == self.fresh):
+            self.unchecked.add(key)
+            self.loaded[key] = (version, base)
+            assert isinstance(base, cls)
+            return base
         tenant = self.ctx.tenant_id
         events = self.ctx.store.load_stream(tenant, cls.stream_type, stream_id, after_version=version)
         if events and events[0].stream_version != version + 1:
@@ -93,6 +116,17 @@ class UnitOfWork:
         assert isinstance(agg, cls)
         self.loaded[key] = (version, agg)
         return agg
+
+    def check_read_only(self, writes: list[StreamWrite]) -> bool:
+        """Check unchecked streams the append will not version-check (read, not written) against the
+        store; False when one has moved on (the decision must be redone from loaded state)."""
+        written = {(w.stream_type, w.stream_id) for w in writes}
+        for key in [k for k in self.unchecked if k not in written]:
+            version = self.loaded[key][0]
+            if self.ctx.store.load_stream(self.ctx.tenant_id, key[0], key[1], after_version=version):
+                return False
+            self.unchecked.discard(key)
+        return True
 
     def version(self, key: StreamKey) -> int:
         return self.loaded[key][0]
@@ -116,6 +150,10 @@ class UnitOfWork:
             for event in w.events:
                 agg.apply(event)
             self.cache.put((self.ctx.tenant_id, *key), versions[key], agg)
+
+
+class _Unchecked(Exception):
+    """The decision read a stream whose version the append will not check."""
 
 
 @dataclass(frozen=True)
@@ -404,23 +442,40 @@ def execute(ctx: CommandContext, name: str, entity_id: str | None, payload: dict
     metadata = dict(ctx.metadata)
     metadata.setdefault("command_id", str(uuid.uuid4()))
 
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        uow = UnitOfWork(ctx, cache)
-        uow.load(spec.aggregate, prepared.entity_id)
-        current = uow.version(primary)
-        if ctx.if_match is not None and ctx.if_match != current:
-            raise VersionConflict(stream_type, prepared.entity_id, ctx.if_match, current)
-        events = spec.decide(uow, prepared.entity_id, prepared.args)
-        writes = uow.writes(events)
+    optimistic = ctx.optimistic
+    fresh = primary if spec.creates or stream_type == SESSION else None
+    attempt = 0
+    while True:
+        attempt += 1
+        uow = UnitOfWork(ctx, cache, optimistic, fresh)
+        try:
+            uow.load(spec.aggregate, prepared.entity_id)
+            current = uow.version(primary)
+            if ctx.if_match is not None and ctx.if_match != current:
+                raise VersionConflict(stream_type, prepared.entity_id, ctx.if_match, current)
+            events = spec.decide(uow, prepared.entity_id, prepared.args)
+            writes = uow.writes(events)
+            if uow.unchecked and not uow.check_read_only(writes):
+                raise _Unchecked
+        except (DomainError, NotFound, InvalidCommand, VersionConflict, _Unchecked):
+            if not uow.unchecked:
+                raise
+            optimistic = False  # decided from unchecked state: redo with loads
+            attempt -= 1
+            continue
         try:
             result = ctx.store.append(ctx.tenant_id, writes, metadata, ctx.idempotency)
         except VersionConflict as exc:
             key = (exc.stream_type, exc.stream_id)
             if key in uow.loaded and exc.actual < uow.version(key):
                 cache.evict((ctx.tenant_id, *key))  # cache ahead of the store: it was reset
+            if uow.unchecked:
+                optimistic = False
+                attempt -= 1
+                continue
             if ctx.if_match is not None and key == primary:
                 raise VersionConflict(stream_type, prepared.entity_id, ctx.if_match, exc.actual) from exc
-            if attempt == MAX_ATTEMPTS:
+            if attempt >= MAX_ATTEMPTS:
                 raise
             continue
         versions = {
@@ -437,7 +492,6 @@ def execute(ctx: CommandContext, name: str, entity_id: str | None, payload: dict
             position=result.last_position,
             created=spec.creates or current == 0,
         )
-    raise AssertionError("unreachable")
 
 
 def reset_cache() -> None:

@@ -3,14 +3,20 @@
 An append is ONE autocommit statement (one round trip, atomic): it takes the transaction id first
 (``pg_current_xact_id()`` before any ``nextval`` of the position sequence, which commit-order-safe
 tailing relies on), checks every stream's expected version, records the idempotency key, inserts all
-events and notifies ``agentflow_events`` with the last position.
+events and (``notify=True``, the default) notifies ``agentflow_events`` with the last position.
+
+NOTIFY takes a database-wide lock from pre-commit until the commit is flushed, which serialises
+committing appends. When the tailers live in the writer's process, construct the store with
+``notify=False`` and register their wake-ups with ``add_commit_listener``: listeners run after every
+successful append (i.e. after its commit), in the appending thread.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -98,7 +104,7 @@ def row_to_event(row: Sequence[Any]) -> RecordedEvent:
 # version check, idempotency row, multi-row insert, notify. Nothing is written unless every stream's
 # current version equals its expected version; a concurrent writer of the same version makes the
 # INSERT fail on events_stream_version_key, which aborts the whole statement.
-APPEND_SQL = """
+_APPEND_TEMPLATE = """
 WITH d AS MATERIALIZED (SELECT %(doc)s::jsonb AS doc),
 x AS MATERIALIZED (SELECT pg_current_xact_id() AS xid),
 cur AS (
@@ -139,19 +145,29 @@ ins AS (
     WHERE versions_ok.ok AND (NOT %(has_idem)s OR EXISTS (SELECT 1 FROM idem))
     ORDER BY v.ord
     RETURNING position, stream_type, stream_id, stream_version
-),
-n AS (
-    SELECT pg_notify('agentflow_events', max(position)::text) FROM ins HAVING count(*) > 0
 )
-SELECT 'e', position, stream_type, stream_id, stream_version FROM ins
+{notify_cte}SELECT 'e', position, stream_type, stream_id, stream_version FROM ins
 UNION ALL
 SELECT 'c', expected::bigint, stream_type, stream_id, actual FROM cur WHERE actual <> expected
 UNION ALL
 SELECT 'i', NULL::bigint, NULL::text, NULL::text, NULL::int
     FROM versions_ok WHERE versions_ok.ok AND %(has_idem)s AND NOT EXISTS (SELECT 1 FROM idem)
-UNION ALL
+{notify_select}"""
+
+_NOTIFY_CTE = """, n AS (
+    SELECT pg_notify('agentflow_events', max(position)::text) FROM ins HAVING count(*) > 0
+)
+"""
+_NOTIFY_SELECT = """UNION ALL
 SELECT 'n', NULL::bigint, NULL::text, NULL::text, NULL::int FROM n
 """
+APPEND_SQL = _APPEND_TEMPLATE.format(notify_cte=_NOTIFY_CTE, notify_select=_NOTIFY_SELECT)
+APPEND_SQL_NO_NOTIFY = _APPEND_TEMPLATE.format(notify_cte="", notify_select="")
+
+LOAD_STREAM_SQL = (
+    f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
+    "AND stream_id = %(sid)s AND stream_version > %(v)s ORDER BY stream_version"
+)
 
 CURRENT_VERSIONS_SQL = """
 SELECT w.stream_type, w.stream_id,
@@ -161,13 +177,60 @@ FROM unnest(%(w_types)s::text[], %(w_ids)s::text[]) AS w(stream_type, stream_id)
 """
 
 
+CommitListener = Callable[[AppendResult], None]
+Query = Callable[[str, dict[str, Any]], list[Any]]
+
+
 class PostgresEventStore:
     """EventStorePort on Postgres; also the read paths used by rebuilds and time travel."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, notify: bool = True) -> None:
         self.engine = engine
+        self.notify = notify
+        self._append_sql = APPEND_SQL if notify else APPEND_SQL_NO_NOTIFY
+        self._listeners: list[CommitListener] = []
         # Single-statement work runs in autocommit: no BEGIN/COMMIT round trips.
         self._ac = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    # -- commit listeners -------------------------------------------------------------------------
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(result)`` after every successful ``append`` (in the appending thread)."""
+        self._listeners = [*self._listeners, listener]
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        self._listeners = [fn for fn in self._listeners if fn is not listener]
+
+    def committed(self, result: AppendResult) -> None:
+        """Tell the listeners about a commit; ``append_on`` callers call this after their COMMIT."""
+        for listener in self._listeners:
+            try:
+                listener(result)
+            except Exception:
+                log.exception("commit listener %r failed", listener)
+
+    # -- pooled raw connections -------------------------------------------------------------------
+    @contextmanager
+    def _pg(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled psycopg connection in autocommit, bypassing SQLAlchemy's execution layer (it more
+        than doubled client CPU per statement on the hot paths); statements are prepared server-side."""
+        raw = self.engine.raw_connection()
+        try:
+            pg: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+            pg.autocommit = True
+            try:
+                yield pg
+            finally:
+                if not pg.closed:
+                    pg.autocommit = False
+        except psycopg.OperationalError:
+            raw.invalidate()
+            raise
+        finally:
+            raw.close()
+
+    def _raw_query(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        with self._pg() as pg:
+            return pg.execute(sql, params).fetchall()  # type: ignore[arg-type]
 
     # -- writes -----------------------------------------------------------------------------------
     def append(
@@ -177,26 +240,24 @@ class PostgresEventStore:
         metadata: dict[str, Any],
         idempotency: IdempotencyRecord | None = None,
     ) -> AppendResult:
-        # Hot path: a pooled DBAPI connection in autocommit, statement prepared server-side by psycopg,
-        # no SQLAlchemy execution layer (it more than doubled client CPU per append).
         params = self._append_params(tenant_id, writes, metadata, idempotency)
-        raw = self.engine.raw_connection()
-        try:
-            pg: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
-            pg.autocommit = True
-            try:
-                def query(sql: str, p: dict[str, Any]) -> list[Any]:
-                    return pg.execute(sql, p).fetchall()  # type: ignore[arg-type]
+        result = self._append_single(params, tenant_id, writes, idempotency)
+        if self._listeners:
+            self.committed(result)
+        return result
 
-                return self._append(query, lambda: None, params, tenant_id, writes, idempotency)
-            finally:
-                if not pg.closed:
-                    pg.autocommit = False
-        except psycopg.OperationalError:
-            raw.invalidate()
-            raise
-        finally:
-            raw.close()
+    def _append_single(
+        self,
+        params: dict[str, Any],
+        tenant_id: str,
+        writes: Sequence[StreamWrite],
+        idempotency: IdempotencyRecord | None,
+    ) -> AppendResult:
+        with self._pg() as pg:
+            def query(sql: str, p: dict[str, Any]) -> list[Any]:
+                return pg.execute(sql, p).fetchall()  # type: ignore[arg-type]
+
+            return self._append(query, lambda: None, params, tenant_id, writes, idempotency)
 
     def append_on(
         self,
@@ -207,9 +268,10 @@ class PostgresEventStore:
         idempotency: IdempotencyRecord | None = None,
     ) -> AppendResult:
         """Append on a caller's connection: inside its transaction the events commit (and the notify
-        fires) with that transaction. On VersionConflict/IdempotencyReplay nothing was written by this
-        call; when the conflict came from a race (unique violation, deadlock) the caller's transaction
-        has already been rolled back."""
+        fires) with that transaction; commit listeners are NOT called (call ``committed`` after the
+        COMMIT). On VersionConflict/IdempotencyReplay nothing was written by this call; when the
+        conflict came from a race (unique violation, deadlock) the caller's transaction has already
+        been rolled back."""
         params = self._append_params(tenant_id, writes, metadata, idempotency)
 
         def query(sql: str, p: dict[str, Any]) -> list[Any]:
@@ -224,7 +286,7 @@ class PostgresEventStore:
 
     def _append(
         self,
-        query: Callable[[str, dict[str, Any]], list[Any]],
+        query: Query,
         rollback: Callable[[], None],
         params: dict[str, Any],
         tenant_id: str,
@@ -232,7 +294,7 @@ class PostgresEventStore:
         idempotency: IdempotencyRecord | None,
     ) -> AppendResult:
         try:
-            rows = query(APPEND_SQL, params)
+            rows = query(self._append_sql, params)
         except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as e:
             # UniqueViolation: a concurrent writer committed the same stream version after our check.
             # Deadlock: two multi-stream appends raced on the same versions; one of them must lose.
@@ -240,6 +302,17 @@ class PostgresEventStore:
                 raise
             rollback()
             raise self._conflict_after_race(query, tenant_id, writes) from None
+        return self._result(rows, query, tenant_id, writes, idempotency)
+
+    def _result(
+        self,
+        rows: Sequence[Any],
+        query: Query,
+        tenant_id: str,
+        writes: Sequence[StreamWrite],
+        idempotency: IdempotencyRecord | None,
+    ) -> AppendResult:
+        """APPEND_SQL's rows -> AppendResult, or VersionConflict / IdempotencyReplay (nothing written)."""
         positions: list[int] = []
         versions: dict[StreamKey, int] = {}
         conflict: VersionConflict | None = None
@@ -305,7 +378,7 @@ class PostgresEventStore:
         return {"tenant": tenant_id, "has_idem": idempotency is not None, "doc": _json(doc)}
 
     def _conflict_after_race(
-        self, query: Callable[[str, dict[str, Any]], list[Any]], tenant_id: str, writes: Sequence[StreamWrite]
+        self, query: Query, tenant_id: str, writes: Sequence[StreamWrite]
     ) -> VersionConflict:
         actual = self._current_versions(query, tenant_id, writes)
         for w in writes:
@@ -318,7 +391,7 @@ class PostgresEventStore:
 
     @staticmethod
     def _current_versions(
-        query: Callable[[str, dict[str, Any]], list[Any]], tenant_id: str, writes: Sequence[StreamWrite]
+        query: Query, tenant_id: str, writes: Sequence[StreamWrite]
     ) -> dict[StreamKey, int]:
         rows = query(
             CURRENT_VERSIONS_SQL,
@@ -327,20 +400,16 @@ class PostgresEventStore:
         )
         return {(r[0], r[1]): r[2] for r in rows}
 
-    def _query(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        with self._ac.connect() as conn:
-            return list(conn.exec_driver_sql(sql, params).all())
-
     def stream_version(self, tenant_id: str, stream_type: str, stream_id: str) -> int:
         w = StreamWrite(stream_type, stream_id, 0, [])
-        return self._current_versions(self._query, tenant_id, [w]).get((stream_type, stream_id), 0)
+        return self._current_versions(self._raw_query, tenant_id, [w]).get((stream_type, stream_id), 0)
 
     def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
-        return self._get_idempotency(self._query, tenant_id, key)
+        return self._get_idempotency(self._raw_query, tenant_id, key)
 
     @staticmethod
     def _get_idempotency(
-        query: Callable[[str, dict[str, Any]], list[Any]], tenant_id: str, key: str
+        query: Query, tenant_id: str, key: str
     ) -> IdempotencyRecord | None:
         rows = query(
             "SELECT key, request_hash, status_code, response FROM idempotency_keys "
@@ -353,8 +422,8 @@ class PostgresEventStore:
         return IdempotencyRecord(key=row[0], request_hash=row[1], status_code=row[2], response=row[3])
 
     def record_rejection(self, tenant_id: str, command: str, code: str, detail: dict[str, Any]) -> None:
-        with self._ac.connect() as conn:
-            conn.exec_driver_sql(
+        with self._pg() as pg:
+            pg.execute(
                 "INSERT INTO command_rejections (tenant_id, command, code, detail) "
                 "VALUES (%(t)s, %(c)s, %(code)s, %(d)s::jsonb)",
                 {"t": tenant_id, "c": command, "code": code, "d": _json(detail)},
@@ -363,19 +432,15 @@ class PostgresEventStore:
     def next_id(self, kind: str) -> int:
         if kind not in ID_KINDS:
             raise ValueError(f"unknown id kind {kind!r}; expected one of {ID_KINDS}")
-        with self._ac.connect() as conn:
-            return int(conn.exec_driver_sql(f"SELECT nextval('{kind}_number_seq')").scalar_one())
+        return int(self._raw_query(f"SELECT nextval('{kind}_number_seq')", {})[0][0])
 
     # -- reads ------------------------------------------------------------------------------------
     def load_stream(
         self, tenant_id: str, stream_type: str, stream_id: str, after_version: int = 0
     ) -> list[RecordedEvent]:
-        with self._ac.connect() as conn:
-            rows = conn.exec_driver_sql(
-                f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
-                "AND stream_id = %(sid)s AND stream_version > %(v)s ORDER BY stream_version",
-                {"t": tenant_id, "st": stream_type, "sid": stream_id, "v": after_version},
-            ).all()
+        rows = self._raw_query(
+            LOAD_STREAM_SQL, {"t": tenant_id, "st": stream_type, "sid": stream_id, "v": after_version}
+        )
         return [row_to_event(r) for r in rows]
 
     def read_stream_until(

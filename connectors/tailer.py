@@ -12,12 +12,18 @@ Once a later snapshot has xmin >= N and every row below that xmin has been fetch
 have been yielded. (The snapshot's own xmax is NOT enough: it is "latest completed xid + 1", and a
 running transaction may hold a larger xid.) Taking N costs one xid per poll while writes happen;
 idle polls skip it.
+
+Wake-ups: with ``listen=True`` (default) wait() blocks on LISTEN agentflow_events. In the embedded
+deployment the writer shares the process, so the store runs without NOTIFY and calls ``wake()`` after
+each commit (``PostgresEventStore.add_commit_listener``); ``listen=False`` then makes wait() block on
+that in-process signal, polling every ``poll_interval`` seconds to pick up writes from other processes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +71,7 @@ NEW_XID_SQL = "SELECT pg_current_xact_id()::text::bigint"
 
 
 class PostgresTailer:
-    """fetch() reads the next events in commit order; wait() blocks for a NOTIFY on agentflow_events.
+    """fetch() reads the next events in commit order; wait() blocks until there may be more.
 
     One instance per consumer thread (it keeps watermark state and a LISTEN connection).
     """
@@ -76,6 +82,8 @@ class PostgresTailer:
         listen_url: str | None = None,
         channel: str = NOTIFY_CHANNEL,
         initial_watermark: int = 0,
+        listen: bool = True,
+        poll_interval: float = 0.1,
     ) -> None:
         self.engine = engine
         self._ac = engine.execution_options(isolation_level="AUTOCOMMIT")
@@ -85,6 +93,9 @@ class PostgresTailer:
         self._pending: list[tuple[int, int]] = []  # (L, N) waiting for xmin >= N
         self._max_seen_l = initial_watermark
         self._listener: psycopg.Connection[Any] | None = None
+        self.listen = listen
+        self.poll_interval = poll_interval
+        self._woken = threading.Event()
 
     @property
     def watermark(self) -> int:
@@ -94,7 +105,8 @@ class PostgresTailer:
         if limit <= 0:
             raise ValueError("limit must be positive")
         cursor = cursor or TailCursor()
-        self._ensure_listener()
+        if self.listen:
+            self._ensure_listener()
         with self._ac.connect() as conn:
             # 1) L, then (separate statement, own transaction) a fresh xid N > any xid holding a position <= L
             last = int(conn.exec_driver_sql(SEQUENCE_SQL).scalar_one())
@@ -133,11 +145,24 @@ class PostgresTailer:
         self._listener = conn
         return conn
 
-    def wait(self, timeout: float) -> bool:
-        """Block until a NOTIFY arrives (True) or ``timeout`` seconds pass (False).
+    def wake(self, *_: object) -> None:
+        """Make the current or next wait() return at once (thread-safe; usable as a commit listener)."""
+        self._woken.set()
 
-        Returns True after a lost connection too, so the caller polls instead of trusting silence.
+    def wait(self, timeout: float) -> bool:
+        """Block until woken (True) or ``timeout`` seconds pass (False).
+
+        listen=True: woken by a NOTIFY (or an earlier wake()); returns True after a lost connection
+        too, so the caller polls instead of trusting silence. listen=False: woken by wake(), and never
+        sleeps longer than ``poll_interval``.
         """
+        if not self.listen:
+            got = self._woken.wait(min(max(timeout, 0.0), self.poll_interval))
+            self._woken.clear()  # every commit before this point is visible to the next fetch
+            return got
+        if self._woken.is_set():
+            self._woken.clear()
+            return True
         conn = self._ensure_listener()
         if conn is None:
             time.sleep(min(timeout, 1.0))

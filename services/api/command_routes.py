@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgspec
@@ -12,7 +12,7 @@ from anyio import to_thread
 from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 
-from commands.handlers import CommandContext, InvalidCommand, execute
+from commands.handlers import CommandContext, CommandResult, InvalidCommand, execute
 from commands.ports import (
     AppendResult,
     EventStorePort,
@@ -22,7 +22,7 @@ from commands.ports import (
     VersionConflict,
 )
 from domain.errors import DomainError, NotFound
-from services.api.context import correlation_id, json_body, json_response, runtime_of, tenant_of
+from services.api.context import correlation_id, db_limiter, json_body, json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
 from services.runtime import Runtime
 
@@ -95,6 +95,23 @@ def _replay(store: EventStorePort, tenant: str, record: IdempotencyRecord, body_
     return json_response(response, record.status_code, {"Idempotent-Replayed": "true"})
 
 
+def _execute(
+    ctx: CommandContext, key: str | None, body_hash: str, name: str, entity_id: str | None,
+    payload: dict[str, Any],
+) -> CommandResult | Response[bytes]:
+    """Idempotency check + command in ONE worker-thread hop; a replayed key returns its response."""
+    store = ctx.store
+    if key:
+        existing = store.get_idempotency(ctx.tenant_id, key)
+        if existing is not None:
+            return _replay(store, ctx.tenant_id, existing, body_hash)
+        ctx = replace(ctx, store=_IdempotentStore(store, key, body_hash))  # type: ignore[arg-type]
+    try:
+        return execute(ctx, name, entity_id, payload)
+    except IdempotencyReplay as replay:
+        return _replay(store, ctx.tenant_id, replay.record, body_hash)
+
+
 async def run_command(request: Request[Any, Any, Any], name: str, entity_id: str | None) -> Response[bytes]:
     tenant = tenant_of(request)
     cid = correlation_id(request)
@@ -114,15 +131,11 @@ async def run_command(request: Request[Any, Any, Any], name: str, entity_id: str
             raise ApiError(422, "invalid_idempotency_key", "Idempotency-Key is longer than 255 characters")
         metadata["idempotency_key"] = key
         body_hash = request_hash(name, entity_id, payload)
-        existing = await to_thread.run_sync(store.get_idempotency, tenant, key)
-        if existing is not None:
-            return await to_thread.run_sync(_replay, store, tenant, existing, body_hash)
-        store = _IdempotentStore(store, key, body_hash)  # type: ignore[assignment]
-    ctx = CommandContext(tenant_id=tenant, store=store, metadata=metadata, if_match=if_match)
+    ctx = CommandContext(tenant_id=tenant, store=store, metadata=metadata, if_match=if_match, optimistic=True)
     try:
-        result = await to_thread.run_sync(execute, ctx, name, entity_id, payload)
-    except IdempotencyReplay as replay:
-        return await to_thread.run_sync(_replay, runtime.store, tenant, replay.record, body_hash)
+        result = await to_thread.run_sync(
+            _execute, ctx, key, body_hash, name, entity_id, payload, limiter=db_limiter(request)
+        )
     except InvalidCommand as exc:
         await _reject(runtime, tenant, name, "validation_failed", {"errors": exc.errors})
         raise ApiError(422, "validation_failed", "request is not valid", exc.errors) from exc
@@ -140,6 +153,8 @@ async def run_command(request: Request[Any, Any, Any], name: str, entity_id: str
         ) from exc
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
+    if isinstance(result, Response):
+        return result
     body = {
         f"{result.entity_type}_id": result.entity_id,
         "stream_version": result.stream_version,

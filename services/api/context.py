@@ -6,8 +6,10 @@ import uuid
 from typing import Any
 
 import msgspec
+from anyio import CapacityLimiter
 from litestar import Request, Response
 
+from connectors.database import db_threads
 from services.api.errors import ApiError
 from services.auth import ApiKeys
 from services.runtime import Runtime
@@ -17,6 +19,17 @@ JSON = "application/json"
 
 def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def db_limiter(request: Request[Any, Any, Any]) -> CapacityLimiter:
+    """The worker threads for command (database) work: as many as the engine pools connections for
+    (connectors.database.make_service_engine), so commands never open overflow connections."""
+    state = request.app.state
+    limiter: CapacityLimiter | None = state.get("db_limiter")
+    if limiter is None:
+        limiter = CapacityLimiter(db_threads())
+        state["db_limiter"] = limiter
+    return limiter
 
 
 def tenant_of(request: Request[Any, Any, Any]) -> str:
