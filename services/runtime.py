@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.checkpoints import CheckpointStore
-from connectors.database import make_engine
+from connectors.database import make_service_engine
 from connectors.event_store import PostgresEventStore
 from connectors.tailer import PostgresTailer, TailCursor
 from domain.events import RecordedEvent
@@ -38,8 +38,9 @@ class Runtime:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         self.database_url = database_url
-        self.engine = make_engine(database_url)
-        self.store = PostgresEventStore(self.engine)
+        self.engine = make_service_engine(database_url)
+        # the tailers share this process: wake them in-process after each commit instead of NOTIFY
+        self.store = PostgresEventStore(self.engine, notify=False)
         self.checkpoints = CheckpointStore(self.engine)
         self.clickhouse = ClickHouseStore(settings.resolved_clickhouse_dsn)
         self.cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
@@ -56,9 +57,11 @@ class Runtime:
     def start(self) -> None:
         self.clickhouse.ensure_schema()
         sink = ClickHouseSink(self.clickhouse, self.checkpoints)
-        self.serving_runner = ProjectionRunner(
-            "clickhouse", PostgresTailer(self.engine, self.database_url), sink, on_applied=self._on_applied
-        )
+        # no NOTIFY (see __init__): the serving tailer is woken by this process's commits and polls
+        # every 100 ms for writes from other processes; the lake batches anyway, so it only polls
+        serving = PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.1)
+        self.store.add_commit_listener(serving.wake)
+        self.serving_runner = ProjectionRunner("clickhouse", serving, sink, on_applied=self._on_applied)
         self._spawn(self.serving_runner)
         if self.settings.iceberg_enabled:
             from readmodels.iceberg_sink import IcebergSink, make_catalog
@@ -70,9 +73,8 @@ class Runtime:
                 max_age_seconds=self.settings.iceberg_batch_age_s,
                 cursor_factory=TailCursor,
             )
-            self.lake_runner = ProjectionRunner(
-                "iceberg", PostgresTailer(self.engine, self.database_url), lake
-            )
+            lake_tailer = PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.25)
+            self.lake_runner = ProjectionRunner("iceberg", lake_tailer, lake)
             self._spawn(self.lake_runner)
 
     def _spawn(self, runner: ProjectionRunner) -> None:
