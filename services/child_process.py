@@ -21,10 +21,17 @@ def free_port() -> int:
 
 
 class AgentFlowProcess:
-    def __init__(self, data_dir: Path, api_keys: str, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        api_keys: str,
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.api_keys = api_keys
         self.extra_args = extra_args
+        self.extra_env = env or {}
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -34,6 +41,7 @@ class AgentFlowProcess:
         env = dict(os.environ)
         env["AGENTFLOW_API_KEYS"] = self.api_keys
         env.setdefault("AGENTFLOW_LOG_LEVEL", "WARNING")
+        env.update(self.extra_env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(

@@ -17,6 +17,7 @@ class Settings:
     api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant
     reporting_currency: str = "USD"
     min_position_timeout_s: float = 5.0
+    rate_limit_rpm: int | None = None  # per API key; None = no limit
     iceberg_enabled: bool = True
     iceberg_batch_rows: int = 5000
     iceberg_batch_age_s: float = 5.0
@@ -44,6 +45,18 @@ def parse_api_keys(raw: str | None) -> dict[str, str]:
     return keys
 
 
+def _positive_int(raw: str | None, name: str) -> int | None:
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from exc
+    if value <= 0:
+        raise ValueError(f"{name} must be positive")
+    return value
+
+
 def settings_from_env(**overrides: object) -> Settings:
     env = os.environ
     values: dict[str, object] = {
@@ -53,6 +66,7 @@ def settings_from_env(**overrides: object) -> Settings:
         "api_keys": parse_api_keys(env.get("AGENTFLOW_API_KEYS")),
         "reporting_currency": env.get("AGENTFLOW_REPORTING_CURRENCY", "USD"),
         "iceberg_enabled": env.get("AGENTFLOW_ICEBERG", "1") not in ("0", "false", "no"),
+        "rate_limit_rpm": _positive_int(env.get("AGENTFLOW_RATE_LIMIT_RPM"), "AGENTFLOW_RATE_LIMIT_RPM"),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)  # type: ignore[arg-type]

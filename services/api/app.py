@@ -14,6 +14,7 @@ from services.api.errors import ApiError, error_response, http_exception_respons
 from services.api.health_routes import HEALTH_ROUTES
 from services.api.read_routes import READ_ROUTES
 from services.auth import ApiKeys
+from services.rate_limit import RateLimiter
 from services.runtime import Runtime
 
 
@@ -42,5 +43,7 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
     )
     app.state.runtime = runtime
     app.state.api_keys = api_keys
+    rpm = runtime.settings.rate_limit_rpm
+    app.state.rate_limiter = RateLimiter(rpm) if rpm else None
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app

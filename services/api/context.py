@@ -12,6 +12,7 @@ from litestar import Request, Response
 from connectors.database import db_threads
 from services.api.errors import ApiError
 from services.auth import ApiKeys
+from services.rate_limit import RateLimiter, retry_after_header
 from services.runtime import Runtime
 
 JSON = "application/json"
@@ -33,10 +34,21 @@ def db_limiter(request: Request[Any, Any, Any]) -> CapacityLimiter:
 
 
 def tenant_of(request: Request[Any, Any, Any]) -> str:
+    """The caller's tenant, from X-API-Key; also applies the per-key rate limit when one is set."""
     keys: ApiKeys = request.app.state.api_keys
-    tenant = keys.tenant_for(request.headers.get("x-api-key"))
+    key = request.headers.get("x-api-key")
+    tenant = keys.tenant_for(key)
     if tenant is None:
         raise ApiError(401, "unauthorized", "missing or invalid X-API-Key")
+    limiter: RateLimiter | None = request.app.state.get("rate_limiter")
+    if limiter is not None and (wait := limiter.acquire(key or "")):
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {int(limiter.capacity)} requests a minute for this API key",
+            {"retry_after_seconds": round(wait, 3)},
+            headers={"Retry-After": retry_after_header(wait)},
+        )
     return tenant
 
 

@@ -61,3 +61,11 @@ def test_request_hash_ignores_key_order_but_not_values() -> None:
     assert a == request_hash("order.place", None, {"b": [1, 2], "a": 1})
     assert a != request_hash("order.place", None, {"a": 2, "b": [1, 2]})
     assert a != request_hash("order.cancel", None, {"a": 1, "b": [1, 2]})
+
+
+def test_rate_limit_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTFLOW_RATE_LIMIT_RPM", "120")
+    assert settings_from_env().rate_limit_rpm == 120
+    monkeypatch.setenv("AGENTFLOW_RATE_LIMIT_RPM", "lots")
+    with pytest.raises(ValueError, match="whole number"):
+        settings_from_env()
