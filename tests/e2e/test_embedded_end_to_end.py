@@ -187,3 +187,24 @@ def test_restart_keeps_data(server: AgentFlowProcess, api: httpx.Client) -> None
     assert ent.status_code in (200, 404)  # a user with no orders may be hidden from old clients
     health = _ok(api.get("/v1/health"), 200)
     assert {c["name"] for c in health["components"]} >= {"event_store", "read_models", "freshness"}
+
+
+def test_catalog_lists_every_metric_and_entity(api: httpx.Client) -> None:
+    catalog = _ok(api.get("/v1/catalog"), 200)
+    assert set(catalog["entities"]) == {"order", "user", "product", "session"}
+    for name in (
+        "revenue",
+        "order_count",
+        "avg_order_value",
+        "conversion_rate",
+        "active_sessions",
+        "error_rate",
+    ):
+        metric = catalog["metrics"][name]
+        assert metric["source_events"] and metric["available_windows"] and metric["unit"]
+        # every advertised window is served
+        assert (
+            api.get(f"/v1/metrics/{name}", params={"window": metric["available_windows"][-1]}).status_code
+            == 200
+        )
+    assert catalog["entities"]["order"]["primary_key"] == "order_id"
