@@ -18,8 +18,8 @@ def measure_freshness(base: str, key: str, commands: int = 250) -> dict[str, Any
         user = api.post("/v1/users", json={"name": "Bench"}).json()["user_id"]
         samples: list[float] = []
         for _ in range(commands):
-            r = api.post("/v1/orders", json={"user_id": user, "currency": "USD",
-                                             "lines": [{"product_id": pid, "quantity": 1, "unit_price": "1.00"}]})
+            line = {"product_id": pid, "quantity": 1, "unit_price": "1.00"}
+            r = api.post("/v1/orders", json={"user_id": user, "currency": "USD", "lines": [line]})
             r.raise_for_status()
             accepted = time.perf_counter()
             position = r.json()["position"]

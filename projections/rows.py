@@ -86,6 +86,22 @@ def lookup_keys(event: RecordedEvent) -> list[tuple[str, Key]]:
     return keys
 
 
+def created_keys(event: RecordedEvent) -> list[tuple[str, Key]]:
+    """Rows only this event creates: its stream's row when it opens the stream, and the order lines
+    of an OrderPlaced. They exist before ``project`` only if this very event was applied already (a
+    replay after a crash), and projecting it again from "absent" yields the same rows and versions,
+    so a sink may treat them as absent without looking."""
+    if event.stream_version != 1:
+        return []
+    keys = [stream_key(event)]
+    if event.event_type == "OrderPlaced":
+        keys.extend(
+            (ORDER_LINES, (event.tenant_id, event.stream_id, no))
+            for no in range(1, len(event.data.get("lines") or ()) + 1)
+        )
+    return keys
+
+
 def ms_utc(value: datetime) -> datetime:
     """Timestamps in rows are UTC with millisecond precision (what DateTime64(3) stores)."""
     if value.tzinfo is None:

@@ -85,6 +85,7 @@ class ProjectionRunner:
         start_cursor: Any = None,
         idle_wait: float = 1.0,
         max_backoff: float = 5.0,
+        recheck_wait: float = 0.005,
     ) -> None:
         self.name = name
         self.tailer = tailer
@@ -94,6 +95,7 @@ class ProjectionRunner:
         self.start_cursor = start_cursor
         self.idle_wait = idle_wait
         self.max_backoff = max_backoff
+        self.recheck_wait = recheck_wait
         self._status = RunnerStatus(name)
         self._lock = threading.Lock()
         self._progress = threading.Condition(self._lock)
@@ -121,6 +123,7 @@ class ProjectionRunner:
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1
+        recheck = self.recheck_wait
         cursor: Any = None
         loaded = False
         self._set(running=True)
@@ -142,8 +145,20 @@ class ProjectionRunner:
                     backoff = min(backoff * 2, self.max_backoff)
                     continue
                 if caught_up and not stop.is_set():
-                    self.tailer.wait(timeout=self.idle_wait)
+                    st = self.status
+                    if st.watermark < st.last_position:
+                        # applied, but the watermark (proof that nothing below is still in flight)
+                        # waits on a concurrent transaction: look again soon, backing off
+                        self.tailer.wait(timeout=recheck)
+                        recheck = min(recheck * 2, self.idle_wait)
+                    else:
+                        recheck = self.recheck_wait
+                        self.tailer.wait(timeout=self.idle_wait)
         finally:
+            try:
+                self.sink.flush()
+            except Exception:
+                log.exception("final flush of %s failed", self.name)
             self._set(running=False)
 
     def step(self, cursor: Any) -> tuple[Any, bool]:
@@ -166,7 +181,6 @@ class ProjectionRunner:
             )
         elif batch.watermark > self.status.watermark:
             self.sink.apply([], batch.cursor, batch.watermark)  # the watermark moved on without new events
-        self.sink.tick()
         previous = self.status.watermark
         watermark = max(previous, batch.watermark)
         # listeners (cache invalidation) hear of the applied events before the new watermark is
@@ -177,6 +191,7 @@ class ProjectionRunner:
             except Exception:
                 log.exception("on_applied callback of %s failed", self.name)
         self._set(watermark=watermark, caught_up=batch.caught_up, last_poll_at=now)
+        self.sink.tick()  # deferred/batched writes after the watermark: off the freshness path
         return batch.cursor, batch.caught_up
 
 

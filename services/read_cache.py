@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,7 @@ class ReadCache:
         metric_sources: Mapping[str, Iterable[str]],
         metric_ttl_s: float = 1.0,
         max_entries: int = 50_000,
+        refresh_after_s: float | None = None,
     ) -> None:
         # event type -> metrics it moves
         self._moved_by: dict[str, set[str]] = {}
@@ -42,6 +43,9 @@ class ReadCache:
             for event_type in events:
                 self._moved_by.setdefault(event_type, set()).add(metric)
         self._ttl = metric_ttl_s
+        # a hit older than this asks the caller to recompute in the background (refresh-ahead), so a
+        # popular windowed metric never expires under load and readers never queue behind its query
+        self._refresh_after = metric_ttl_s / 2 if refresh_after_s is None else refresh_after_s
         self._max = max_entries
         self._lock = threading.Lock()
         self._metrics: OrderedDict[MetricKey, _Entry] = OrderedDict()
@@ -50,26 +54,41 @@ class ReadCache:
         self._metric_gen: dict[tuple[str, str], int] = {}
         self._entity_gen: dict[EntityKey, int] = {}
         self._tenant_users_gen: dict[str, int] = {}
+        self._entity_floor = -1  # generation of the last _entity_gen reset: older reads are stale
         self._order_owner: dict[tuple[str, str], str] = {}
         self.hits = 0
         self.misses = 0
+        self.flights: dict[Hashable, Any] = {}  # in-flight recomputations; the API event loop's own
 
     # ---- reads -------------------------------------------------------------------
     def generation(self) -> int:
         return self._generation
 
     def get_metric(self, key: MetricKey) -> Any | None:
+        return self.lookup_metric(key)[0]
+
+    def lookup_metric(self, key: MetricKey) -> tuple[Any | None, bool]:
+        """(value or None, refresh due): a hit past ``refresh_after_s`` is still served."""
         with self._lock:
             entry = self._metrics.get(key)
-            if entry is None or time.monotonic() - entry.stored_at > self._ttl:
+            if entry is None:
                 self.misses += 1
-                return None
+                return None, False
+            age = time.monotonic() - entry.stored_at
+            if age > self._ttl:
+                self.misses += 1
+                return None, False
             self.hits += 1
-            return entry.value
+            return entry.value, age > self._refresh_after
+
+    def metric_valid_since(self, key: MetricKey, gen: int) -> bool:
+        """True when nothing that moves ``key`` was invalidated after generation ``gen``: a value
+        computed from a read started at ``gen`` reflects every event applied so far."""
+        return self._metric_gen.get((key[0], key[1]), -1) <= gen
 
     def put_metric(self, key: MetricKey, value: Any, computed_from_gen: int) -> None:
         with self._lock:
-            if self._metric_gen.get((key[0], key[1]), -1) > computed_from_gen:
+            if not self.metric_valid_since(key, computed_from_gen):
                 return
             self._metrics[key] = _Entry(value, time.monotonic())
             self._metrics.move_to_end(key)
@@ -85,12 +104,14 @@ class ReadCache:
             self.hits += 1
             return entry.value
 
+    def entity_valid_since(self, key: EntityKey, gen: int) -> bool:
+        if gen < self._entity_floor or self._entity_gen.get(key, -1) > gen:
+            return False
+        return key[1] != USER or self._tenant_users_gen.get(key[0], -1) <= gen
+
     def put_entity(self, key: EntityKey, value: Any, computed_from_gen: int) -> None:
         with self._lock:
-            stale = self._entity_gen.get(key, -1) > computed_from_gen
-            if key[1] == USER:
-                stale = stale or self._tenant_users_gen.get(key[0], -1) > computed_from_gen
-            if stale:
+            if not self.entity_valid_since(key, computed_from_gen):
                 return
             self._entities[key] = _Entry(value, time.monotonic())
             self._entities.move_to_end(key)
@@ -127,17 +148,19 @@ class ReadCache:
             for mk in metrics_hit:
                 self._metric_gen[mk] = gen
             if metrics_hit:
-                for key in [k for k in self._metrics if (k[0], k[1]) in metrics_hit]:
-                    del self._metrics[key]
+                for mkey in [k for k in self._metrics if (k[0], k[1]) in metrics_hit]:
+                    del self._metrics[mkey]
             for ek in entities_hit:
                 self._entity_gen[ek] = gen
                 self._entities.pop(ek, None)
             for tenant in all_users_of:
                 self._tenant_users_gen[tenant] = gen
-                for key in [k for k in self._entities if k[0] == tenant and k[1] == USER]:
-                    del self._entities[key]
+                for ekey in [k for k in self._entities if k[0] == tenant and k[1] == USER]:
+                    del self._entities[ekey]
             if len(self._entity_gen) > 4 * self._max:
-                self._entity_gen.clear()  # older generations only matter for in-flight reads
+                # older generations only matter for in-flight reads: those now count as stale
+                self._entity_gen.clear()
+                self._entity_floor = gen
                 self._metric_gen = {k: gen for k in self._metric_gen}
 
     def _touch_order_owner(

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from anyio import to_thread
 from litestar import Request, Response, get
+from litestar.types import Receive, Scope, Send
 
 from domain.events import STREAM_TYPES
 from projections.entities import fold_entity
@@ -15,7 +21,109 @@ from readmodels.metrics import METRICS, WINDOWS, compute_metric
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
 from services.catalog import build_catalog
+from services.read_cache import EntityKey, MetricKey, ReadCache
 from services.runtime import Runtime
+
+log = logging.getLogger(__name__)
+_encode = msgspec.json.Encoder().encode
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class _Json:
+    """A bare ASGI 200 JSON response: the read hot path skips Litestar's Response conversion."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: Any) -> None:
+        self.body = _encode(body)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(self.body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+# ---- single flight: concurrent misses of one key share one read-model query --------------------
+class _Flight:
+    __slots__ = ("gen", "task")
+
+    def __init__(self, gen: int, task: asyncio.Task[Any]) -> None:
+        self.gen = gen
+        self.task = task
+
+
+def _flight(
+    cache: ReadCache,
+    key: Hashable,
+    valid_since: Callable[[int], bool],
+    compute: Callable[[], Any],
+    store: Callable[[Any, int], None],
+) -> asyncio.Task[Any]:
+    """The in-flight computation of ``key``, started now unless one is running that began after the
+    last invalidation of ``key`` (``valid_since(flight.gen)``): joining it then is as fresh as starting
+    anew, so a reader that passed ``min_position`` never gets a value older than that position."""
+    flights = cache.flights
+    current = flights.get(key)
+    if current is not None and valid_since(current.gen):
+        return current.task
+    gen = cache.generation()
+
+    async def run() -> Any:
+        value = await to_thread.run_sync(compute)
+        store(value, gen)
+        return value
+
+    task = asyncio.ensure_future(run())
+    flight = _Flight(gen, task)
+    flights[key] = flight
+
+    def done(t: asyncio.Task[Any]) -> None:
+        if flights.get(key) is flight:
+            del flights[key]
+        if not t.cancelled() and t.exception() is not None:
+            log.debug("read of %r failed: %s", key, t.exception())
+
+    task.add_done_callback(done)
+    return task
+
+
+async def _metric_value(runtime: Runtime, key: MetricKey, compute: Callable[[], Any]) -> Any:
+    cache = runtime.cache
+    value, refresh_due = cache.lookup_metric(key)
+    if value is not None and not refresh_due:
+        return value
+
+    def valid(gen: int) -> bool:
+        return cache.metric_valid_since(key, gen)
+
+    def store(v: Any, gen: int) -> None:
+        cache.put_metric(key, v, gen)
+
+    task = _flight(cache, ("metric", key), valid, compute, store)
+    if value is not None:  # refresh-ahead: serve the still-valid entry, the flight refreshes it
+        return value
+    return await asyncio.shield(task)
+
+
+async def _entity_value(runtime: Runtime, key: EntityKey, compute: Callable[[], Any]) -> Any:
+    cache = runtime.cache
+    found = cache.get_entity(key)
+    if found is not None:
+        return found
+
+    def valid(gen: int) -> bool:
+        return cache.entity_valid_since(key, gen)
+
+    def store(v: Any, gen: int) -> None:
+        if v is not None:
+            cache.put_entity(key, v, gen)
+
+    return await asyncio.shield(_flight(cache, ("entity", key), valid, compute, store))
 
 
 def _iso(ts: datetime) -> str:
@@ -67,10 +175,23 @@ async def await_position(request: Request[Any, Any, Any], runtime: Runtime) -> b
     )
 
 
+_NOW_ISO: list[Any] = [0, ""]  # (epoch ms, its ISO text): many reads per millisecond share one
+
+
+def _now_iso() -> str:
+    now = time.time()
+    ms = int(now * 1000)
+    if _NOW_ISO[0] != ms:
+        text = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+        _NOW_ISO[0], _NOW_ISO[1] = ms, text
+        return text
+    return str(_NOW_ISO[1])
+
+
 def _meta(runtime: Runtime, as_of: datetime | None, fresh: bool) -> dict[str, Any]:
     freshness = runtime.freshness_seconds()
     meta: dict[str, Any] = {
-        "as_of": _iso(as_of or datetime.now(UTC)),
+        "as_of": _iso(as_of) if as_of is not None else _now_iso(),
         "is_historical": as_of is not None,
         "freshness_seconds": freshness,
         "as_of_position": runtime.watermark,
@@ -81,12 +202,14 @@ def _meta(runtime: Runtime, as_of: datetime | None, fresh: bool) -> dict[str, An
 
 
 @get("/v1/metrics/{metric_name:str}")
-async def metric(request: Request[Any, Any, Any], metric_name: str) -> Response[bytes]:
+async def metric(request: Request[Any, Any, Any], metric_name: str) -> _Json:
     tenant = tenant_of(request)
     runtime = runtime_of(request)
     spec = METRICS.get(metric_name)
     if spec is None:
-        raise ApiError(404, "unknown_metric", f"unknown metric {metric_name!r}", {"available": sorted(METRICS)})
+        raise ApiError(
+            404, "unknown_metric", f"unknown metric {metric_name!r}", {"available": sorted(METRICS)}
+        )
     window = request.query_params.get("window") or spec.windows[0]
     if window not in spec.windows:
         raise ApiError(
@@ -98,16 +221,19 @@ async def metric(request: Request[Any, Any, Any], metric_name: str) -> Response[
     currency = (request.query_params.get("currency") or runtime.settings.reporting_currency).upper()
     as_of = parse_as_of(request.query_params.get("as_of"))
     fresh = await await_position(request, runtime)
-    key = (tenant, metric_name, window, currency)
-    cached = None if as_of else runtime.cache.get_metric(key)
-    if cached is None:
-        gen = runtime.cache.generation()
-        cached = await to_thread.run_sync(_compute_metric, runtime, tenant, metric_name, window, currency, as_of)
-        if as_of is None:
-            runtime.cache.put_metric(key, cached, gen)
+    if as_of is not None:
+        cached = await to_thread.run_sync(
+            _compute_metric, runtime, tenant, metric_name, window, currency, as_of
+        )
+    else:
+        cached = await _metric_value(
+            runtime,
+            (tenant, metric_name, window, currency),
+            lambda: _compute_metric(runtime, tenant, metric_name, window, currency, None),
+        )
     body = dict(cached)
     body["meta"] = _meta(runtime, as_of, fresh)
-    return json_response(body)
+    return _Json(body)
 
 
 def _compute_metric(
@@ -116,8 +242,11 @@ def _compute_metric(
     now = as_of or datetime.now(UTC)
     rejected = 0
     if name == "error_rate":
+        _flush_serving(runtime)
         rejected = runtime.store.count_rejections(tenant, since=now - WINDOWS[window], until=now)
-    result = compute_metric(runtime.clickhouse, tenant, name, window, currency, now, rejected_commands=rejected)
+    result = compute_metric(
+        runtime.clickhouse, tenant, name, window, currency, now, rejected_commands=rejected
+    )
     return {
         "metric_name": name,
         "value": result.value,
@@ -129,23 +258,26 @@ def _compute_metric(
 
 
 @get("/v1/entity/{entity_type:str}/{entity_id:str}")
-async def entity(request: Request[Any, Any, Any], entity_type: str, entity_id: str) -> Response[bytes]:
+async def entity(request: Request[Any, Any, Any], entity_type: str, entity_id: str) -> _Json:
     tenant = tenant_of(request)
     runtime = runtime_of(request)
     if entity_type not in STREAM_TYPES:
-        raise ApiError(404, "unknown_entity_type", f"unknown entity type {entity_type!r}", {"available": list(STREAM_TYPES)})
+        raise ApiError(
+            404,
+            "unknown_entity_type",
+            f"unknown entity type {entity_type!r}",
+            {"available": list(STREAM_TYPES)},
+        )
     as_of = parse_as_of(request.query_params.get("as_of"))
     fresh = await await_position(request, runtime)
-    key = (tenant, entity_type, entity_id)
-    found = None if as_of else runtime.cache.get_entity(key)
-    if found is None:
-        gen = runtime.cache.generation()
-        if as_of is None:
-            found = await to_thread.run_sync(_load_entity, runtime, tenant, entity_type, entity_id)
-            if found is not None:
-                runtime.cache.put_entity(key, found, gen)
-        else:
-            found = await to_thread.run_sync(_fold_entity, runtime, tenant, entity_type, entity_id, as_of)
+    if as_of is None:
+        found = await _entity_value(
+            runtime,
+            (tenant, entity_type, entity_id),
+            lambda: _load_entity(runtime, tenant, entity_type, entity_id),
+        )
+    else:
+        found = await to_thread.run_sync(_fold_entity, runtime, tenant, entity_type, entity_id, as_of)
     if found is None:
         raise ApiError(404, "entity_not_found", f"{entity_type} {entity_id!r} not found")
     meta = _meta(runtime, as_of, fresh)
@@ -157,10 +289,19 @@ async def entity(request: Request[Any, Any, Any], entity_type: str, entity_id: s
         "freshness_seconds": meta["freshness_seconds"],
         "meta": meta,
     }
-    return json_response(body)
+    return _Json(body)
+
+
+def _flush_serving(runtime: Runtime) -> None:
+    """The serving sink writes the tables metrics don't read (events, order lines, products, users,
+    payments) lazily; a reader of those catches them up first (a no-op when nothing is pending)."""
+    runner = runtime.serving_runner
+    if runner is not None:
+        runner.sink.flush()
 
 
 def _load_entity(runtime: Runtime, tenant: str, entity_type: str, entity_id: str) -> dict[str, Any] | None:
+    _flush_serving(runtime)
     row = get_entity(runtime.clickhouse, tenant, entity_type, entity_id)
     if row is None:
         return None

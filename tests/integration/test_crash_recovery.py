@@ -72,7 +72,10 @@ def _projector(pg_url: str, chdb_path: str, batch_size: int, progress: Path, kil
         start_cursor=TailCursor(0, 0),
         idle_wait=0.05,
     )
-    runner.run(threading.Event())
+    stop = threading.Event()
+    # SIGTERM = orderly stop (as `agentflow up`): the runner flushes the sink's deferred writes
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    runner.run(stop)
 
 
 def _verify(pg_url: str, chdb_path: str, target: int) -> None:
