@@ -26,7 +26,7 @@ system-deps:
 run: setup
 	$(VENV)/bin/agentflow up --demo
 
-test: setup
+test: setup lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 unit: setup
@@ -40,7 +40,7 @@ e2e: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy domain commands projections readmodels connectors services migrations
+	$(VENV)/bin/mypy domain commands projections readmodels connectors services migrations bench
 
 bench: setup
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
