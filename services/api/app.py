@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 from litestar import Litestar
@@ -23,6 +24,9 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
         runtime.bind_loop(asyncio.get_running_loop())
         if manage_runtime:
             await asyncio.to_thread(runtime.start)
+        # start-up objects live forever: keep them out of the collector's full passes (~100 ms pauses)
+        gc.collect()
+        gc.freeze()
 
     async def on_shutdown(app: Litestar) -> None:
         if manage_runtime:
