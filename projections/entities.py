@@ -9,7 +9,7 @@ result with the same functions ``readmodels.entities.get_entity`` uses, so both 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -93,6 +93,14 @@ def session_entity(row: Row) -> EntityData:
     return EntityData(data, ended, int(row["version"]))
 
 
+# entities whose data is one read-model row (a user also needs its orders and lines)
+ROW_ENTITIES: dict[str, Callable[[Row], EntityData]] = {
+    "order": order_entity,
+    "product": product_entity,
+    "session": session_entity,
+}
+
+
 def user_entity(user: Row, orders: Iterable[Row], lines: Iterable[Row]) -> EntityData:
     """User profile plus order aggregates.
 
@@ -159,12 +167,8 @@ def fold_entity_row(entity_type: str, entity_id: str, events: list[RecordedEvent
     row = mem.get(table, (tenant, entity_id))
     if row is None:
         return None
-    if entity_type == "order":
-        return order_entity(row)
-    if entity_type == "product":
-        return product_entity(row)
-    if entity_type == "session":
-        return session_entity(row)
+    if entity_type in ROW_ENTITIES:
+        return ROW_ENTITIES[entity_type](row)
     orders = [o for o in mem.tables[ORDERS].values() if o["user_id"] == entity_id]
     ids = {o["order_id"] for o in orders}
     lines = [ln for ln in mem.tables[ORDER_LINES].values() if ln["order_id"] in ids]

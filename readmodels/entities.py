@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from projections.entities import (
-    ENTITY_TABLES,
-    EntityData,
-    order_entity,
-    product_entity,
-    session_entity,
-    user_entity,
-)
+from projections.entities import ENTITY_TABLES, ROW_ENTITIES, EntityData, user_entity
 from projections.rows import ORDER_LINES, ORDERS
 from readmodels.clickhouse import ClickHouseStore
 
@@ -88,12 +81,8 @@ def get_entity(store: ClickHouseStore, tenant_id: str, entity_type: str, entity_
     row = store.get_row(table, (tenant_id, entity_id))
     if row is None:
         return None
-    if entity_type == "order":
-        return order_entity(row)
-    if entity_type == "product":
-        return product_entity(row)
-    if entity_type == "session":
-        return session_entity(row)
+    if entity_type in ROW_ENTITIES:
+        return ROW_ENTITIES[entity_type](row)
     orders = store.select_rows(ORDERS, tenant_id, "user_id = {u:String}", {"u": entity_id})
     lines = store.select_rows(ORDER_LINES, tenant_id, "user_id = {u:String}", {"u": entity_id})
     return user_entity(row, orders, lines)
