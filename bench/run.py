@@ -41,7 +41,7 @@ def bench_append(seconds: float) -> dict[str, Any]:
         try:
             run_migrations(url)
             engine = make_engine(url, pool_size=10)
-            store = PostgresEventStore(engine)
+            store = PostgresEventStore(engine, notify=False)  # as `agentflow up` runs it
             results = {
                 "single_1_writer": measure_append(store, 1, 1, seconds),
                 "single_8_writers": measure_append(store, 8, 1, seconds),
