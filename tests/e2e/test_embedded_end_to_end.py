@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -184,7 +186,8 @@ def test_restart_keeps_data(server: AgentFlowProcess, api: httpx.Client) -> None
     server.stop()
     server.start()
     ent = api.get(f"/v1/entity/user/{user['user_id']}", params={"min_position": user["position"]})
-    assert ent.status_code in (200, 404)  # a user with no orders may be hidden from old clients
+    assert _ok(ent, 200)["data"]["name"] == "Kept"
+    assert ent.json()["meta"]["as_of_position"] >= user["position"]
     health = _ok(api.get("/v1/health"), 200)
     assert {c["name"] for c in health["components"]} >= {"event_store", "read_models", "freshness"}
 
@@ -208,3 +211,22 @@ def test_catalog_lists_every_metric_and_entity(api: httpx.Client) -> None:
             == 200
         )
     assert catalog["entities"]["order"]["primary_key"] == "order_id"
+
+
+def test_entity_as_of_folds_the_store_up_to_that_instant(api: httpx.Client) -> None:
+    pid = _ok(
+        api.post("/v1/products", json={"name": "Clock", "category": "home", "price": "3", "currency": "USD"}),
+        201,
+    )["product_id"]
+    time.sleep(0.05)
+    before_restock = datetime.now(UTC).isoformat()
+    time.sleep(0.05)
+    pos = _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 9}), 200)["position"]
+    now = _ok(api.get(f"/v1/entity/product/{pid}", params={"min_position": pos}), 200)
+    assert now["data"]["stock_quantity"] == 9 and now["meta"]["is_historical"] is False
+    then = _ok(api.get(f"/v1/entity/product/{pid}", params={"as_of": before_restock}), 200)
+    assert then["data"]["stock_quantity"] == 0 and then["meta"]["is_historical"] is True
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert api.get(f"/v1/entity/product/{pid}", params={"as_of": future}).status_code == 422
+    long_ago = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    assert api.get(f"/v1/entity/product/{pid}", params={"as_of": long_ago}).status_code == 404
