@@ -8,14 +8,14 @@ import random
 import shutil
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from event_log import EventLog
 
-from domain.events import EVENT_TYPES, RecordedEvent
+from domain.events import RecordedEvent
 from projections.entities import fold_entity, fold_entity_row
 from projections.rows import TABLES
 from readmodels.clickhouse import ClickHouseStore
@@ -42,35 +42,9 @@ def store() -> Iterator[ClickHouseStore]:
     s.drop_all()
 
 
-class Log:
+class Log(EventLog):
     def __init__(self, tenant: str) -> None:
-        self.tenant = tenant
-        self.position = 0
-        self.versions: dict[tuple[str, str], int] = {}
-        self.events: list[RecordedEvent] = []
-
-    def add(self, event_type: str, stream_id: str, at: datetime, **data: Any) -> RecordedEvent:
-        stream_type = EVENT_TYPES[event_type][0]
-        self.position += 1
-        v = self.versions.get((stream_type, stream_id), 0) + 1
-        self.versions[(stream_type, stream_id)] = v
-        e = RecordedEvent(
-            position=self.position,
-            tenant_id=self.tenant,
-            stream_type=stream_type,
-            stream_id=stream_id,
-            stream_version=v,
-            event_id=str(uuid.uuid4()),
-            event_type=event_type,
-            schema_version=1,
-            data=data,
-            occurred_at=at,
-            recorded_at=at,
-            transaction_id=self.position,
-            metadata={"command_id": f"cmd-{self.position // 2}"},
-        )
-        self.events.append(e)
-        return e
+        super().__init__(tenant, events_per_command=2)
 
 
 def shop(tenant: str, n_orders: int = 60, seed: int = 7) -> Log:

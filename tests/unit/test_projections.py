@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from event_log import T0, EventLog
 
 from domain.events import EVENT_TYPES, RecordedEvent
 from projections.entities import fold_entity, fold_entity_row
@@ -23,42 +23,12 @@ from projections.rows import (
     project,
 )
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TENANT = "t1"
 
 
-class Log:
-    """Builds RecordedEvents with increasing positions and per-stream versions."""
-
+class Log(EventLog):
     def __init__(self, tenant: str = TENANT) -> None:
-        self.tenant = tenant
-        self.position = 0
-        self.versions: dict[tuple[str, str], int] = {}
-        self.events: list[RecordedEvent] = []
-
-    def add(self, event_type: str, stream_id: str, at: datetime | None = None, **data: Any) -> RecordedEvent:
-        stream_type = EVENT_TYPES[event_type][0]
-        self.position += 1
-        v = self.versions.get((stream_type, stream_id), 0) + 1
-        self.versions[(stream_type, stream_id)] = v
-        when = at or T0 + timedelta(seconds=self.position)
-        e = RecordedEvent(
-            position=self.position,
-            tenant_id=self.tenant,
-            stream_type=stream_type,
-            stream_id=stream_id,
-            stream_version=v,
-            event_id=str(uuid.uuid4()),
-            event_type=event_type,
-            schema_version=1,
-            data=data,
-            occurred_at=when,
-            recorded_at=when,
-            transaction_id=self.position,
-            metadata={"command_id": f"cmd-{self.position}", "correlation_id": "c"},
-        )
-        self.events.append(e)
-        return e
+        super().__init__(tenant)
 
 
 def fold(events: list[RecordedEvent], mem: MemoryLookup | None = None) -> MemoryLookup:

@@ -1,0 +1,46 @@
+"""Builds RecordedEvents for tests: increasing positions, per-stream versions, one tenant."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from domain.events import EVENT_TYPES, RecordedEvent
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+class EventLog:
+    def __init__(self, tenant: str, events_per_command: int = 1, start: datetime = T0) -> None:
+        self.tenant = tenant
+        self.events_per_command = events_per_command
+        self.start = start
+        self.position = 0
+        self.versions: dict[tuple[str, str], int] = {}
+        self.events: list[RecordedEvent] = []
+
+    def add(self, event_type: str, stream_id: str, at: datetime | None = None, **data: Any) -> RecordedEvent:
+        """``at`` defaults to ``start`` plus one second per position."""
+        stream_type = EVENT_TYPES[event_type][0]
+        self.position += 1
+        v = self.versions.get((stream_type, stream_id), 0) + 1
+        self.versions[(stream_type, stream_id)] = v
+        when = at or self.start + timedelta(seconds=self.position)
+        e = RecordedEvent(
+            position=self.position,
+            tenant_id=self.tenant,
+            stream_type=stream_type,
+            stream_id=stream_id,
+            stream_version=v,
+            event_id=str(uuid.uuid4()),
+            event_type=event_type,
+            schema_version=1,
+            data=data,
+            occurred_at=when,
+            recorded_at=when,
+            transaction_id=self.position,
+            metadata={"command_id": f"cmd-{self.position // self.events_per_command}", "correlation_id": "c"},
+        )
+        self.events.append(e)
+        return e
