@@ -22,7 +22,15 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from commands.cache import AggregateCache
-from commands.ports import EventStorePort, IdempotencyRecord, StreamKey, StreamWrite, VersionConflict
+from commands.idempotency import IdempotencyClaim, record_for, stored_answer
+from commands.ports import (
+    EventStorePort,
+    IdempotencyRecord,
+    IdempotencyReplay,
+    StreamKey,
+    StreamWrite,
+    VersionConflict,
+)
 from commands.validation import Fields, InvalidCommand, minor_for
 from domain import flows, ids
 from domain.base import Aggregate
@@ -52,8 +60,8 @@ class CommandContext:
     metadata: dict[str, Any]
     if_match: int | None = None
     now: datetime = field(default_factory=_utcnow)
-    # passed through to store.append (stored in the same transaction as the events)
-    idempotency: IdempotencyRecord | None = None
+    # Idempotency-Key of the request: its record commits with the events; a repeat is replayed
+    idempotency: IdempotencyClaim | None = None
     # None -> the process-wide DEFAULT_CACHE
     cache: AggregateCache | None = None
     # skip loads the append's version check makes redundant (see the module docstring)
@@ -67,6 +75,7 @@ class CommandResult:
     stream_version: int
     position: int
     created: bool
+    replayed: bool = False
 
 
 class UnitOfWork:
@@ -435,6 +444,10 @@ def execute(ctx: CommandContext, name: str, entity_id: str | None, payload: dict
     spec = _SPECS.get(name)
     if spec is None:
         raise ValueError(f"unknown command {name!r}")
+    if ctx.idempotency is not None:  # a repeated key replays before anything else (no new ids)
+        existing = ctx.store.get_idempotency(ctx.tenant_id, ctx.idempotency.key)
+        if existing is not None:
+            return _replayed(ctx, ctx.idempotency, existing)
     cache = ctx.cache if ctx.cache is not None else DEFAULT_CACHE
     prepared = spec.prepare(ctx, entity_id, Fields(payload))
     stream_type = spec.aggregate.stream_type
@@ -463,8 +476,16 @@ def execute(ctx: CommandContext, name: str, entity_id: str | None, payload: dict
             optimistic = False  # decided from unchecked state: redo with loads
             attempt -= 1
             continue
+        created = spec.creates or current == 0
+        record = None
+        if ctx.idempotency is not None:
+            appended = sum(len(w.events) for w in writes if (w.stream_type, w.stream_id) == primary)
+            record = record_for(ctx.idempotency, primary, current + appended, created, writes)
         try:
-            result = ctx.store.append(ctx.tenant_id, writes, metadata, ctx.idempotency)
+            result = ctx.store.append(ctx.tenant_id, writes, metadata, record)
+        except IdempotencyReplay as replay:  # a concurrent request with the same key committed first
+            assert ctx.idempotency is not None
+            return _replayed(ctx, ctx.idempotency, replay.record)
         except VersionConflict as exc:
             key = (exc.stream_type, exc.stream_id)
             if key in uow.loaded and exc.actual < uow.version(key):
@@ -490,8 +511,20 @@ def execute(ctx: CommandContext, name: str, entity_id: str | None, payload: dict
             entity_id=prepared.entity_id,
             stream_version=versions[primary],
             position=result.last_position,
-            created=spec.creates or current == 0,
+            created=created,
         )
+
+
+def _replayed(ctx: CommandContext, claim: IdempotencyClaim, record: IdempotencyRecord) -> CommandResult:
+    answer = stored_answer(ctx.store, ctx.tenant_id, claim, record)
+    return CommandResult(
+        entity_type=answer.entity_type,
+        entity_id=answer.entity_id,
+        stream_version=answer.stream_version,
+        position=answer.position,
+        created=answer.created,
+        replayed=True,
+    )
 
 
 def reset_cache() -> None:
