@@ -111,23 +111,28 @@ class Runtime:
             self.cache.invalidate(events)
         if watermark > self._watermark:
             self._watermark = watermark
-            loop, flag = self._loop, self._position_changed
-            if loop is not None and flag is not None:
-                loop.call_soon_threadsafe(flag.set)
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._wake_waiters)
+
+    def _wake_waiters(self) -> None:
+        """On the event loop: release everyone waiting on the current event, hand out a fresh one
+        (no waiter ever clears an event another waiter still needs)."""
+        changed, self._position_changed = self._position_changed, asyncio.Event()
+        if changed is not None:
+            changed.set()
 
     async def wait_for_position(self, position: int, timeout: float) -> bool:
-        if self.watermark >= position:
-            return True
         deadline = time.monotonic() + timeout
         while self.watermark < position:
+            changed = self._position_changed
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or self._position_changed is None:
-                return self.watermark >= position
-            self._position_changed.clear()
-            if self.watermark >= position:
+            if changed is None or remaining <= 0:
+                return False
+            if self.watermark >= position:  # moved between the check above and taking the event
                 break
+            # the cap covers watermark moves that do not come through _on_applied (checkpoint load)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._position_changed.wait(), timeout=min(remaining, 0.25))
+                await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
         return True
 
     # ---- freshness -----------------------------------------------------------------

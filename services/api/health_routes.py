@@ -59,7 +59,7 @@ def _projector_components(runtime: Runtime) -> list[dict[str, Any]]:
 
 def _freshness(runtime: Runtime) -> dict[str, Any]:
     runner = runtime.serving_runner
-    last = getattr(runner.status, "last_recorded_at", None) if runner else None
+    last = runner.status.last_recorded_at if runner else None
     age = (datetime.now(UTC) - last).total_seconds() if last else None
     lag = runtime.freshness_seconds()
     status = "healthy" if lag < 5 else "degraded"
