@@ -6,7 +6,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from domain.events import EVENT_TYPES, RecordedEvent
+from commands.ports import StreamWrite
+from domain.events import EVENT_TYPES, NewEvent, RecordedEvent
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -44,3 +45,9 @@ class EventLog:
         )
         self.events.append(e)
         return e
+
+
+def order_write(stream_id: str, expected: int, count: int = 1) -> StreamWrite:
+    """``count`` OrderConfirmed events for one order stream, appended after ``expected``."""
+    events = [NewEvent("order", stream_id, "OrderConfirmed", {"order_id": stream_id}) for _ in range(count)]
+    return StreamWrite("order", stream_id, expected, events)

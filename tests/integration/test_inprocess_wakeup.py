@@ -7,23 +7,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from event_log import order_write as write
 from sqlalchemy.engine import Engine
 
-from commands.ports import AppendResult, StreamWrite, VersionConflict
+from commands.ports import AppendResult, VersionConflict
 from connectors.database import connect_raw
 from connectors.event_store import PostgresEventStore
 from connectors.tailer import PostgresTailer
-from domain.events import NewEvent
 
 pytestmark = pytest.mark.integration
 
 T = "tenant-a"
-
-
-def write(stream_id: str, expected: int, count: int = 1) -> StreamWrite:
-    return StreamWrite("order", stream_id, expected, [
-        NewEvent("order", stream_id, "OrderConfirmed", {"order_id": stream_id}) for _ in range(count)
-    ])
 
 
 @pytest.fixture()
