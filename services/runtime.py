@@ -1,4 +1,9 @@
-"""Wires one embedded deployment: event store, projectors, read models, read cache."""
+"""Wires one API process: event store, read models, read cache, and what keeps the read models current.
+
+``mode="embedded"``: projector threads tail the event store (ClickHouse serving + Iceberg lake).
+``mode="distributed"``: Debezium/Kafka/Flink project; this process runs only the ServingLoader
+(connectors/serving_loader.py), which applies Flink's serving upserts and owns the watermark.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from connectors.checkpoints import CheckpointStore
 from connectors.database import make_service_engine
 from connectors.event_store import PostgresEventStore
+from connectors.serving_loader import LoaderStatus, ServingLoader
 from connectors.tailer import PostgresTailer, TailCursor
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
@@ -26,18 +32,51 @@ from services.read_cache import ReadCache
 log = logging.getLogger("agentflow.runtime")
 
 
+MODES = ("embedded", "distributed")
+
+
+class _Runnable(Protocol):
+    name: str
+
+    def run(self, stop: threading.Event) -> None: ...
+
+
 @dataclass
 class _Thread:
-    runner: ProjectionRunner
+    runner: _Runnable
     thread: threading.Thread
 
 
 class Runtime:
-    """Everything the API process owns. Projectors run in threads beside the HTTP server."""
+    """Everything the API process owns. Projectors (or the serving loader) run in threads beside the
+    HTTP server.
 
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    Distributed mode: ``Runtime(settings, url, mode="distributed", kafka_bootstrap="host:9092",
+    topic_prefix="agentflow")``; unset arguments fall back to the settings fields ``deployment``,
+    ``kafka_bootstrap``, ``topic_prefix`` and ``loader_group`` when Settings has them.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        database_url: str,
+        mode: str | None = None,
+        kafka_bootstrap: str | None = None,
+        topic_prefix: str | None = None,
+        loader_group: str | None = None,
+    ) -> None:
         self.settings = settings
         self.database_url = database_url
+        self.mode = mode or str(getattr(settings, "deployment", None) or "embedded")
+        if self.mode not in MODES:
+            raise ValueError(f"unknown deployment mode {self.mode!r} (expected one of {MODES})")
+        self.kafka_bootstrap = kafka_bootstrap or getattr(settings, "kafka_bootstrap", None)
+        self.topic_prefix = topic_prefix or str(getattr(settings, "topic_prefix", None) or "agentflow")
+        self.loader_group = loader_group or str(
+            getattr(settings, "loader_group", None) or f"{self.topic_prefix}-serving-loader"
+        )
+        if self.mode == "distributed" and not self.kafka_bootstrap:
+            raise ValueError("distributed mode needs kafka_bootstrap (host:port of a Kafka broker)")
         self.engine = make_service_engine(database_url)
         # the tailers share this process: wake them in-process after each commit instead of NOTIFY
         self.store = PostgresEventStore(self.engine, notify=False)
@@ -50,12 +89,15 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._position_changed: asyncio.Event | None = None
         self._watermark = 0
-        self.serving_runner: ProjectionRunner | None = None
+        self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         self.clickhouse.ensure_schema()
+        if self.mode == "distributed":
+            self._start_distributed()
+            return
         sink = ClickHouseSink(self.clickhouse, self.checkpoints)
         # no NOTIFY (see __init__): the serving tailer is woken by this process's commits and polls
         # every 100 ms for writes from other processes; the lake batches anyway, so it only polls
@@ -77,7 +119,20 @@ class Runtime:
             self.lake_runner = ProjectionRunner("iceberg", lake_tailer, lake)
             self._spawn(self.lake_runner)
 
-    def _spawn(self, runner: ProjectionRunner) -> None:
+    def _start_distributed(self) -> None:
+        """No tailers, projectors or lake runner here: Flink projects; the loader applies its output."""
+        assert self.kafka_bootstrap
+        self.serving_runner = ServingLoader(
+            self.clickhouse,
+            self.engine,
+            self.kafka_bootstrap,
+            topic_prefix=self.topic_prefix,
+            group_id=self.loader_group,
+            on_applied=self._on_applied,
+        )
+        self._spawn(self.serving_runner)
+
+    def _spawn(self, runner: _Runnable) -> None:
         thread = threading.Thread(target=runner.run, args=(self._stop,), name=f"projector-{runner.name}")
         thread.daemon = True
         thread.start()
@@ -142,6 +197,13 @@ class Runtime:
         if runner is None:
             return 0.0
         st = runner.status
+        if isinstance(st, LoaderStatus):
+            # caught up = every position the store tail has seen is applied; otherwise the read models
+            # are complete as of the last turn that was (positions only: no recorded_at to compare)
+            if st.caught_up:
+                return 0.0
+            since = st.caught_up_at or self.started_at
+            return round(max(0.0, time.time() - since), 3)
         if st.caught_up and not st.last_error:
             return 0.0
         if st.last_recorded_at is None:
@@ -149,7 +211,7 @@ class Runtime:
         return round(max(0.0, time.time() - st.last_recorded_at.timestamp()), 3)
 
     @staticmethod
-    def status_of(runner: ProjectionRunner) -> dict[str, Any]:
+    def status_of(runner: ProjectionRunner | ServingLoader) -> dict[str, Any]:
         st = runner.status
         out = {k: getattr(st, k) for k in st.__dataclass_fields__}
         if st.last_recorded_at is not None:
