@@ -6,7 +6,8 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
 PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 
-.PHONY: run test unit integration e2e lint bench setup system-deps clean
+.PHONY: run test unit integration e2e lint bench bench-distributed setup setup-distributed system-deps \
+	up-distributed down-distributed clean
 
 setup: $(STAMP) system-deps
 
@@ -23,19 +24,40 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
 
+# The distributed engines: Kafka/Connect/Debezium/Flink jars from Maven Central and PyFlink in its own
+# venv, cached under deploy/.cache (first run ~2 min of downloads). Java 17 and Maven come from Debian.
+setup-distributed: setup
+	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null)
+	$(VENV)/bin/python -m services.distributed.jars
+	$(VENV)/bin/python -c "from services.distributed.flink_job import ensure_venv; ensure_venv()"
+
 run: setup
 	$(VENV)/bin/agentflow up --demo
 
-test: setup lint
+# Postgres (own cluster) + Kafka + Connect/Debezium + Flink + the API, in the background; logs in
+# .agentflow/up-distributed.log. `make down-distributed` stops all of it.
+up-distributed: setup-distributed
+	@mkdir -p .agentflow
+	@nohup $(VENV)/bin/agentflow up --distributed > .agentflow/up-distributed.log 2>&1 &
+	@for i in $$(seq 1 300); do \
+	  if grep -q "AgentFlow is serving" .agentflow/up-distributed.log; then cat .agentflow/up-distributed.log; exit 0; fi; \
+	  if [ ! -f .agentflow/agentflow.pid ] && [ $$i -gt 10 ]; then cat .agentflow/up-distributed.log; exit 1; fi; \
+	  sleep 1; done; cat .agentflow/up-distributed.log; exit 1
+
+down-distributed: setup
+	$(VENV)/bin/agentflow down
+
+test: setup setup-distributed lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 unit: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
 
-integration: setup
+integration: setup-distributed
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/integration
 
-e2e: setup
+e2e: setup-distributed
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e
 
 lint: setup
@@ -45,6 +67,9 @@ lint: setup
 bench: setup
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(VENV)/bin/python -m bench.run
+
+bench-distributed: setup-distributed
+	$(VENV)/bin/python -m bench.distributed
 
 clean:
 	rm -rf $(VENV) .agentflow build *.egg-info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -20,6 +21,24 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--demo", action="store_true", help="also run a realistic traffic generator")
     up.add_argument("--demo-rate", type=float, default=10.0, help="demo commands per second")
     up.add_argument("--no-iceberg", action="store_true", help="do not write the Iceberg lake")
+    up.add_argument(
+        "--distributed",
+        action="store_true",
+        help="project through Debezium -> Kafka -> Flink (starts them under the data dir unless --external)",
+    )
+    up.add_argument(
+        "--external",
+        action="store_true",
+        help="with --distributed: use the Kafka (and Connect) named by AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS "
+        "(and AGENTFLOW_CONNECT_URL) instead of starting them",
+    )
+    up.add_argument("--database-url", default=None, help="an existing Postgres (default: own cluster)")
+    up.add_argument("--kafka-bootstrap", default=None, help="with --external: Kafka bootstrap servers")
+
+    down = sub.add_parser("down", help="stop a running `agentflow up` (and the engines it started)")
+    down.add_argument(
+        "--data-dir", type=Path, default=None, help="default: $AGENTFLOW_DATA_DIR or .agentflow"
+    )
 
     mig = sub.add_parser("migrate", help="apply database migrations to AGENTFLOW_DATABASE_URL")
     mig.add_argument("--database-url", default=None)
@@ -31,15 +50,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from services.launcher import run_up
 
-        overrides: dict[str, object] = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+        overrides: dict[str, object] = {
+            "host": args.host,
+            "port": args.port,
+            "data_dir": args.data_dir,
+            "database_url": args.database_url,
+            "kafka_bootstrap": args.kafka_bootstrap,
+        }
         if args.no_iceberg:
             overrides["iceberg_enabled"] = False
+        if args.distributed:
+            overrides["deployment"] = "distributed"
         try:
             settings = settings_from_env(**overrides)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if args.external and not (args.distributed and settings.kafka_bootstrap):
+            print(
+                "error: --external needs --distributed and AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr
+            )
+            return 2
+        if args.distributed and not args.external and settings.kafka_bootstrap:
+            settings = dataclasses.replace(settings, kafka_bootstrap=None)  # start our own stack
         return run_up(settings, demo=args.demo, demo_rate=args.demo_rate)
+    if args.command == "down":
+        from services.launcher import run_down
+
+        return run_down(args.data_dir or settings_from_env().data_dir)
     if args.command == "migrate":
         from migrations import run_migrations
 

@@ -21,6 +21,12 @@ class Settings:
     iceberg_enabled: bool = True
     iceberg_batch_rows: int = 5000
     iceberg_batch_age_s: float = 5.0
+    # distributed deployment (docs/distributed.md)
+    deployment: str = "embedded"  # "embedded" | "distributed"
+    kafka_bootstrap: str | None = None  # None with --distributed = start our own stack
+    topic_prefix: str = "agentflow"
+    loader_group: str | None = None
+    connect_url: str | None = None  # register the Debezium connector there at start (external stack)
 
     @property
     def chdb_path(self) -> Path:
@@ -66,6 +72,10 @@ def settings_from_env(**overrides: object) -> Settings:
         "api_keys": parse_api_keys(env.get("AGENTFLOW_API_KEYS")),
         "reporting_currency": env.get("AGENTFLOW_REPORTING_CURRENCY", "USD"),
         "iceberg_enabled": env.get("AGENTFLOW_ICEBERG", "1") not in ("0", "false", "no"),
+        "kafka_bootstrap": env.get("AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS") or None,
+        "topic_prefix": env.get("AGENTFLOW_KAFKA_TOPIC_PREFIX") or "agentflow",
+        "loader_group": env.get("AGENTFLOW_LOADER_GROUP") or None,
+        "connect_url": env.get("AGENTFLOW_CONNECT_URL") or None,
         "rate_limit_rpm": _positive_int(env.get("AGENTFLOW_RATE_LIMIT_RPM"), "AGENTFLOW_RATE_LIMIT_RPM"),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})

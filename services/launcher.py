@@ -1,12 +1,21 @@
-"""``agentflow up``: own Postgres cluster, migrations, API, projectors, optional demo traffic."""
+"""``agentflow up``: own Postgres cluster, migrations, API, projectors, optional demo traffic.
+
+``--distributed`` replaces the in-process projectors with Debezium -> Kafka -> Flink and the serving
+loader (our own stack under the data dir, or an existing one named by the Kafka/Connect settings).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import signal
 import socket
 import sys
+import time
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -15,7 +24,11 @@ from services.auth import DEV_TENANT, ApiKeys, load_or_create_dev_key
 from services.config import Settings
 from services.runtime import Runtime
 
+if TYPE_CHECKING:
+    from services.distributed.stack import DistributedStack
+
 log = logging.getLogger("agentflow")
+PID_FILE = "agentflow.pid"
 
 
 class _Server(uvicorn.Server):
@@ -41,25 +54,34 @@ def _say(msg: str) -> None:
 
 
 def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> int:
+    """Serve until Ctrl-C/SIGTERM. Distributed without a Kafka address also runs our own stack."""
     if not _port_is_free(settings.host, settings.port):
         _say(f"error: {settings.host}:{settings.port} is already in use; pass --port to choose another")
         return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = settings.data_dir / PID_FILE
+    pid_file.write_text(f"{os.getpid()}\n")
     cluster = None
+    stack: DistributedStack | None = None
     database_url = settings.database_url
-    if database_url is None:
-        from connectors.postgres_cluster import PostgresCluster
-
-        _say(f"starting Postgres under {settings.data_dir / 'postgres'} ...")
-        cluster = PostgresCluster(settings.data_dir / "postgres")
-        cluster.start()
-        database_url = cluster.local_url  # unix socket: cheaper round trips than TCP
-        _say(f"Postgres ready at {cluster.url}")
+    tcp_url = database_url
     try:
+        if database_url is None:
+            from connectors.postgres_cluster import PostgresCluster
+
+            _say(f"starting Postgres under {settings.data_dir / 'postgres'} ...")
+            cluster = PostgresCluster(settings.data_dir / "postgres")
+            cluster.start()
+            database_url = cluster.local_url  # unix socket: cheaper round trips than TCP
+            tcp_url = cluster.url  # the JVMs (Debezium, Iceberg's JDBC catalog) need TCP
+            _say(f"Postgres ready at {cluster.url}")
         from migrations import run_migrations
 
         _say("running migrations ...")
         run_migrations(database_url)
+        if settings.deployment == "distributed":
+            assert tcp_url is not None
+            settings, stack = _distributed(settings, tcp_url)
         keys = settings.api_keys
         dev_key = None
         if not keys:
@@ -87,9 +109,65 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
         server.run()
         return 0
     finally:
+        if stack is not None:
+            stack.stop()
         if cluster is not None:
             _say("stopping Postgres ...")
             cluster.stop()
+        pid_file.unlink(missing_ok=True)
+
+
+def _distributed(settings: Settings, database_url: str) -> tuple[Settings, DistributedStack | None]:
+    """Start our own Kafka/Connect/Flink stack unless ``kafka_bootstrap`` names an existing one; with
+    ``connect_url`` register the Debezium connector there (idempotent)."""
+    from services.distributed.cdc import register_connector
+    from services.distributed.stack import CONNECTOR, DistributedStack
+
+    if settings.kafka_bootstrap:
+        if settings.connect_url:
+            _say(f"registering the Debezium connector at {settings.connect_url} ...")
+            register_connector(
+                settings.connect_url, CONNECTOR, database_url, topic_prefix=settings.topic_prefix
+            )
+        return settings, None
+    warehouse = (settings.data_dir / "warehouse").resolve().as_uri()
+    stack = DistributedStack(
+        settings.data_dir / "distributed", database_url, settings.topic_prefix, warehouse,
+        lake=settings.iceberg_enabled, say=_say,
+    )  # fmt: skip
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    return dataclasses.replace(settings, kafka_bootstrap=stack.bootstrap), stack
+
+
+def run_down(data_dir: Path, timeout: float = 90.0) -> int:
+    """Stop a running ``agentflow up`` (SIGTERM: it stops its engines and Postgres in order)."""
+    pid_file = data_dir / PID_FILE
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        _say(f"nothing to stop: no {pid_file}")
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        _say("agentflow was not running (stale pid file removed)")
+        pid_file.unlink(missing_ok=True)
+        return 0
+    _say(f"stopping agentflow (pid {pid}) ...")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            _say("stopped")
+            return 0
+        time.sleep(0.3)
+    _say(f"error: pid {pid} still running after {timeout:.0f}s")
+    return 1
 
 
 def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> None:

@@ -53,7 +53,7 @@ class Runtime:
 
     Distributed mode: ``Runtime(settings, url, mode="distributed", kafka_bootstrap="host:9092",
     topic_prefix="agentflow")``; unset arguments fall back to the settings fields ``deployment``,
-    ``kafka_bootstrap``, ``topic_prefix`` and ``loader_group`` when Settings has them.
+    ``kafka_bootstrap``, ``topic_prefix`` and ``loader_group``.
     """
 
     def __init__(
@@ -67,13 +67,13 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.database_url = database_url
-        self.mode = mode or str(getattr(settings, "deployment", None) or "embedded")
+        self.mode = mode or settings.deployment
         if self.mode not in MODES:
             raise ValueError(f"unknown deployment mode {self.mode!r} (expected one of {MODES})")
-        self.kafka_bootstrap = kafka_bootstrap or getattr(settings, "kafka_bootstrap", None)
-        self.topic_prefix = topic_prefix or str(getattr(settings, "topic_prefix", None) or "agentflow")
+        self.kafka_bootstrap = kafka_bootstrap or settings.kafka_bootstrap
+        self.topic_prefix = topic_prefix or settings.topic_prefix
         self.loader_group = loader_group or str(
-            getattr(settings, "loader_group", None) or f"{self.topic_prefix}-serving-loader"
+            settings.loader_group or f"{self.topic_prefix}-serving-loader"
         )
         if self.mode == "distributed" and not self.kafka_bootstrap:
             raise ValueError("distributed mode needs kafka_bootstrap (host:port of a Kafka broker)")

@@ -72,3 +72,13 @@ def stop_event_capture(
         connect.wait_deleted(name)
     if drop_slot:
         drop_slot_and_publication(database_url, slot_name, publication_name)
+
+
+def register_connector(connect_url: str, name: str, database_url: str, **config_kw: object) -> None:
+    """Create or update the connector on an existing Connect cluster (no local worker involved)."""
+    import httpx
+
+    config = debezium_postgres_config(database_url, **config_kw)  # type: ignore[arg-type]
+    r = httpx.put(f"{connect_url.rstrip('/')}/connectors/{name}/config", json=config, timeout=120.0)
+    if r.status_code >= 400:
+        raise RuntimeError(f"registering connector {name} at {connect_url} failed: {r.status_code} {r.text}")

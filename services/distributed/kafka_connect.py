@@ -112,6 +112,8 @@ class KafkaConnect:
     def start(self, timeout: float = 180.0) -> str:
         """Start the worker; returns the REST base URL."""
         started = time.monotonic()
+        if self._client.is_closed:  # stopped before: a restart needs a fresh REST client
+            self._client = httpx.Client(timeout=30.0)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._link_plugins()
         props = worker_properties(
