@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from domain import session as session_def
 from domain.events import RecordedEvent
+from domain.validation import event_problems
 
 ORDERS = "orders"
 ORDER_LINES = "order_lines"
@@ -100,6 +101,15 @@ def created_keys(event: RecordedEvent) -> list[tuple[str, Key]]:
             for no in range(1, len(event.data.get("lines") or ()) + 1)
         )
     return keys
+
+
+def invalid_reason(event: RecordedEvent) -> str | None:
+    """Why the event must not be projected (the domain's stateless rules), or None. Commands never
+    produce such events; one written straight into the store is dead-lettered by every pipeline."""
+    problems = event_problems(
+        event.event_type, event.stream_type, event.stream_id, event.schema_version, event.data
+    )
+    return "; ".join(problems) if problems else None
 
 
 def ms_utc(value: datetime) -> datetime:

@@ -18,11 +18,20 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from domain.events import RecordedEvent
-from projections.rows import EVENTS, TABLES, Key, Row, created_keys, lookup_keys, project
+from projections.rows import (
+    EVENTS,
+    TABLES,
+    Key,
+    Row,
+    created_keys,
+    invalid_reason,
+    lookup_keys,
+    project,
+)
 from readmodels.clickhouse import ClickHouseStore, normalize_row
 from readmodels.metrics import METRICS
 
@@ -99,8 +108,11 @@ class ClickHouseSink:
         eager_tables: frozenset[str] = METRIC_TABLES,
         defer_s: float = 0.2,
         defer_max_rows: int = 5000,
+        reject: Callable[[RecordedEvent, str], None] | None = None,
     ) -> None:
+        """``reject`` receives each invalid event (domain validation) with its reason; it is skipped."""
         self.store = store
+        self.reject = reject
         self.checkpoints = checkpoints
         self.name = name
         self.cache = RowCache(cache_size)
@@ -150,6 +162,7 @@ class ClickHouseSink:
 
     def apply(self, events: Sequence[RecordedEvent], cursor: Any | None, watermark: int) -> None:
         defer = cursor is not None and self.defer_s > 0  # rebuilds and tests write everything now
+        events = self._valid(events)
         try:
             self._prefetch(events)
             lookup = _BatchLookup(self)
@@ -185,6 +198,17 @@ class ClickHouseSink:
 
     # Deferred rows all come from batches that were applied in full (their eager rows written), so
     # they stay valid across a failed batch; a checkpoint that lags only replays more after a crash.
+
+    def _valid(self, events: Sequence[RecordedEvent]) -> Sequence[RecordedEvent]:
+        bad = [(e, reason) for e in events if (reason := invalid_reason(e)) is not None]
+        if not bad:
+            return events
+        for e, reason in bad:
+            log.warning("invalid event %s at position %s not projected: %s", e.event_id, e.position, reason)
+            if self.reject is not None:
+                self.reject(e, reason)
+        skipped = {e.position for e, _ in bad}
+        return [e for e in events if e.position not in skipped]
 
     def pending_rows(self) -> int:
         return self._deferred_rows

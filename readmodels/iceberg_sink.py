@@ -27,7 +27,7 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from domain.events import RecordedEvent
-from projections.rows import ORDERS, PAYMENTS, Key, Row, event_row, project
+from projections.rows import ORDERS, PAYMENTS, Key, Row, event_row, invalid_reason, project
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,8 @@ class IcebergSink:
 
     def _apply(self, events: Sequence[RecordedEvent], cursor: Any | None, watermark: int) -> None:
         for e in events:
+            if invalid_reason(e) is not None:  # dead-lettered by the serving sink; not part of the lake
+                continue
             if self._after("events", e):
                 self.buffers["events"].append({**event_row(e), "transaction_id": e.transaction_id})
             if e.stream_type not in ("order", "payment"):

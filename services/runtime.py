@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from connectors.checkpoints import CheckpointStore
 from connectors.database import make_service_engine
+from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.serving_loader import LoaderStatus, ServingLoader
 from connectors.tailer import PostgresTailer, TailCursor
@@ -81,6 +82,7 @@ class Runtime:
         # the tailers share this process: wake them in-process after each commit instead of NOTIFY
         self.store = PostgresEventStore(self.engine, notify=False)
         self.checkpoints = CheckpointStore(self.engine)
+        self.dead_letters = DeadLetterStore(self.engine)
         self.clickhouse = ClickHouseStore(settings.resolved_clickhouse_dsn)
         self.cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
         self.started_at = time.time()
@@ -98,7 +100,7 @@ class Runtime:
         if self.mode == "distributed":
             self._start_distributed()
             return
-        sink = ClickHouseSink(self.clickhouse, self.checkpoints)
+        sink = ClickHouseSink(self.clickhouse, self.checkpoints, reject=self._dead_letter)
         # no NOTIFY (see __init__): the serving tailer is woken by this process's commits and polls
         # every 100 ms for writes from other processes; the lake batches anyway, so it only polls
         serving = PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.1)
@@ -131,6 +133,21 @@ class Runtime:
             on_applied=self._on_applied,
         )
         self._spawn(self.serving_runner)
+
+    def _dead_letter(self, event: RecordedEvent, reason: str) -> None:
+        """The embedded pipeline's validation stage: an invalid event is stored, not projected."""
+        record = {
+            "position": event.position, "tenant_id": event.tenant_id, "stream_type": event.stream_type,
+            "stream_id": event.stream_id, "stream_version": event.stream_version,
+            "event_id": str(event.event_id), "event_type": event.event_type,
+            "schema_version": event.schema_version, "data": event.data,
+            "occurred_at": event.occurred_at.isoformat(),
+        }  # fmt: skip
+        letter = DeadLetter(
+            "embedded", "validate", reason, event_id=str(event.event_id), position=event.position,
+            tenant_id=event.tenant_id, event_type=event.event_type, record=record,
+        )  # fmt: skip
+        self.dead_letters.add([letter])
 
     def _spawn(self, runner: _Runnable) -> None:
         thread = threading.Thread(target=runner.run, args=(self._stop,), name=f"projector-{runner.name}")

@@ -23,7 +23,7 @@ class EventLog:
 
     def add(self, event_type: str, stream_id: str, at: datetime | None = None, **data: Any) -> RecordedEvent:
         """``at`` defaults to ``start`` plus one second per position."""
-        stream_type = EVENT_TYPES[event_type][0]
+        stream_type, schema_version, _ = EVENT_TYPES[event_type]
         self.position += 1
         v = self.versions.get((stream_type, stream_id), 0) + 1
         self.versions[(stream_type, stream_id)] = v
@@ -36,7 +36,7 @@ class EventLog:
             stream_version=v,
             event_id=str(uuid.uuid4()),
             event_type=event_type,
-            schema_version=1,
+            schema_version=schema_version,  # as stored events read back: upcast to the current version
             data=data,
             occurred_at=when,
             recorded_at=when,
