@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -73,9 +74,10 @@ class Runtime:
             raise ValueError(f"unknown deployment mode {self.mode!r} (expected one of {MODES})")
         self.kafka_bootstrap = kafka_bootstrap or settings.kafka_bootstrap
         self.topic_prefix = topic_prefix or settings.topic_prefix
-        self.loader_group = loader_group or str(
-            settings.loader_group or f"{self.topic_prefix}-serving-loader"
-        )
+        # one group per host: every API replica applies every upsert (idempotent) and so knows its
+        # own contiguous position; replicas sharing a group would split the partitions between them
+        host_group = f"{self.topic_prefix}-serving-loader-{socket.gethostname()}"
+        self.loader_group = loader_group or settings.loader_group or host_group
         if self.mode == "distributed" and not self.kafka_bootstrap:
             raise ValueError("distributed mode needs kafka_bootstrap (host:port of a Kafka broker)")
         self.engine = make_service_engine(database_url)

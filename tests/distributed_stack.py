@@ -7,7 +7,7 @@ Use from a test module (or conftest) with::
 
 and capture a test database with :func:`event_capture`. Every capture needs its own connector name
 and topic prefix within a session (Connect keeps a deleted connector's offsets; the topics outlive it).
-The fixtures skip when java or (on a cold cache) mvn is missing.
+The fixtures fail (never skip) when java or, on a cold cache, mvn is missing.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from services.distributed.kafka_connect import KafkaConnect
 
 def _require_jvm_stack(*bundles: str) -> None:
     if shutil.which("java") is None:
-        pytest.skip("java is not installed (needed for Kafka / Kafka Connect)")
+        pytest.fail("java is not installed (needed for Kafka / Kafka Connect; make setup-distributed)")
     if shutil.which("mvn") is None and not all(jars.is_fetched(b) for b in bundles):
-        pytest.skip("mvn is not installed and the jar cache is cold")
+        pytest.fail("mvn is not installed and the jar cache is cold (make setup-distributed)")
 
 
 @pytest.fixture(scope="session")

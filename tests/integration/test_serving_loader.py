@@ -3,8 +3,8 @@
 Serving messages are built as Flink builds them (projections.rows.project on the stored events, rows
 through dumps_row) and produced out of order across partitions, with duplicates and dead letters.
 
-Broker: ``AGENTFLOW_TEST_KAFKA_BOOTSTRAP`` (host:port of a running broker), else the ``kafka_broker``
-session fixture of tests/distributed_stack.py; skipped when neither is available.
+Broker: the ``kafka_broker`` session fixture of tests/distributed_stack.py (or
+``AGENTFLOW_TEST_KAFKA_BOOTSTRAP``, host:port of a running broker, while developing).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from distributed_stack import kafka_broker  # noqa: F401  (the session's single-node KRaft broker)
 from sqlalchemy.engine import Engine
 
 from commands.ports import StreamWrite
@@ -34,35 +35,15 @@ from domain.events import NewEvent, RecordedEvent
 from projections.rows import TABLES, MemoryLookup, dumps_row, project
 from readmodels.clickhouse import ClickHouseStore, normalize_row
 
-with contextlib.suppress(ImportError):  # the shared single-node KRaft broker (may not exist yet)
-    from distributed_stack import kafka_broker  # noqa: F401
-
 pytestmark = pytest.mark.integration
 
 TENANT = "tenant-loader"
 SERVING_PARTITIONS = 3
 
 
-def _bootstrap_of(broker: Any) -> str:
-    if isinstance(broker, str):
-        return broker
-    for attr in ("bootstrap", "bootstrap_servers", "bootstrap_server"):
-        value = getattr(broker, attr, None)
-        if value:
-            return str(value)
-    raise RuntimeError(f"cannot find the bootstrap address of {broker!r}")
-
-
 @pytest.fixture(scope="module")
-def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    env = os.environ.get("AGENTFLOW_TEST_KAFKA_BOOTSTRAP")
-    if env:
-        return env
-    try:
-        broker = request.getfixturevalue("kafka_broker")
-    except pytest.FixtureLookupError:
-        pytest.skip("no Kafka broker (set AGENTFLOW_TEST_KAFKA_BOOTSTRAP or provide kafka_broker)")
-    return _bootstrap_of(broker)
+def kafka_bootstrap(kafka_broker: Any) -> str:  # noqa: F811
+    return os.environ.get("AGENTFLOW_TEST_KAFKA_BOOTSTRAP") or str(kafka_broker.bootstrap_servers)
 
 
 def chdb_dsn() -> str:
