@@ -42,32 +42,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from projections.flink.pipeline import StateLookup, process  # noqa: E402
-from projections.flink.sql import ddl_statements, insert_statements  # noqa: E402
+from projections.flink.sql import LAKE_TABLES, ddl_statements, insert_statements  # noqa: E402
 
 KV = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
-LAKE_FIELDS = [
-    ("tenant_id", Types.STRING()),
-    ("position", Types.LONG()),
-    ("event_id", Types.STRING()),
-    ("event_type", Types.STRING()),
-    ("stream_type", Types.STRING()),
-    ("stream_id", Types.STRING()),
-    ("stream_version", Types.LONG()),
-    ("schema_version", Types.INT()),
-    ("occurred_ms", Types.LONG()),
-    ("recorded_ms", Types.LONG()),
-    ("command_id", Types.STRING()),
-    ("correlation_id", Types.STRING()),
-    ("data", Types.STRING()),
-    ("metadata", Types.STRING()),
-]
-LAKE = Types.ROW_NAMED([n for n, _ in LAKE_FIELDS], [t for _, t in LAKE_FIELDS])
+_FLINK_TYPES = {"STRING": Types.STRING, "BIGINT": Types.LONG, "INT": Types.INT, "TS": Types.LONG}
 DEAD_LETTERS = OutputTag("dead-letters", KV)
-LAKE_ROWS = OutputTag("lake-rows", LAKE)
-
-
-def _ms(value: Any) -> int:
-    return int(value.timestamp() * 1000)
+LAKE = {
+    table: OutputTag(
+        f"lake-{table}", Types.ROW_NAMED([c for c, _ in cols], [_FLINK_TYPES[t]() for _, t in cols])
+    )
+    for table, cols in LAKE_TABLES.items()
+}
 
 
 class ProjectEvents(KeyedProcessFunction):  # type: ignore[misc]
@@ -90,27 +75,8 @@ class ProjectEvents(KeyedProcessFunction):  # type: ignore[misc]
             yield Row(k=out.stream_id, v=out.serving)
         if out.dead_letter is not None:
             yield DEAD_LETTERS, Row(k=out.stream_id, v=out.dead_letter)
-        if out.event_row is not None:
-            r = out.event_row
-            yield (
-                LAKE_ROWS,
-                Row(
-                    tenant_id=r["tenant_id"],
-                    position=int(r["position"]),
-                    event_id=r["event_id"],
-                    event_type=r["event_type"],
-                    stream_type=r["stream_type"],
-                    stream_id=r["stream_id"],
-                    stream_version=int(r["stream_version"]),
-                    schema_version=int(r["schema_version"]),
-                    occurred_ms=_ms(r["occurred_at"]),
-                    recorded_ms=_ms(r["recorded_at"]),
-                    command_id=r["command_id"],
-                    correlation_id=r["correlation_id"],
-                    data=r["data"],
-                    metadata=r["metadata"],
-                ),
-            )
+        for table, values in out.lake:
+            yield LAKE[table], Row(*values)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -181,7 +147,10 @@ def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
         "dead_letter_out", t_env.from_data_stream(projected.get_side_output(DEAD_LETTERS))
     )
     if not args.no_lake:
-        t_env.create_temporary_view("lake_out", t_env.from_data_stream(projected.get_side_output(LAKE_ROWS)))
+        for table, tag in LAKE.items():
+            t_env.create_temporary_view(
+                f"lake_{table}", t_env.from_data_stream(projected.get_side_output(tag))
+            )
     for stmt in ddl_statements(args, lake=not args.no_lake):
         t_env.execute_sql(stmt)
     statements = t_env.create_statement_set()

@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from domain.events import RecordedEvent
 from domain.upcasting import upcast
 from domain.validation import event_problems
-from projections.rows import EVENTS, Key, Row, RowChange, dumps_row, project
+from projections.flink.sql import LAKE_TABLES, TS
+from projections.rows import EVENTS, ORDERS, PAYMENTS, Key, Row, RowChange, dumps_row, project
 
 PARSE = "parse"
 VALIDATE = "validate"
@@ -223,6 +224,34 @@ def _int_or_none(value: Any) -> int | None:
         return None
 
 
+HISTORY_OF = {ORDERS: "orders_history", PAYMENTS: "payments_history"}
+
+
+def lake_record(table: str, row: Row) -> tuple[Any, ...]:
+    """A row as the values of the lake table's columns (timestamps as epoch ms, lines as JSON)."""
+    out: list[Any] = []
+    for column, ty in LAKE_TABLES[table]:
+        value = row.get(column)
+        if ty == TS and isinstance(value, datetime):
+            value = int(value.timestamp() * 1000)
+        elif column == "lines" and not isinstance(value, str | None):
+            value = json.dumps(value, sort_keys=True)
+        out.append(value)
+    return tuple(out)
+
+
+def lake_records(event: RecordedEvent, changes: list[RowChange]) -> list[tuple[str, tuple[Any, ...]]]:
+    """(lake table, values) for the events table and the order/payment history tables."""
+    out = []
+    for c in changes:
+        if c.table == EVENTS:
+            out.append(("events", lake_record("events", c.row)))
+        elif c.table in HISTORY_OF:
+            history = HISTORY_OF[c.table]
+            out.append((history, lake_record(history, {**c.row, "event_type": event.event_type})))
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """One input's result: a serving or a dead-letter message, or nothing for a duplicate."""
@@ -230,7 +259,7 @@ class Outcome:
     serving: str | None = None
     dead_letter: str | None = None
     stream_id: str = ""
-    event_row: Row | None = None
+    lake: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
 def process(
@@ -253,9 +282,8 @@ def process(
         stream_id = err.event.stream_id if err.event else ""
         return Outcome(dead_letter=dead_letter_message(err, value), stream_id=stream_id)
     mark_seen(decoded.event.event_id)
-    event_rows = [c.row for c in changes if c.table == EVENTS]
     return Outcome(
         serving=serving_message(decoded, changes),
         stream_id=decoded.event.stream_id,
-        event_row=event_rows[0] if event_rows else None,
+        lake=tuple(lake_records(decoded.event, changes)),
     )

@@ -256,3 +256,7 @@ def test_iceberg_lake_holds_every_valid_event(postgres: PostgresCluster, stack: 
         time.sleep(2)
     assert len(set(ids)) == valid
     assert len(ids) == len(set(ids)), "an event reached the lake twice"
+    history = catalog.load_table("agentflow.orders_history").scan().to_arrow()
+    assert {"OrderPlaced", "OrderCancelled", "OrderRefunded"} <= set(history.column("event_type").to_pylist())
+    assert len(set(zip(history.column("order_id").to_pylist(), history.column("version").to_pylist(),
+                       strict=True))) == history.num_rows  # fmt: skip

@@ -21,7 +21,7 @@ from projections.flink.pipeline import (
     process,
     tenant_of,
 )
-from projections.flink.sql import ddl_statements, insert_statements
+from projections.flink.sql import LAKE_TABLES, ddl_statements, insert_statements
 from projections.rows import MemoryLookup, project
 
 
@@ -239,3 +239,41 @@ def test_sink_sql_names_the_topics_and_the_shared_catalog() -> None:
     inserts = insert_statements(Args, lake=True)
     assert any("agentflow.agentflow.events" in s for s in inserts)
     assert len(insert_statements(Args, lake=False)) == 2
+
+
+def test_lake_tables_match_the_embedded_lake_schemas() -> None:
+    """Both deployments write one lake layout: the Flink DDL mirrors readmodels/iceberg_sink.SCHEMAS."""
+    import pyarrow as pa
+
+    from readmodels.iceberg_sink import SCHEMAS
+
+    arrow = {
+        "STRING": pa.string(),
+        "BIGINT": pa.int64(),
+        "INT": pa.int32(),
+        "TS": pa.timestamp("us", tz="UTC"),
+    }
+    assert set(LAKE_TABLES) == set(SCHEMAS)
+    for table, columns in LAKE_TABLES.items():
+        assert [(c, arrow[t]) for c, t in columns] == [(f.name, f.type) for f in SCHEMAS[table]], table
+
+
+def test_lake_records_carry_history_rows_in_column_order() -> None:
+    events = busy_shop().store.events
+    lookup = StateLookup(DictState())
+    seen: set[str] = set()
+    tables: dict[str, list[tuple[Any, ...]]] = {}
+    for e in events:
+        out = process(cdc_value(e), seen.__contains__, seen.add, lookup)
+        for table, values in out.lake:
+            tables.setdefault(table, []).append(values)
+    assert len(tables["events"]) == len(events)
+    orders = tables["orders_history"]
+    cols = [c for c, _ in LAKE_TABLES["orders_history"]]
+    rows = [dict(zip(cols, v, strict=True)) for v in orders]
+    assert "cancelled" in {r["status"] for r in rows} and max(r["refunded_minor"] for r in rows) == 1000
+    first = dict(zip(cols, orders[0], strict=True))
+    assert first["event_type"] == "OrderPlaced" and isinstance(first["placed_at"], int)
+    assert json.loads(first["lines"])[0]["product_id"] == "PROD-001"
+    assert {dict(zip([c for c, _ in LAKE_TABLES["payments_history"]], v, strict=True))["status"]
+            for v in tables["payments_history"]} >= {"completed", "failed"}  # fmt: skip
