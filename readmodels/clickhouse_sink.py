@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from domain.events import RecordedEvent
 from projections.rows import (
     EVENTS,
+    ORDERS,
+    SESSIONS,
     TABLES,
     Key,
     Row,
@@ -33,7 +35,6 @@ from projections.rows import (
     project,
 )
 from readmodels.clickhouse import ClickHouseStore, normalize_row
-from readmodels.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,9 @@ class _BatchLookup:
         return found
 
 
-# the tables the metrics read; error_rate's events table is flushed by the reader
-METRIC_TABLES = frozenset(m.source_table for m in METRICS.values()) - {EVENTS}
+# the tables the hot baseline metrics read, written before the watermark moves; a reader of a metric over
+# any other table (events, order lines, payments, products) flushes the deferred rows first
+METRIC_TABLES = frozenset({ORDERS, SESSIONS})
 
 
 class ClickHouseSink:

@@ -5,72 +5,20 @@ from __future__ import annotations
 from projections.entities import ENTITY_TABLES, ROW_ENTITIES, EntityData, user_entity
 from projections.rows import ORDER_LINES, ORDERS
 from readmodels.clickhouse import ClickHouseStore
+from readmodels.contract_registry import REGISTRY
 
 EntityRow = EntityData
 
 ENTITY_TYPES = tuple(ENTITY_TABLES)
 
-# entity -> (description, primary key, field -> description); for the catalog
+# entity -> (description, primary key, field -> description); for the catalog (from the contracts)
 ENTITY_FIELDS: dict[str, tuple[str, str, dict[str, str]]] = {
-    "order": (
-        "A customer order and its lifecycle",
-        "order_id",
-        {
-            "order_id": "ORD-YYYYMMDD-NNNN",
-            "user_id": "buyer",
-            "status": "pending|confirmed|shipped|delivered|cancelled|refunded",
-            "total_amount": "order total, major units",
-            "currency": "ISO 4217",
-            "created_at": "placed at",
-            "lines": "product_id, quantity, unit_price",
-            "payment_status": "completed|refunded or null",
-            "paid_amount": "captured, major units",
-            "refunded_amount": "major units",
-        },
-    ),
-    "user": (
-        "A registered customer with order aggregates",
-        "user_id",
-        {
-            "user_id": "USR-NNNNN",
-            "total_orders": "non-cancelled orders",
-            "total_spent": "spend (net of refunds) in the user's most used currency",
-            "currency": "currency of total_spent",
-            "spent_by_currency": "currency -> spend",
-            "first_order_at": "first order placed",
-            "last_order_at": "last order placed",
-            "preferred_category": "category with most units bought",
-        },
-    ),
-    "product": (
-        "A product with its price and stock",
-        "product_id",
-        {
-            "product_id": "PROD-NNN",
-            "name": "name",
-            "category": "category",
-            "price": "major units",
-            "in_stock": "stock_quantity > 0",
-            "stock_quantity": "sellable: on_hand - reserved",
-            "on_hand": "units received",
-            "reserved": "units held by open orders",
-        },
-    ),
-    "session": (
-        "A clickstream session",
-        "session_id",
-        {
-            "session_id": "SES-...",
-            "user_id": "user or null",
-            "started_at": "first event",
-            "ended_at": "last event",
-            "duration_seconds": "ended_at - started_at",
-            "event_count": "events",
-            "unique_pages": "distinct page urls",
-            "funnel_stage": "browse|engaged|cart|checkout",
-            "is_conversion": "reached checkout",
-        },
-    ),
+    name: (
+        c.doc["description"],
+        c.doc["primary_key"],
+        {f: spec["description"] for f, spec in c.doc["fields"].items()},
+    )
+    for name, c in REGISTRY.currents("entity").items()
 }
 
 

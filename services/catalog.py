@@ -1,34 +1,36 @@
-"""The catalog of entities and metrics served by ``GET /v1/catalog``."""
+"""The catalog of entities and metrics served by ``GET /v1/catalog``: the current contract versions."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from readmodels.entities import ENTITY_FIELDS
-from readmodels.metrics import METRICS
+from readmodels.contract_registry import REGISTRY
 
 
 def build_catalog() -> dict[str, Any]:
     return {
         "entities": {
             name: {
-                "description": description,
-                "fields": fields,
-                "primary_key": primary_key,
-                "contract_version": "1.0.0",
+                "description": c.doc["description"],
+                "fields": {f: spec["description"] for f, spec in c.doc["fields"].items()},
+                "primary_key": c.doc["primary_key"],
+                "contract_version": c.version,
             }
-            for name, (description, primary_key, fields) in ENTITY_FIELDS.items()
+            for name, c in REGISTRY.currents("entity").items()
         },
         "metrics": {
             name: {
-                "description": spec.description,
-                "unit": spec.unit,
-                "available_windows": list(spec.windows),
-                "contract_version": spec.contract_version,
-                "source_events": sorted(spec.source_events),
-                "source_table": spec.source_table,
+                "description": c.doc["description"],
+                "unit": c.doc["unit"],
+                "available_windows": list(c.doc["windows"]),
+                "contract_version": c.version,
+                "source_events": sorted(c.moved_by),
+                "source_table": c.tables[0],
+                "dimensions": list(c.doc["dimensions"]),
+                "series_grains": list(c.get("grains") or ()),
+                "freshness_budget_seconds": c.doc["freshness_budget_seconds"],
             }
-            for name, spec in METRICS.items()
+            for name, c in REGISTRY.currents("metric").items()
         },
         "streaming_sources": {},
         "audit_sources": {
@@ -36,6 +38,11 @@ def build_catalog() -> dict[str, Any]:
                 "path": "/v1/entity/{type}/{id}?as_of=",
                 "description": "The Postgres event store; entities fold it up to any instant",
                 "layers": ["postgres event store", "clickhouse read models", "iceberg lake"],
-            }
+            },
+            "contracts": {
+                "path": "/v1/contracts",
+                "description": "Versioned metric and entity contracts (readmodels/contracts)",
+                "layers": ["contract files"],
+            },
         },
     }

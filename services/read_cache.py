@@ -1,9 +1,10 @@
 """In-process read cache, invalidated by exactly what applied events move.
 
-Metric entries drop when an event of a type the metric declares (its ``source_events``)
-is applied for the same tenant; windowed metrics also age out after ``ttl`` because
-their windows slide with the clock. Entity entries drop when an event of their own
-stream, or of a stream that feeds them (an order feeds its user), is applied.
+Metric entries drop when an event of a type the metric's contract declares (``moved_by`` in
+readmodels/contracts, i.e. ``MetricDef.source_events``) is applied for the same tenant;
+windowed metrics also age out after ``ttl`` because their windows slide with the clock.
+Entity entries drop when an event of their own stream, or of a stream that feeds them (an
+order feeds its user), is applied.
 A value computed while an invalidation for its key arrived is not stored, so the
 cache never holds a value older than the events already applied.
 """

@@ -16,8 +16,10 @@ from litestar.types import Receive, Scope, Send
 
 from domain.events import STREAM_TYPES
 from projections.entities import fold_entity
+from readmodels.clickhouse_sink import METRIC_TABLES
+from readmodels.contract_registry import DIMENSION_COLUMNS
 from readmodels.entities import get_entity
-from readmodels.metrics import METRICS, WINDOWS, compute_metric
+from readmodels.metrics import METRICS, WINDOWS, MetricDef, compute_metric
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
 from services.catalog import build_catalog
@@ -219,33 +221,67 @@ async def metric(request: Request[Any, Any, Any], metric_name: str) -> _Json:
             {"available_windows": list(spec.windows)},
         )
     currency = (request.query_params.get("currency") or runtime.settings.reporting_currency).upper()
+    filters = dimension_filters(request, spec)
     as_of = parse_as_of(request.query_params.get("as_of"))
     fresh = await await_position(request, runtime)
     if as_of is not None:
         cached = await to_thread.run_sync(
-            _compute_metric, runtime, tenant, metric_name, window, currency, as_of
+            _compute_metric, runtime, tenant, metric_name, window, currency, as_of, filters
         )
     else:
+        variant = currency if not filters else f"{currency}|{sorted(filters.items())}"
         cached = await _metric_value(
             runtime,
-            (tenant, metric_name, window, currency),
-            lambda: _compute_metric(runtime, tenant, metric_name, window, currency, None),
+            (tenant, metric_name, window, variant),
+            lambda: _compute_metric(runtime, tenant, metric_name, window, currency, None, filters),
         )
     body = dict(cached)
     body["meta"] = _meta(runtime, as_of, fresh)
     return _Json(body)
 
 
+def dimension_filters(request: Request[Any, Any, Any], spec: MetricDef) -> dict[str, str]:
+    """Dimension filters from the query string (422 for a dimension the metric does not offer). A
+    money metric's ``currency`` selects the reported currency, and a metric without a currency
+    dimension ignores ``currency`` (existing clients send it to every metric)."""
+    filters: dict[str, str] = {}
+    for dim in DIMENSION_COLUMNS:
+        value = request.query_params.get(dim)
+        if value is None or (dim == "currency" and (spec.money or dim not in spec.dimensions)):
+            continue
+        if dim not in spec.dimensions:
+            raise ApiError(
+                422,
+                "invalid_dimension",
+                f"metric {spec.name} offers dimensions {', '.join(spec.dimensions) or 'none'}, not {dim!r}",
+                {"dimensions": list(spec.dimensions)},
+            )
+        filters[dim] = value.upper() if dim == "currency" else value
+    return filters
+
+
+def flush_for(runtime: Runtime, spec: MetricDef) -> None:
+    """A metric over a table the serving sink writes lazily reads after catching it up."""
+    if not set(spec.tables) <= METRIC_TABLES:
+        _flush_serving(runtime)
+
+
 def _compute_metric(
-    runtime: Runtime, tenant: str, name: str, window: str, currency: str, as_of: datetime | None
+    runtime: Runtime,
+    tenant: str,
+    name: str,
+    window: str,
+    currency: str,
+    as_of: datetime | None,
+    filters: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     now = as_of or datetime.now(UTC)
     rejected = 0
+    flush_for(runtime, METRICS[name])
     if name == "error_rate":
-        _flush_serving(runtime)
         rejected = runtime.store.count_rejections(tenant, since=now - WINDOWS[window], until=now)
     result = compute_metric(
-        runtime.clickhouse, tenant, name, window, currency, now, rejected_commands=rejected
+        runtime.clickhouse, tenant, name, window, currency, now, rejected_commands=rejected, filters=filters
     )
     return {
         "metric_name": name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import threading
 import time
@@ -12,7 +13,9 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
-from domain.events import RecordedEvent
+from domain.events import EVENT_TYPES, RecordedEvent
+from readmodels.contract_registry import REGISTRY
+from readmodels.metrics import METRICS
 from services.api.read_routes import _entity_value, _metric_value
 from services.read_cache import ReadCache
 
@@ -25,8 +28,19 @@ def ev(
 ) -> RecordedEvent:
     now = datetime.now(UTC)
     return RecordedEvent(
-        position, T, stream_type, f"S-{position}", 1, f"e-{position}", event_type, 1,
-        data or {}, now, now, position, {},
+        position,
+        T,
+        stream_type,
+        f"S-{position}",
+        1,
+        f"e-{position}",
+        event_type,
+        1,
+        data or {},
+        now,
+        now,
+        position,
+        {},
     )
 
 
@@ -209,3 +223,22 @@ def test_a_failed_flight_is_not_cached_and_fails_its_waiters_only() -> None:
     assert all(isinstance(r, RuntimeError) for r in results)
     assert calls[0] == 1 and not c.flights and c.get_metric(KEY) is None
     assert asyncio.run(_metric_value(runtime, KEY, lambda: 7)) == 7
+
+
+def test_contract_driven_invalidation_is_exact_per_metric_event_type_and_tenant() -> None:
+    """A cached metric drops exactly when an event of a type its contract declares is applied for its
+    tenant: never for another tenant, never for an undeclared type (the graph test proves undeclared
+    types cannot move the value, so keeping the entry there is correct)."""
+    sources = {name: REGISTRY.current(name).moved_by for name in REGISTRY.names("metric")}
+    assert sources == {name: m.source_events for name, m in METRICS.items()}
+    for event_type, (stream_type, _, _) in EVENT_TYPES.items():
+        c = ReadCache(sources, metric_ttl_s=60)
+        keys = {name: (T, name, "1h", "USD") for name in sources}
+        for key in keys.values():
+            c.put_metric(key, {"v": 1}, c.generation())
+        c.invalidate([dataclasses.replace(ev(1, event_type, stream_type), tenant_id="t2")])
+        assert all(c.get_metric(k) is not None for k in keys.values()), event_type
+        c.invalidate([ev(2, event_type, stream_type)])
+        for name, key in keys.items():
+            dropped = c.get_metric(key) is None
+            assert dropped == (event_type in sources[name]), (name, event_type)

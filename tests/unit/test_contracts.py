@@ -1,0 +1,170 @@
+"""Contracts: files validate at import, are the catalog's source, diff and validate over HTTP."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from litestar.testing import TestClient
+
+from domain.events import EVENT_TYPES
+from readmodels.contract_diff import diff_docs, validate_proposal
+from readmodels.contract_registry import REGISTRY, ContractError, load_registry, parse_contract_file
+from readmodels.metrics import METRICS
+from services.api.app import create_app
+from services.auth import ApiKeys
+from services.catalog import build_catalog
+
+KEY = "k-contracts"
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient[Any]]:
+    runtime: Any = SimpleNamespace(bind_loop=lambda loop: None, settings=SimpleNamespace(rate_limit_rpm=0))
+    app = create_app(runtime, ApiKeys({KEY: "t1"}), manage_runtime=False)
+    with TestClient(app) as c:
+        c.headers["X-API-Key"] = KEY
+        yield c
+
+
+def _metric_doc(**over: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(REGISTRY.current("revenue").doc)
+    doc.update(over)
+    return doc
+
+
+def test_every_metric_and_entity_has_a_contract_and_the_catalog_is_built_from_them() -> None:
+    assert set(REGISTRY.names("metric")) == set(METRICS)
+    assert set(REGISTRY.names("entity")) == {"order", "user", "product", "session"}
+    catalog = build_catalog()
+    for name, m in catalog["metrics"].items():
+        c = REGISTRY.current(name)
+        assert m["contract_version"] == c.version
+        assert m["source_events"] == sorted(c.moved_by) == sorted(METRICS[name].source_events)
+        assert set(m) >= {"description", "unit", "available_windows", "source_table"}
+        assert all(isinstance(v, str) for v in m["source_events"])
+    for e in catalog["entities"].values():
+        assert set(e) == {"description", "fields", "primary_key", "contract_version"}
+        assert all(isinstance(v, str) for v in e["fields"].values())
+    # the API.md fields existing clients read are declared
+    assert {"order_id", "user_id", "status", "total_amount", "currency", "created_at"} <= set(
+        catalog["entities"]["order"]["fields"]
+    )
+    assert catalog["metrics"]["error_rate"]["source_events"] == sorted(EVENT_TYPES)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"moved_by": ["OrderPlaced", "NoSuchEvent"]}, "unknown event type NoSuchEvent"),
+        ({"tables": ["nope"]}, "unknown table nope"),
+        ({"windows": ["3m"]}, "unknown window 3m"),
+        ({"dimensions": ["category"]}, "table orders has no column category"),
+        ({"status": "beta"}, "status must be"),
+        ({"version": "1.2"}, "MAJOR.MINOR.PATCH"),
+        ({"freshness_budget_seconds": 0}, "freshness_budget_seconds"),
+        ({"fields": {"value": {"type": "decimal", "required": True, "description": "x"}}}, "type must be"),
+        ({"surprise": 1}, "unknown keys surprise"),
+    ],
+)
+def test_a_bad_contract_file_is_rejected_at_load(patch: dict[str, Any], message: str) -> None:
+    text = yaml.safe_dump({"kind": "metric", "name": "revenue", "versions": [_metric_doc(**patch)]})
+    with pytest.raises(ContractError, match=message):
+        parse_contract_file(text, "revenue.yaml")
+
+
+def test_versions_must_increase_and_the_name_must_match_the_file(tmp_path: Any) -> None:
+    v1, v2 = _metric_doc(version="1.0.0"), _metric_doc(version="1.1.0")
+    text = yaml.safe_dump({"kind": "metric", "name": "revenue", "versions": [v2, v1]})
+    with pytest.raises(ContractError, match="increasing"):
+        parse_contract_file(text, "revenue.yaml")
+    (tmp_path / "other.yaml").write_text(
+        yaml.safe_dump({"kind": "metric", "name": "revenue", "versions": [v1]})
+    )
+    with pytest.raises(ContractError, match="file name"):
+        load_registry(tmp_path)
+
+
+def test_diff_rules() -> None:
+    old = REGISTRY.get("order", "1.1.0")
+    assert old is not None
+    doc = copy.deepcopy(old.doc)
+    fields = doc["fields"]
+    del fields["channel"]  # removed field
+    fields["total_amount"]["type"] = "string"  # type change
+    fields["status"]["enum"].remove("cancelled")  # removed enum value
+    fields["payment_status"]["enum"].append("failed")  # added enum value
+    fields["loyalty_tier"] = {"type": "string", "required": True, "description": "new required"}
+    fields["gift_note"] = {"type": "string", "required": False, "description": "new optional"}
+    changes = {(c["kind"], c["path"], c["change"]) for c in diff_docs(old.doc, doc)}
+    assert changes == {
+        ("breaking", "fields.channel", "field_removed"),
+        ("breaking", "fields.total_amount", "type_changed"),
+        ("breaking", "fields.status", "enum_value_removed"),
+        ("additive", "fields.payment_status", "enum_value_added"),
+        ("breaking", "fields.loyalty_tier", "required_field_added"),
+        ("additive", "fields.gift_note", "field_added"),
+    }
+
+
+def test_validate_proposal_requires_the_matching_version_bump() -> None:
+    current = REGISTRY.current("revenue")
+    additive = _metric_doc(
+        version="1.2.0", dimensions=["currency", "channel"], grains=["1m", "5m", "1h", "1d"]
+    )
+    additive["fields"] = {
+        **additive["fields"],
+        "components.note": {"type": "string", "required": False, "description": "n"},
+    }
+    assert validate_proposal(current, additive)["valid"]
+    breaking = _metric_doc(version="1.2.0", windows=["1h"])
+    result = validate_proposal(current, breaking)
+    assert not result["valid"] and result["compatibility"] == "breaking"
+    assert "major" in result["errors"][0]
+    assert validate_proposal(current, {**breaking, "version": "2.0.0"})["valid"]
+    assert not validate_proposal(current, _metric_doc(version="1.0.0"))["valid"]
+    assert not validate_proposal(current, {"version": "9.0.0"})["valid"]
+
+
+def test_contract_endpoints(client: TestClient[Any]) -> None:
+    listing = client.get("/v1/contracts").json()
+    assert listing["total"] == len(REGISTRY.names()) and {c["name"] for c in listing["contracts"]} >= set(
+        METRICS
+    )
+    assert {
+        c["kind"] for c in client.get("/v1/contracts", params={"kind": "entity"}).json()["contracts"]
+    } == {"entity"}
+    rev = client.get("/v1/contracts/revenue").json()
+    assert rev["version"] == "1.1.0" and rev["versions"] == ["1.0.0", "1.1.0"]
+    assert rev["moved_by"] == ["OrderPlaced", "OrderCancelled"] and rev["status"] == "stable"
+    old = client.get("/v1/contracts/revenue/1.0.0").json()
+    assert old["status"] == "deprecated" and "7d" not in old["windows"]
+    d = client.get("/v1/contracts/revenue/diff/1.0.0/1.1.0").json()
+    assert d["compatibility"] == "additive" and not d["breaking"]
+    assert {(c["path"], c["to"]) for c in d["additive"]} >= {("windows", "7d"), ("dimensions", "channel")}
+    back = client.get("/v1/contracts/revenue/diff/1.1.0/1.0.0").json()
+    assert back["compatibility"] == "breaking"
+    order = client.get("/v1/contracts/order/diff/1.0.0/1.1.0").json()
+    assert order["compatibility"] == "additive"
+    assert ("fields.status", "refunded") in {(c["path"], c["to"]) for c in order["additive"]}
+
+    ok = client.post("/v1/contracts/revenue/validate", json=_metric_doc(version="2.0.0", unit="cents"))
+    assert ok.status_code == 200 and ok.json()["valid"] and ok.json()["compatibility"] == "breaking"
+    bad = client.post(
+        "/v1/contracts/revenue/validate", json={"contract": _metric_doc(moved_by=["Nope"])}
+    ).json()
+    assert not bad["valid"] and any("Nope" in e for e in bad["errors"])
+
+    for path in (
+        "/v1/contracts/nope",
+        "/v1/contracts/revenue/9.9.9",
+        "/v1/contracts/revenue/diff/1.0.0/3.0.0",
+    ):
+        r = client.get(path)
+        assert r.status_code == 404 and r.json()["detail"]
+    assert client.get("/v1/contracts", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.post("/v1/contracts/revenue/validate", content=b"[1]").status_code == 422
