@@ -15,6 +15,7 @@ from services.api.contract_routes import CONTRACT_ROUTES
 from services.api.errors import ApiError, error_response, http_exception_response, internal_error_response
 from services.api.health_routes import HEALTH_ROUTES
 from services.api.metric_routes import METRIC_ROUTES
+from services.api.query_routes import QUERY_ROUTES
 from services.api.read_routes import READ_ROUTES
 from services.auth import ApiKeys
 from services.rate_limit import RateLimiter
@@ -35,7 +36,7 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
             await asyncio.to_thread(runtime.stop)
 
     app = Litestar(
-        route_handlers=[*COMMAND_ROUTES, *READ_ROUTES, *HEALTH_ROUTES, *CONTRACT_ROUTES, *METRIC_ROUTES],
+        route_handlers=[*COMMAND_ROUTES, *READ_ROUTES, *HEALTH_ROUTES, *CONTRACT_ROUTES, *METRIC_ROUTES, *QUERY_ROUTES],
         exception_handlers={
             ApiError: error_response,
             HTTPException: http_exception_response,
