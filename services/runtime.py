@@ -13,7 +13,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -93,6 +93,9 @@ class Runtime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._position_changed: asyncio.Event | None = None
         self._watermark = 0
+        # called with every applied batch (events, watermark) before the watermark is published, in
+        # the projector thread (SSE hub, search index); keep them cheap, they delay freshness
+        self.applied_listeners: list[Callable[[Sequence[RecordedEvent], int], None]] = []
         self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
 
@@ -183,6 +186,11 @@ class Runtime:
     def _on_applied(self, events: Sequence[RecordedEvent], watermark: int) -> None:
         if events:
             self.cache.invalidate(events)
+        for listener in self.applied_listeners:
+            try:
+                listener(events, watermark)
+            except Exception:
+                log.exception("applied-events listener %r failed", listener)
         if watermark > self._watermark:
             self._watermark = watermark
             if self._loop is not None:

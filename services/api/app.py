@@ -17,14 +17,28 @@ from services.api.health_routes import HEALTH_ROUTES
 from services.api.metric_routes import METRIC_ROUTES
 from services.api.query_routes import QUERY_ROUTES
 from services.api.read_routes import READ_ROUTES
+from services.api.stream_routes import STREAM_ROUTES, stream_slots_from_env
+from services.api.surface_routes import SURFACE_ROUTES
+from services.api.timeline_routes import TIMELINE_ROUTES
 from services.auth import ApiKeys
+from services.event_stream import AppliedEventHub
 from services.rate_limit import RateLimiter
 from services.runtime import Runtime
+from services.search_index import SearchIndex
+from services.slo import LatencyRecorder, SloTracker, objectives_from_env
 
 
 def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True) -> Litestar:
+    # the read surface that follows applied events: SSE hub (position order), search index, SLOs
+    hub = AppliedEventHub(previous_watermark=lambda: runtime.watermark)
+    search_index = SearchIndex()
+    hub.add_listener(search_index.apply)
+    slo = SloTracker(objectives_from_env())
+    runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
+
     async def on_startup(app: Litestar) -> None:
         runtime.bind_loop(asyncio.get_running_loop())
+        hub.bind_loop(asyncio.get_running_loop())
         if manage_runtime:
             await asyncio.to_thread(runtime.start)
         # start-up objects live forever: keep them out of the collector's full passes (~100 ms pauses)
@@ -36,7 +50,17 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
             await asyncio.to_thread(runtime.stop)
 
     app = Litestar(
-        route_handlers=[*COMMAND_ROUTES, *READ_ROUTES, *HEALTH_ROUTES, *CONTRACT_ROUTES, *METRIC_ROUTES, *QUERY_ROUTES],
+        route_handlers=[
+            *COMMAND_ROUTES,
+            *READ_ROUTES,
+            *HEALTH_ROUTES,
+            *CONTRACT_ROUTES,
+            *METRIC_ROUTES,
+            *TIMELINE_ROUTES,
+            *SURFACE_ROUTES,
+            *STREAM_ROUTES,
+            *QUERY_ROUTES,
+        ],
         exception_handlers={
             ApiError: error_response,
             HTTPException: http_exception_response,
@@ -49,6 +73,14 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
         debug=False,
     )
     app.state.runtime = runtime
+    app.state.event_hub = hub
+    app.state.search_index = search_index
+    app.state.slo = slo
+    app.state.stream_slots = stream_slots_from_env()
+    # request latency and status for the SLOs: a bare ASGI wrapper, no middleware stack; batch items
+    # dispatch to the unwrapped handler (the batch itself is measured)
+    app.state.inner_asgi = app.asgi_handler
+    app.asgi_handler = LatencyRecorder(app.asgi_handler, slo)
     app.state.api_keys = api_keys
     rpm = runtime.settings.rate_limit_rpm
     app.state.rate_limiter = RateLimiter(rpm) if rpm else None

@@ -16,10 +16,12 @@ from litestar.types import Receive, Scope, Send
 
 from domain.events import STREAM_TYPES
 from projections.entities import fold_entity
+from projections.rows import invalid_reason
 from readmodels.clickhouse_sink import METRIC_TABLES
 from readmodels.contract_registry import DIMENSION_COLUMNS
 from readmodels.entities import get_entity
-from readmodels.metrics import METRICS, WINDOWS, MetricDef, compute_metric
+from readmodels.metrics import METRICS, WINDOWS, MetricDef, MetricResult, compute_metric
+from readmodels.time_travel import TimeTravelTooLarge, historical_metric
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
 from services.catalog import build_catalog
@@ -277,12 +279,23 @@ def _compute_metric(
 ) -> dict[str, Any]:
     now = as_of or datetime.now(UTC)
     rejected = 0
-    flush_for(runtime, METRICS[name])
+    if as_of is None:
+        flush_for(runtime, METRICS[name])
     if name == "error_rate":
         rejected = runtime.store.count_rejections(tenant, since=now - WINDOWS[window], until=now)
-    result = compute_metric(
-        runtime.clickhouse, tenant, name, window, currency, now, rejected_commands=rejected, filters=filters
-    )
+    if as_of is not None:  # time travel: the window ending at as_of, over the events up to as_of
+        result = _historical_metric(runtime, tenant, name, window, currency, as_of, rejected, filters)
+    else:
+        result = compute_metric(
+            runtime.clickhouse,
+            tenant,
+            name,
+            window,
+            currency,
+            now,
+            rejected_commands=rejected,
+            filters=filters,
+        )
     return {
         "metric_name": name,
         "value": result.value,
@@ -291,6 +304,24 @@ def _compute_metric(
         "computed_at": _iso(datetime.now(UTC)),
         "components": result.components,
     }
+
+
+def _historical_metric(
+    runtime: Runtime,
+    tenant: str,
+    name: str,
+    window: str,
+    currency: str,
+    as_of: datetime,
+    rejected: int,
+    filters: dict[str, str] | None,
+) -> MetricResult:
+    try:
+        return historical_metric(
+            runtime.store, runtime.clickhouse, tenant, name, window, currency, as_of, rejected, filters
+        )
+    except TimeTravelTooLarge as exc:
+        raise ApiError(422, "time_travel_too_large", str(exc), {"max_events": exc.max_events}) from exc
 
 
 @get("/v1/entity/{entity_type:str}/{entity_id:str}")
@@ -349,6 +380,7 @@ def _fold_entity(
 ) -> dict[str, Any] | None:
     """Time travel: fold the event store up to ``as_of`` (not the current row filtered by time)."""
     events = runtime.store.read_entity_events_until(tenant, entity_type, entity_id, as_of)
+    events = [e for e in events if invalid_reason(e) is None]  # dead-lettered: never projected
     if not events:
         return None
     data = fold_entity(entity_type, entity_id, events)

@@ -24,7 +24,12 @@ KEY = "k-contracts"
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[TestClient[Any]]:
-    runtime: Any = SimpleNamespace(bind_loop=lambda loop: None, settings=SimpleNamespace(rate_limit_rpm=0))
+    runtime: Any = SimpleNamespace(
+        bind_loop=lambda loop: None,
+        settings=SimpleNamespace(rate_limit_rpm=0),
+        applied_listeners=[],
+        watermark=0,
+    )
     app = create_app(runtime, ApiKeys({KEY: "t1"}), manage_runtime=False)
     with TestClient(app) as c:
         c.headers["X-API-Key"] = KEY
