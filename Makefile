@@ -17,11 +17,12 @@ $(STAMP): pyproject.toml uv.lock
 	@touch $@
 
 # Postgres binaries for the cluster `agentflow up` and the tests own (Postgres refuses root:
-# the cluster runs as the `postgres` OS user, which the Debian package creates).
+# the cluster runs as the `postgres` OS user, which the Debian package creates); redis-server for
+# the distributed worker fleet's broker (tests start their own on a free port).
 system-deps:
-	@if [ -z "$(PG_CTL)" ] || ! id postgres >/dev/null 2>&1; then \
-	  echo "installing PostgreSQL server binaries (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	@if [ -z "$(PG_CTL)" ] || ! id postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL server binaries and redis-server (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
 	fi
 
 # The distributed engines: Kafka/Connect/Debezium/Flink jars from Maven Central and PyFlink in its own
@@ -67,6 +68,7 @@ lint: setup
 bench: setup
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(VENV)/bin/python -m bench.run
+	$(VENV)/bin/python -m bench.webhooks
 
 bench-distributed: setup-distributed
 	$(VENV)/bin/python -m bench.distributed

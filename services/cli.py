@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     mig = sub.add_parser("migrate", help="apply database migrations to AGENTFLOW_DATABASE_URL")
     mig.add_argument("--database-url", default=None)
 
+    from services.workers.cli import add_worker_command
+
+    add_worker_command(sub)
+
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.distributed and not args.external and settings.kafka_bootstrap:
             settings = dataclasses.replace(settings, kafka_bootstrap=None)  # start our own stack
         return run_up(settings, demo=args.demo, demo_rate=args.demo_rate)
+    if args.command == "worker":
+        from services.workers.cli import run_worker_command
+
+        return run_worker_command(args)
     if args.command == "down":
         from services.launcher import run_down
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -23,6 +24,7 @@ from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.serving_loader import LoaderStatus, ServingLoader
 from connectors.tailer import PostgresTailer, TailCursor
+from connectors.webhook_store import WebhookStore
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
 from readmodels.clickhouse import ClickHouseStore
@@ -30,6 +32,7 @@ from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import METRICS
 from services.config import Settings
 from services.read_cache import ReadCache
+from services.workers.settings import webhook_settings_from_env
 
 log = logging.getLogger("agentflow.runtime")
 
@@ -98,6 +101,11 @@ class Runtime:
         self.applied_listeners: list[Callable[[Sequence[RecordedEvent], int], None]] = []
         self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
+        # webhooks: the API writes endpoints/deliveries; the fleet (embedded: threads started here,
+        # distributed: `agentflow worker` processes) relays events and delivers
+        self.webhook_settings = webhook_settings_from_env()
+        self.webhook_store = WebhookStore(self.engine)
+        self.webhooks: Any = None  # services.workers.fleet.WebhookFleet when running in this process
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -125,6 +133,18 @@ class Runtime:
             lake_tailer = PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.25)
             self.lake_runner = ProjectionRunner("iceberg", lake_tailer, lake)
             self._spawn(self.lake_runner)
+        self._start_workers()
+
+    def _start_workers(self) -> None:
+        """Embedded Dramatiq fleet on dramatiq-postgres (services/workers): worker threads + relay
+        (``AGENTFLOW_WORKERS=0`` leaves them out)."""
+        if os.environ.get("AGENTFLOW_WORKERS", "1").lower() in ("0", "false", "no"):
+            return
+        from services.workers.fleet import WebhookFleet
+
+        self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings)
+        self.store.add_commit_listener(self.webhooks.wake)
+        self.webhooks.start()
 
     def _start_distributed(self) -> None:
         """No tailers, projectors or lake runner here: Flink projects; the loader applies its output."""
@@ -162,6 +182,11 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.webhooks is not None:
+            try:
+                self.webhooks.stop()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                log.exception("stopping the worker fleet failed")
         for t in self._threads:
             t.thread.join(timeout=15)
         flush = getattr(getattr(self.lake_runner, "sink", None), "flush", None)

@@ -20,6 +20,7 @@ from services.api.read_routes import READ_ROUTES
 from services.api.stream_routes import STREAM_ROUTES, stream_slots_from_env
 from services.api.surface_routes import SURFACE_ROUTES
 from services.api.timeline_routes import TIMELINE_ROUTES
+from services.api.webhook_routes import WEBHOOK_ROUTES
 from services.auth import ApiKeys
 from services.event_stream import AppliedEventHub
 from services.rate_limit import RateLimiter
@@ -60,6 +61,7 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
             *SURFACE_ROUTES,
             *STREAM_ROUTES,
             *QUERY_ROUTES,
+            *WEBHOOK_ROUTES,
         ],
         exception_handlers={
             ApiError: error_response,
