@@ -143,7 +143,7 @@ def _distributed(settings: Settings, database_url: str) -> tuple[Settings, Distr
     return dataclasses.replace(settings, kafka_bootstrap=stack.bootstrap), stack
 
 
-def run_down(data_dir: Path, timeout: float = 90.0) -> int:
+def run_down(data_dir: Path, timeout: float = 240.0) -> int:
     """Stop a running ``agentflow up`` (SIGTERM: it stops its engines and Postgres in order)."""
     pid_file = data_dir / PID_FILE
     try:

@@ -58,7 +58,7 @@ def test_up_distributed_serves_a_write_through_every_engine_and_down_stops_every
             assert loader["metrics"]["name"] == "serving-loader"
         down = subprocess.run(
             [sys.executable, "-m", "services.cli", "down", "--data-dir", str(tmp_path / "data")],
-            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180,
+            cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         assert down.returncode == 0, down.stdout + down.stderr
         assert srv.proc is not None
