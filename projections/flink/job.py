@@ -96,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--bundle-ms", type=int, default=5, help="Python bundle time: latency vs overhead")
     p.add_argument("--no-lake", action="store_true", help="skip the Iceberg sink")
+    p.add_argument(
+        "--execution-mode",
+        choices=("process", "thread"),
+        default="process",
+        help="Python workers in separate processes (gRPC) or embedded in the task threads (PEMJA)",
+    )
     return p.parse_args(argv)
 
 
@@ -103,6 +109,7 @@ def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
     config = Configuration()
     config.set_string("python.fn-execution.bundle.time", str(args.bundle_ms))
     config.set_string("python.fn-execution.bundle.size", "1000")
+    config.set_string("python.execution-mode", args.execution_mode)
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
     config.set_string("pipeline.name", "agentflow-projections")

@@ -44,6 +44,13 @@ def _pyflink_lib() -> Path | None:
     return found[0] if found else None
 
 
+def python_site_packages() -> Path:
+    found = sorted(FLINK_VENV.glob("lib/python*/site-packages"))
+    if not found:
+        raise FlinkJobError(f"no site-packages in {FLINK_VENV}")
+    return found[0].resolve()
+
+
 def ensure_venv(quiet: bool = False) -> Path:
     """The Flink virtualenv's python, creating the venv and linking connector jars when missing."""
     stamp = FLINK_VENV / ".requirements"
@@ -95,7 +102,10 @@ class FlinkJob:
         topic_prefix: str = "agentflow",
         checkpoint_interval_ms: int = 5000,
         lake: bool = True,
+        execution_mode: str = "thread",
     ) -> None:
+        """``execution_mode="thread"`` runs the Python operator inside the task thread (PEMJA): state
+        access without gRPC round trips, ~3.5x the events/s of "process" mode measured here."""
         self.run_dir = Path(run_dir).absolute()
         self.bootstrap = bootstrap
         self.database_url = database_url
@@ -103,6 +113,7 @@ class FlinkJob:
         self.topic_prefix = topic_prefix
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self.lake = lake
+        self.execution_mode = execution_mode
         self.checkpoint_dir = self.run_dir / "flink-checkpoints"
         self.log_file = self.run_dir / "flink-job.log"  # the client's stdout/stderr
         self.log_dir = self.run_dir / "flink-logs"  # the mini-cluster's log4j output
@@ -120,6 +131,7 @@ class FlinkJob:
             "--warehouse", self.warehouse,
             "--checkpoint-dir", self.checkpoint_dir.as_uri(),
             "--checkpoint-interval-ms", str(self.checkpoint_interval_ms),
+            "--execution-mode", self.execution_mode,
         ]  # fmt: skip
         if not self.lake:
             cmd.append("--no-lake")
@@ -137,7 +149,13 @@ class FlinkJob:
         for old in self.log_dir.glob("*.log"):  # log4j here truncates on start: keep one previous run
             old.replace(old.with_suffix(".log.1"))
         log = self.log_file.open("ab")
-        env = {**os.environ, "PYTHONPATH": str(jars.PROJECT_ROOT), "FLINK_LOG_DIR": str(self.log_dir)}
+        # the embedded interpreter of thread mode ignores the venv: name its site-packages explicitly
+        site = str(python_site_packages())
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([site, str(jars.PROJECT_ROOT)]),
+            "FLINK_LOG_DIR": str(self.log_dir),
+        }
         env.pop("VIRTUAL_ENV", None)
         self.proc = subprocess.Popen(
             self.command(python),
