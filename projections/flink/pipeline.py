@@ -10,6 +10,7 @@ letter with the stage and reason. No Flink imports here: the job wires these int
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -77,8 +78,18 @@ def load_record(value: str | bytes | None) -> dict[str, Any]:
     return record
 
 
+_TENANT_FIELD = re.compile(r'"tenant_id":\s*"([^"\\]*)"')
+
+
 def tenant_of(value: str | bytes | None) -> str:
-    """The key for tenant-partitioned state; "" for a record that cannot be read (dead-lettered later)."""
+    """The key for tenant-partitioned state; "" for a record that cannot be read (dead-lettered later).
+
+    Runs once per record in its own operator before the shuffle: a regex on the compact JSON Debezium
+    writes is ~10x cheaper than parsing it; anything unusual (escapes, bytes, envelopes) is parsed."""
+    if isinstance(value, str):
+        found = _TENANT_FIELD.findall(value)
+        if len(found) == 1 and '"payload"' not in value:
+            return str(found[0])
     try:
         tenant = load_record(value).get("tenant_id")
     except InvalidRecord:

@@ -277,3 +277,17 @@ def test_lake_records_carry_history_rows_in_column_order() -> None:
     assert json.loads(first["lines"])[0]["product_id"] == "PROD-001"
     assert {dict(zip([c for c, _ in LAKE_TABLES["payments_history"]], v, strict=True))["status"]
             for v in tables["payments_history"]} >= {"completed", "failed"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        json.dumps({"tenant_id": "a b", "data": json.dumps({"tenant_id": "x"})}),
+        json.dumps({"data": json.dumps({"tenant_id": "x"}), "tenant_id": "a b"}, separators=(",", ":")),
+        json.dumps({"schema": {}, "payload": {"tenant_id": "a b"}}),
+        json.dumps({"tenant_id": "a b"}).encode(),
+    ],
+)
+def test_tenant_key_fast_path_agrees_with_parsing(value: str | bytes) -> None:
+    assert tenant_of(value) == "a b"
+    assert tenant_of(json.dumps({"tenant_id": 'we"ird'})) == 'we"ird'
