@@ -101,6 +101,7 @@ class Runtime:
         self.applied_listeners: list[Callable[[Sequence[RecordedEvent], int], None]] = []
         self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
+        self.alerts: Any = None  # services.alerts.evaluator.AlertEvaluator (started by start())
         # webhooks: the API writes endpoints/deliveries; the fleet (embedded: threads started here,
         # distributed: `agentflow worker` processes) relays events and delivers
         self.webhook_settings = webhook_settings_from_env()
@@ -112,6 +113,7 @@ class Runtime:
         self.clickhouse.ensure_schema()
         if self.mode == "distributed":
             self._start_distributed()
+            self._start_alerts()
             return
         sink = ClickHouseSink(self.clickhouse, self.checkpoints, reject=self._dead_letter)
         # no NOTIFY (see __init__): the serving tailer is woken by this process's commits and polls
@@ -134,6 +136,7 @@ class Runtime:
             self.lake_runner = ProjectionRunner("iceberg", lake_tailer, lake)
             self._spawn(self.lake_runner)
         self._start_workers()
+        self._start_alerts()
 
     def _start_workers(self) -> None:
         """Embedded Dramatiq fleet on dramatiq-postgres (services/workers): worker threads + relay
@@ -145,6 +148,21 @@ class Runtime:
         self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings)
         self.store.add_commit_listener(self.webhooks.wake)
         self.webhooks.start()
+
+    def _start_alerts(self) -> None:
+        """Alert evaluator thread (services/alerts): woken by the applied events that move a rule's
+        metric, plus a periodic sweep (``AGENTFLOW_ALERTS=0`` leaves it out)."""
+        if os.environ.get("AGENTFLOW_ALERTS", "1").lower() in ("0", "false", "no"):
+            return
+        from services.alerts.evaluator import AlertEvaluator, runtime_metric
+
+        def kick(endpoint_id: str) -> None:  # distributed: no fleet here, the workers' sweep sends it
+            if self.webhooks is not None:
+                self.webhooks.kick(endpoint_id)
+
+        self.alerts = AlertEvaluator(self.engine, runtime_metric(self), self.webhook_store, kick=kick)
+        self.applied_listeners.append(self.alerts.on_applied)
+        self.alerts.start()
 
     def _start_distributed(self) -> None:
         """No tailers, projectors or lake runner here: Flink projects; the loader applies its output."""
@@ -182,6 +200,11 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.alerts is not None:
+            try:
+                self.alerts.stop()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                log.exception("stopping the alert evaluator failed")
         if self.webhooks is not None:
             try:
                 self.webhooks.stop()

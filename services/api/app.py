@@ -10,6 +10,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.logging import LoggingConfig
 
+from services.api.alert_routes import ALERT_ROUTES
 from services.api.command_routes import COMMAND_ROUTES
 from services.api.contract_routes import CONTRACT_ROUTES
 from services.api.errors import ApiError, error_response, http_exception_response, internal_error_response
@@ -62,6 +63,7 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
             *STREAM_ROUTES,
             *QUERY_ROUTES,
             *WEBHOOK_ROUTES,
+            *ALERT_ROUTES,
         ],
         exception_handlers={
             ApiError: error_response,
