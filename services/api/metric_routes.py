@@ -9,6 +9,7 @@ from anyio import to_thread
 from litestar import Request, Response, get
 
 from readmodels.metrics import GRAINS, MAX_SERIES_POINTS, METRICS, WINDOWS, compute_series
+from readmodels.time_travel import TimeTravelTooLarge, historical_series
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
 from services.api.read_routes import _iso, _meta, await_position, dimension_filters, flush_for, parse_as_of
@@ -57,8 +58,25 @@ async def metric_series(request: Request[Any, Any, Any], metric_name: str) -> Re
     fresh = await await_position(request, runtime)
 
     def compute() -> tuple[str, list[dict[str, Any]]]:
+        if as_of is not None:  # real time travel: the series as it stood at as_of (readmodels/time_travel)
+            try:
+                return historical_series(
+                    runtime.store,
+                    runtime.clickhouse,
+                    tenant,
+                    metric_name,
+                    window,
+                    grain,
+                    currency,
+                    as_of,
+                    filters,
+                )
+            except TimeTravelTooLarge as exc:
+                raise ApiError(
+                    422, "time_travel_too_large", str(exc), {"max_events": exc.max_events}
+                ) from exc
         flush_for(runtime, spec)
-        now = as_of or datetime.now(UTC)
+        now = datetime.now(UTC)
         return compute_series(runtime.clickhouse, tenant, metric_name, window, grain, currency, now, filters)
 
     unit, points = await to_thread.run_sync(compute)

@@ -112,6 +112,15 @@ def test_metric_as_of_is_the_value_before_a_later_cancellation_and_refund(api: h
     # before the orders were placed they are not in the window ending then
     early = _metric(api, "order_count", window="5m", as_of=start)["value"]
     assert early == before["order_count"] - 2
+    # the series as it stood then: its buckets add up to the historical value, not today's
+    series = _ok(
+        api.get("/v1/metrics/order_count/series", params={"window": "15m", "grain": "1m", "as_of": at})
+    )
+    assert series["meta"]["is_historical"] is True
+    assert (
+        sum(p["value"] for p in series["points"])
+        == _metric(api, "order_count", window="15m", as_of=at)["value"]
+    )
     # as_of now: the live value
     now = datetime.now(UTC).isoformat()
     for n in names:
