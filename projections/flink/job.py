@@ -95,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jars", default="", help="directory of connector jars (local runs)")
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--bundle-ms", type=int, default=5, help="Python bundle time: latency vs overhead")
+    p.add_argument(
+        "--buffer-timeout-ms", type=int, default=5, help="network buffer flush between operators (Flink: 100)"
+    )
     p.add_argument("--no-lake", action="store_true", help="skip the Iceberg sink")
     p.add_argument(
         "--execution-mode",
@@ -123,6 +126,7 @@ def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
         config.set_string("execution.state-recovery.path", args.restore)
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(args.parallelism)
+    env.set_buffer_timeout(args.buffer_timeout_ms)
     env.enable_checkpointing(args.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
     if args.jars:
         env.add_jars(*sorted(p.resolve().as_uri() for p in Path(args.jars).glob("*.jar")))
