@@ -3,10 +3,16 @@
 Inserts are idempotent on (pipeline, event_id, stage): pipelines deliver at least once, so the same
 failure may arrive twice. A failure without an event id (an unparseable record) is keyed by a digest
 of its raw record instead, so its redeliveries collapse too.
+
+Statuses (migration 0005): ``failed`` -> ``replay_pending`` -> ``replayed``, or ``failed`` ->
+``dismissed``; ``replay_pending`` may fall back to ``failed`` when the append fails. Every status
+change is one conditional UPDATE (``WHERE status IN <allowed sources>``, see TRANSITIONS), so two
+operators racing on one dead letter cannot both move it. services/replay.py drives the replay.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from collections.abc import Sequence
@@ -24,8 +30,69 @@ ON CONFLICT (pipeline, event_id, stage) DO NOTHING
 """
 
 SELECT_COLUMNS = (
-    "id, tenant_id, pipeline, stage, reason, event_id, position, event_type, record, status, created_at"
+    "id, tenant_id, pipeline, stage, reason, event_id, position, event_type, record, status, created_at, "
+    "updated_at, replayed_at, dismissed_at, replay_position, replay_event_id, corrected_data, status_note"
 )
+
+FAILED, REPLAY_PENDING, REPLAYED, DISMISSED = "failed", "replay_pending", "replayed", "dismissed"
+STATUSES = (FAILED, REPLAY_PENDING, REPLAYED, DISMISSED)
+PIPELINES = ("embedded", "distributed")
+# target status -> the statuses it may be entered from. replay_pending -> replay_pending re-claims a
+# replay whose process died between the claim and the append (the store's idempotency key makes
+# the second append a no-op); replayed and dismissed are final.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    REPLAY_PENDING: frozenset({FAILED, REPLAY_PENDING}),
+    REPLAYED: frozenset({REPLAY_PENDING}),
+    FAILED: frozenset({REPLAY_PENDING}),
+    DISMISSED: frozenset({FAILED}),
+}
+FINAL = frozenset({REPLAYED, DISMISSED})
+
+
+class InvalidTransition(Exception):
+    """The dead letter is not in a status the requested change may start from."""
+
+    def __init__(self, letter_id: int, current: str | None, target: str) -> None:
+        super().__init__(f"dead letter {letter_id} is {current or 'missing'}; cannot become {target}")
+        self.letter_id = letter_id
+        self.current = current
+        self.target = target
+
+
+def can_transition(current: str, target: str) -> bool:
+    return current in TRANSITIONS.get(target, frozenset())
+
+
+# (substring of a validation problem, class): the first problem of a reason names its class
+REASON_CLASSES: tuple[tuple[str, str], ...] = (
+    ("unknown event type", "unknown_event_type"),
+    ("belongs to stream type", "stream_type"),
+    ("schema_version", "schema_version"),
+    ("missing fields", "schema_fields"),
+    ("unexpected fields", "schema_fields"),
+    ("data is not an object", "schema_fields"),
+    ("!= stream id", "stream_id"),
+    ("sum of lines", "total_mismatch"),
+    ("unknown currency", "currency"),
+    ("line ", "order_lines"),
+    ("lines must be", "order_lines"),
+    ("more than", "order_lines"),
+    ("must be an integer", "range"),
+    ("out of range", "range"),
+    ("must be positive", "range"),
+    ("outside", "range"),
+)
+
+
+def reason_class(stage: str, reason: str) -> str:
+    """A coarse class for stats: ``parse`` for parse failures, else the first validation problem's."""
+    if stage == "parse":
+        return "parse"
+    first = reason.split("; ", 1)[0]
+    for needle, cls in REASON_CLASSES:
+        if needle in first:
+            return cls
+    return "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +108,32 @@ class DeadLetter:
     status: str = "failed"
     id: int | None = None
     created_at: datetime | None = field(default=None, compare=False)
+    updated_at: datetime | None = field(default=None, compare=False)
+    replayed_at: datetime | None = field(default=None, compare=False)
+    dismissed_at: datetime | None = field(default=None, compare=False)
+    replay_position: int | None = None
+    replay_event_id: str | None = None
+    corrected_data: Any = None
+    status_note: str | None = None
+
+    @property
+    def reason_class(self) -> str:
+        return reason_class(self.stage, self.reason)
+
+    def public(self) -> dict[str, Any]:
+        def iso(v: datetime | None) -> str | None:
+            return v.isoformat() if v is not None else None
+
+        return {
+            "id": self.id, "tenant_id": self.tenant_id, "pipeline": self.pipeline, "stage": self.stage,
+            "reason": self.reason, "reason_class": self.reason_class, "event_id": self.event_id,
+            "position": self.position, "event_type": self.event_type, "record": self.record,
+            "status": self.status, "status_note": self.status_note,
+            "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
+            "replayed_at": iso(self.replayed_at), "dismissed_at": iso(self.dismissed_at),
+            "replay_position": self.replay_position, "replay_event_id": self.replay_event_id,
+            "corrected_data": self.corrected_data,
+        }  # fmt: skip
 
     def dedup_id(self) -> str:
         """The event id, or ``record:<sha256 of the canonical record>`` when there is none."""
@@ -63,10 +156,12 @@ def _params(letter: DeadLetter) -> dict[str, Any]:
     }
 
 
+def _json_col(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _row(r: Sequence[Any]) -> DeadLetter:
-    record = r[8]
-    if isinstance(record, str):
-        record = json.loads(record)
+    record = _json_col(r[8])
     return DeadLetter(
         id=int(r[0]),
         tenant_id=r[1],
@@ -79,7 +174,48 @@ def _row(r: Sequence[Any]) -> DeadLetter:
         record=record,
         status=r[9],
         created_at=r[10],
+        updated_at=r[11],
+        replayed_at=r[12],
+        dismissed_at=r[13],
+        replay_position=None if r[14] is None else int(r[14]),
+        replay_event_id=r[15],
+        corrected_data=_json_col(r[16]),
+        status_note=r[17],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterFilter:
+    status: str | None = None
+    stage: str | None = None
+    pipeline: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+
+    def where(self, tenant_id: str | None) -> tuple[list[str], dict[str, Any]]:
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if tenant_id is not None:
+            clauses.append("tenant_id = %(t)s")
+            params["t"] = tenant_id
+        for col in ("status", "stage", "pipeline", "event_type"):
+            value = getattr(self, col)
+            if value is not None:
+                clauses.append(f"{col} = %({col})s")
+                params[col] = value
+        if self.since is not None:
+            clauses.append("created_at >= %(since)s")
+            params["since"] = self.since
+        return clauses, params
+
+
+def _reason_class_sql() -> str:
+    """REASON_CLASSES as a SQL CASE over the first problem of ``reason`` (stats group by it)."""
+    first = "split_part(reason, '; ', 1)"
+    whens = " ".join(
+        f"WHEN strpos({first}, '{needle}') > 0 THEN '{cls}'" for needle, cls in REASON_CLASSES
+    )
+    return f"CASE WHEN stage = 'parse' THEN 'parse' {whens} ELSE 'other' END"
 
 
 class DeadLetterStore:
@@ -107,6 +243,106 @@ class DeadLetterStore:
                 {"t": tenant_id, "n": max(0, int(limit))},
             ).all()
         return [_row(r) for r in rows]
+
+    def page(
+        self,
+        tenant_id: str | None,
+        filters: DeadLetterFilter | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> builtins.list[DeadLetter]:
+        """Newest first (by id); ``before_id`` is the keyset cursor (the last id of the previous page)."""
+        clauses, params = (filters or DeadLetterFilter()).where(tenant_id)
+        if before_id is not None:
+            clauses.append("id < %(before)s")
+            params["before"] = before_id
+        params["n"] = max(0, int(limit))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT {SELECT_COLUMNS} FROM dead_letters {where} ORDER BY id DESC LIMIT %(n)s", params
+            ).all()
+        return [_row(r) for r in rows]
+
+    def get(self, tenant_id: str | None, letter_id: int, conn: Connection | None = None) -> DeadLetter | None:
+        """One dead letter; ``tenant_id=None`` finds it in any tenant."""
+        sql = f"SELECT {SELECT_COLUMNS} FROM dead_letters WHERE id = %(id)s"
+        params: dict[str, Any] = {"id": letter_id}
+        if tenant_id is not None:
+            sql += " AND tenant_id = %(t)s"
+            params["t"] = tenant_id
+        if conn is not None:
+            row = conn.exec_driver_sql(sql, params).first()
+        else:
+            with self.engine.connect() as own:
+                row = own.exec_driver_sql(sql, params).first()
+        return _row(row) if row is not None else None
+
+    def stats(self, tenant_id: str | None, filters: DeadLetterFilter | None = None) -> dict[str, Any]:
+        """Counts: total, by status, stage, pipeline, reason class (and event type)."""
+        clauses, params = (filters or DeadLetterFilter()).where(tenant_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = (
+            f"SELECT status, stage, pipeline, {_reason_class_sql()} AS cls, COALESCE(event_type, ''), "
+            f"count(*) FROM dead_letters {where} GROUP BY 1, 2, 3, 4, 5"
+        )
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(sql, params).all()
+        out: dict[str, Any] = {
+            "total": 0,
+            "by_status": dict.fromkeys(STATUSES, 0),
+            "by_stage": {}, "by_pipeline": {}, "by_reason_class": {}, "by_event_type": {},
+        }  # fmt: skip
+        for status, stage, pipeline, cls, event_type, n in rows:
+            n = int(n)
+            out["total"] += n
+            for key, value in (("by_status", status), ("by_stage", stage), ("by_pipeline", pipeline),
+                               ("by_reason_class", cls), ("by_event_type", event_type or None)):
+                if value is not None:
+                    out[key][value] = out[key].get(value, 0) + n
+        return out
+
+    def transition(
+        self,
+        letter_id: int,
+        target: str,
+        tenant_id: str | None = None,
+        note: str | None = None,
+        replay_position: int | None = None,
+        replay_event_id: str | None = None,
+        corrected_data: Any = None,
+        conn: Connection | None = None,
+    ) -> DeadLetter:
+        """Move one dead letter to ``target`` if its status allows (TRANSITIONS); raises
+        InvalidTransition otherwise (with the current status, None when it does not exist)."""
+        sources = TRANSITIONS.get(target)
+        if sources is None:
+            raise ValueError(f"unknown target status {target!r}")
+        if conn is None:
+            with self.engine.begin() as own:
+                return self.transition(letter_id, target, tenant_id, note, replay_position,
+                                       replay_event_id, corrected_data, own)  # fmt: skip
+        sets = ["status = %(target)s", "updated_at = now()", "status_note = %(note)s"]
+        params: dict[str, Any] = {"id": letter_id, "target": target, "sources": sorted(sources), "note": note}
+        if target == REPLAYED:
+            sets += ["replayed_at = now()", "replay_position = %(rp)s", "replay_event_id = %(re)s"]
+            params.update(rp=replay_position, re=replay_event_id)
+        if target == DISMISSED:
+            sets.append("dismissed_at = now()")
+        if corrected_data is not None:
+            sets.append("corrected_data = %(cd)s::jsonb")
+            params["cd"] = json.dumps(corrected_data, default=str)
+        sql = (
+            f"UPDATE dead_letters SET {', '.join(sets)} WHERE id = %(id)s AND status = ANY(%(sources)s)"
+        )
+        if tenant_id is not None:
+            sql += " AND tenant_id = %(t)s"
+            params["t"] = tenant_id
+        row = conn.exec_driver_sql(sql + f" RETURNING {SELECT_COLUMNS}", params).first()
+        if row is None:
+            current = self.get(tenant_id, letter_id, conn)
+            raise InvalidTransition(letter_id, current.status if current else None, target)
+        return _row(row)
 
     def count(self, tenant_id: str | None = None, pipeline: str | None = None) -> int:
         clauses, params = [], {}

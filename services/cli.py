@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_worker_command(sub)
 
+    from services.projections_cli import add_projections_command
+
+    add_projections_command(sub)
+
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.workers.cli import run_worker_command
 
         return run_worker_command(args)
+    if args.command == "projections":
+        from services.projections_cli import run_projections_command
+
+        return run_projections_command(args)
     if args.command == "down":
         from services.launcher import run_down
 

@@ -32,6 +32,7 @@ from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import METRICS
 from services.config import Settings
 from services.read_cache import ReadCache
+from services.rebuild import Rebuilds, SinkGate, TailerGate
 from services.workers.settings import webhook_settings_from_env
 
 log = logging.getLogger("agentflow.runtime")
@@ -107,6 +108,11 @@ class Runtime:
         self.webhook_settings = webhook_settings_from_env()
         self.webhook_store = WebhookStore(self.engine)
         self.webhooks: Any = None  # services.workers.fleet.WebhookFleet when running in this process
+        # read-model rebuilds in this process (services/rebuild.py): the projectors' sinks (and the
+        # lake's tailer) sit behind gates the rebuild pauses; set by start() in embedded mode
+        self.rebuilds = Rebuilds(
+            self.store, self.clickhouse, None, lambda: self.watermark, on_swapped=self._reset_read_cache
+        )
 
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -115,7 +121,8 @@ class Runtime:
             self._start_distributed()
             self._start_alerts()
             return
-        sink = ClickHouseSink(self.clickhouse, self.checkpoints, reject=self._dead_letter)
+        sink = SinkGate(ClickHouseSink(self.clickhouse, self.checkpoints, reject=self._dead_letter))
+        self.rebuilds.serving_gate = sink
         # no NOTIFY (see __init__): the serving tailer is woken by this process's commits and polls
         # every 100 ms for writes from other processes; the lake batches anyway, so it only polls
         serving = PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.1)
@@ -132,8 +139,14 @@ class Runtime:
                 max_age_seconds=self.settings.iceberg_batch_age_s,
                 cursor_factory=TailCursor,
             )
-            lake_tailer = PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.25)
-            self.lake_runner = ProjectionRunner("iceberg", lake_tailer, lake)
+            lake_tailer = TailerGate(
+                PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.25)
+            )
+            lake_gate = SinkGate(lake)
+            self.lake_runner = ProjectionRunner("iceberg", lake_tailer, lake_gate)
+            lake_runner = self.lake_runner
+            self.rebuilds.lake_gate, self.rebuilds.lake_tailer = lake_gate, lake_tailer
+            self.rebuilds.lake_applied = lambda: lake_runner.status.applied
             self._spawn(self.lake_runner)
         self._start_workers()
         self._start_alerts()
@@ -191,6 +204,10 @@ class Runtime:
             tenant_id=event.tenant_id, event_type=event.event_type, record=record,
         )  # fmt: skip
         self.dead_letters.add([letter])
+
+    def _reset_read_cache(self) -> None:
+        """After a read-model swap: forget every cached metric and entity (computed from the old tables)."""
+        self.cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
 
     def _spawn(self, runner: _Runnable) -> None:
         thread = threading.Thread(target=runner.run, args=(self._stop,), name=f"projector-{runner.name}")

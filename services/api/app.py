@@ -10,9 +10,11 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException
 from litestar.logging import LoggingConfig
 
+from services.api.admin_routes import ADMIN_ROUTES
 from services.api.alert_routes import ALERT_ROUTES
 from services.api.command_routes import COMMAND_ROUTES
 from services.api.contract_routes import CONTRACT_ROUTES
+from services.api.deadletter_routes import DEADLETTER_ROUTES
 from services.api.errors import ApiError, error_response, http_exception_response, internal_error_response
 from services.api.health_routes import HEALTH_ROUTES
 from services.api.metric_routes import METRIC_ROUTES
@@ -64,6 +66,8 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
             *QUERY_ROUTES,
             *WEBHOOK_ROUTES,
             *ALERT_ROUTES,
+            *DEADLETTER_ROUTES,
+            *ADMIN_ROUTES,
         ],
         exception_handlers={
             ApiError: error_response,

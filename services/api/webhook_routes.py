@@ -167,6 +167,37 @@ async def list_deliveries(request: Request[Any, Any, Any], endpoint_id: str) -> 
     return json_response({"data": [d.public() for d in rows], "count": len(rows), "next_before": next_before})
 
 
+@post("/v1/webhooks/{endpoint_id:str}/replay", status_code=202, name="webhooks.replay")
+async def replay_to_webhook(request: Request[Any, Any, Any], endpoint_id: str) -> Response[bytes]:
+    """``{"from_position", "to_position", "replay_id"?}``: queue the endpoint's matching events in that
+    position range (inclusive) again, as ``replay`` deliveries through the normal path (services/replay.py).
+    The same ``replay_id`` queues nothing twice."""
+    from services.replay import replay_range_to_endpoint
+
+    tenant = tenant_of(request)
+    runtime = runtime_of(request)
+    ep = await _endpoint(runtime, tenant, endpoint_id)
+    body = await json_body(request)
+    lo, hi, rid = body.get("from_position"), body.get("to_position"), body.get("replay_id")
+    if not (
+        isinstance(lo, int) and isinstance(hi, int) and not isinstance(lo, bool)
+        and not isinstance(hi, bool) and 1 <= lo <= hi
+    ):  # fmt: skip
+        raise ApiError(422, "validation_failed", "from_position and to_position must be integers, "
+                       "1 <= from_position <= to_position")  # fmt: skip
+    if rid is not None and (not isinstance(rid, str) or not rid or len(rid) > 100):
+        raise ApiError(422, "validation_failed", "replay_id must be a non-empty string (<= 100 chars)")
+    done = await to_thread.run_sync(
+        lambda: replay_range_to_endpoint(runtime.store, runtime.webhook_store, ep, lo, hi, rid)
+    )
+    if done.created:
+        _kick(runtime, ep.id)
+    return json_response({
+        "replay_id": done.replay_id, "endpoint_id": ep.id, "from_position": lo, "to_position": hi,
+        "events_scanned": done.scanned, "events_matched": done.matched, "deliveries_created": done.created,
+    }, 202)  # fmt: skip
+
+
 WEBHOOK_ROUTES: list[HTTPRouteHandler] = [
     create_webhook,
     list_webhooks,
@@ -176,4 +207,5 @@ WEBHOOK_ROUTES: list[HTTPRouteHandler] = [
     rotate_secret,
     test_webhook,
     list_deliveries,
+    replay_to_webhook,
 ]

@@ -1,0 +1,69 @@
+"""``/v1/admin``: operator actions on this process -- read-model rebuilds (services/rebuild.py).
+
+A rebuild covers every tenant. Any valid API key may call these unless ``AGENTFLOW_ADMIN_API_KEYS``
+(comma-separated keys) is set, in which case only those keys may.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from typing import Any
+
+from litestar import Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+
+from services.api.context import json_response, runtime_of, tenant_of
+from services.api.errors import ApiError
+from services.rebuild import NAMES, RebuildBusy
+
+
+def _admin(request: Request[Any, Any, Any]) -> None:
+    tenant_of(request)  # a valid key at all (401 otherwise)
+    allowed = [k.strip() for k in os.environ.get("AGENTFLOW_ADMIN_API_KEYS", "").split(",") if k.strip()]
+    if not allowed:
+        return
+    key = request.headers.get("x-api-key") or ""
+    if not any(secrets.compare_digest(key, k) for k in allowed):
+        raise ApiError(403, "forbidden", "this API key may not run admin actions")
+
+
+def _names(name: str, available: list[str]) -> list[str]:
+    if name == "all":
+        return available
+    if name not in NAMES:
+        raise ApiError(404, "not_found", f"unknown read model {name!r}; expected one of {[*NAMES, 'all']}")
+    if name not in available:
+        raise ApiError(409, "not_projected_here", f"{name} is not projected by this process "
+                       "(distributed deployment, or the lake is disabled)")  # fmt: skip
+    return [name]
+
+
+@post("/v1/admin/projections/{name:str}/rebuild", status_code=202, name="admin.rebuild")
+async def start_rebuild(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    """Start rebuilding ``clickhouse``, ``iceberg`` or ``all`` from position 0; 202 with the progress
+    (poll GET on the same path). 409 if one is already running."""
+    _admin(request)
+    rebuilds = runtime_of(request).rebuilds
+    started = []
+    for n in _names(name, rebuilds.available()):
+        try:
+            started.append(rebuilds.start(n).public())
+        except RebuildBusy as exc:
+            raise ApiError(409, "rebuild_running", str(exc)) from exc
+    return json_response({"rebuilds": started}, 202)
+
+
+@get("/v1/admin/projections/{name:str}/rebuild", name="admin.rebuild_progress")
+async def rebuild_progress(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
+    """Progress of the latest rebuild(s): state, phase, position, target, percent, events/s."""
+    _admin(request)
+    rebuilds = runtime_of(request).rebuilds
+    names = _names(name, rebuilds.available())
+    found = [rebuilds.progress[n].public() for n in names if n in rebuilds.progress]
+    if not found:
+        raise ApiError(404, "not_found", f"no rebuild of {name} has run in this process")
+    return json_response({"rebuilds": found})
+
+
+ADMIN_ROUTES: list[HTTPRouteHandler] = [start_rebuild, rebuild_progress]
