@@ -140,9 +140,7 @@ class DeadLetterReplayer:
         return None if value is None else str(value)
 
     # -- replay ---------------------------------------------------------------------------------
-    def prepare(
-        self, letter: DeadLetter, corrected: dict[str, Any] | None
-    ) -> tuple[RecordedEvent, NewEvent]:
+    def prepare(self, letter: DeadLetter, corrected: dict[str, Any] | None) -> tuple[RecordedEvent, NewEvent]:
         """The event to append, validated; raises ReplayRejected (nothing written, status unchanged)."""
         original = self.original_event(letter)
         if original is None:
@@ -304,9 +302,14 @@ def replay_range_to_endpoint(
             break
         rows = [
             {
-                "tenant_id": e.tenant_id, "endpoint_id": endpoint.id, "kind": "replay",
-                "dedup_key": f"replay:{rid}:{e.event_id}", "event_id": str(e.event_id),
-                "position": e.position, "event_type": e.event_type, "body": event_body(e),
+                "tenant_id": e.tenant_id,
+                "endpoint_id": endpoint.id,
+                "kind": "replay",
+                "dedup_key": f"replay:{rid}:{e.event_id}",
+                "event_id": str(e.event_id),
+                "position": e.position,
+                "event_type": e.event_type,
+                "body": event_body(e),
             }  # fmt: skip
             for e in events
             if matcher.matches(e)
@@ -325,8 +328,68 @@ def replay_range_to_endpoint(
 
 def _count_replayed(webhooks: WebhookStore, endpoint_id: str, rid: str) -> int:
     with webhooks.engine.connect() as conn:
-        return int(conn.exec_driver_sql(
-            "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = %(e)s AND kind = 'replay' "
-            "AND starts_with(dedup_key, %(p)s)",
-            {"e": endpoint_id, "p": f"replay:{rid}:"},
-        ).scalar_one())
+        return int(
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = %(e)s AND kind = 'replay' "
+                "AND starts_with(dedup_key, %(p)s)",
+                {"e": endpoint_id, "p": f"replay:{rid}:"},
+            ).scalar_one()
+        )
+
+
+def cdc_record(e: RecordedEvent) -> dict[str, Any]:
+    """An event as Debezium's CDC topic carries it (docs/distributed.md), so any consumer of the CDC
+    format -- projections.flink.pipeline.decode among them -- reads replayed events unchanged."""
+    return {
+        "position": e.position, "tenant_id": e.tenant_id, "stream_type": e.stream_type,
+        "stream_id": e.stream_id, "stream_version": e.stream_version, "event_id": str(e.event_id),
+        "event_type": e.event_type, "schema_version": e.schema_version,
+        "data": json.dumps(e.data, sort_keys=True, default=str),
+        "metadata": json.dumps(e.metadata, sort_keys=True, default=str),
+        "occurred_at": e.occurred_at.isoformat().replace("+00:00", "Z"),
+        "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
+    }  # fmt: skip
+
+
+def replay_range_to_kafka(
+    store: PostgresEventStore,
+    bootstrap: str,
+    topic: str,
+    tenant_id: str,
+    from_position: int,
+    to_position: int,
+    batch: int = 1000,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Produce the tenant's events with ``from_position <= position <= to_position`` to ``topic`` in
+    the CDC format, keyed by stream id (per-stream order holds), with a ``replay-id`` header; waits
+    until Kafka acknowledged every record. A consumer dedups by event id as it does for CDC."""
+    from confluent_kafka import Producer
+
+    rid = uuid.uuid4().hex
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    failures: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    after, produced = from_position - 1, 0
+    while after < to_position:
+        events = store.read_all(after, limit=batch, tenant_id=tenant_id, max_position=to_position)
+        if not events:
+            break
+        for e in events:
+            producer.produce(
+                topic, key=e.stream_id, value=json.dumps(cdc_record(e), separators=(",", ":")),
+                headers={"replay-id": rid}, on_delivery=delivered,
+            )  # fmt: skip
+            producer.poll(0)
+        produced += len(events)
+        after = events[-1].position
+        if on_progress is not None:
+            on_progress(after, produced)
+    if producer.flush(30) > 0 or failures:
+        raise RuntimeError(f"replay to {topic} incomplete: {failures[:3] or 'flush timed out'}")
+    return {"replay_id": rid, "topic": topic, "from_position": from_position,
+            "to_position": to_position, "produced": produced}  # fmt: skip

@@ -1,4 +1,5 @@
-"""``/v1/admin``: operator actions on this process -- read-model rebuilds (services/rebuild.py).
+"""``/v1/admin``: operator actions -- read-model rebuilds (services/rebuild.py) and replaying a range
+of events to a Kafka topic (services/replay.py).
 
 A rebuild covers every tenant. Any valid API key may call these unless ``AGENTFLOW_ADMIN_API_KEYS``
 (comma-separated keys) is set, in which case only those keys may.
@@ -10,12 +11,14 @@ import os
 import secrets
 from typing import Any
 
+from anyio import to_thread
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
 from services.rebuild import NAMES, RebuildBusy
+from services.replay import replay_range_to_kafka
 
 
 def _admin(request: Request[Any, Any, Any]) -> None:
@@ -66,4 +69,28 @@ async def rebuild_progress(request: Request[Any, Any, Any], name: str) -> Respon
     return json_response({"rebuilds": found})
 
 
-ADMIN_ROUTES: list[HTTPRouteHandler] = [start_rebuild, rebuild_progress]
+@post("/v1/admin/replay/kafka", name="admin.replay_kafka")
+async def replay_to_kafka(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Replay the caller's events in ``[from_position, to_position]`` to a Kafka topic (distributed
+    deployment; default topic ``<prefix>.replay``) in the CDC format, keyed by stream id."""
+    _admin(request)
+    runtime = runtime_of(request)
+    if not runtime.kafka_bootstrap:
+        raise ApiError(409, "no_kafka", "this process is not connected to Kafka (embedded deployment)")
+    body = await request.json() if await request.body() else {}
+    try:
+        first, last = int(body["from_position"]), int(body["to_position"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError(422, "invalid_range", "from_position and to_position are required integers") from exc
+    if first < 1 or last < first:
+        raise ApiError(422, "invalid_range", "need 1 <= from_position <= to_position")
+    topic = str(body.get("topic") or f"{runtime.topic_prefix}.replay")
+    result = await to_thread.run_sync(
+        lambda: replay_range_to_kafka(
+            runtime.store, runtime.kafka_bootstrap or "", topic, tenant_of(request), first, last
+        )  # fmt: skip
+    )
+    return json_response(result)
+
+
+ADMIN_ROUTES: list[HTTPRouteHandler] = [start_rebuild, rebuild_progress, replay_to_kafka]
