@@ -6,6 +6,7 @@ loader (our own stack under the data dir, or an existing one named by the Kafka/
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -61,6 +62,9 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pid_file = settings.data_dir / PID_FILE
     pid_file.write_text(f"{os.getpid()}\n")
+    # SIGTERM while starting (before uvicorn takes the signal over) must unwind through the finally
+    # below, or the engines started so far (own sessions, own process groups) would be orphaned
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     cluster = None
     stack: DistributedStack | None = None
     database_url = settings.database_url
@@ -143,31 +147,57 @@ def _distributed(settings: Settings, database_url: str) -> tuple[Settings, Distr
     return dataclasses.replace(settings, kafka_bootstrap=stack.bootstrap), stack
 
 
-def run_down(data_dir: Path, timeout: float = 240.0) -> int:
-    """Stop a running ``agentflow up`` (SIGTERM: it stops its engines and Postgres in order)."""
-    pid_file = data_dir / PID_FILE
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _alive(pid: int) -> bool:
     try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        _say(f"nothing to stop: no {pid_file}")
-        return 0
-    try:
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        _say("agentflow was not running (stale pid file removed)")
-        pid_file.unlink(missing_ok=True)
-        return 0
-    _say(f"stopping agentflow (pid {pid}) ...")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        return False
+    return True
+
+
+def run_down(data_dir: Path, timeout: float = 240.0) -> int:
+    """Stop a running ``agentflow up`` (SIGTERM: it stops its engines and Postgres in order), then
+    stop any engine whose pid file outlived it (a crashed or killed ``up``)."""
+    pid_file = data_dir / PID_FILE
+    status = 0
+    try:
+        pid: int | None = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        _say(f"stopping agentflow (pid {pid}) ...")
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        if _alive(pid):
+            _say(f"error: pid {pid} still running after {timeout:.0f}s")
+            status = 1
+        else:
             _say("stopped")
-            return 0
-        time.sleep(0.3)
-    _say(f"error: pid {pid} still running after {timeout:.0f}s")
-    return 1
+    else:
+        _say("agentflow is not running")
+    pid_file.unlink(missing_ok=True)
+    for leftover in sorted((data_dir / "distributed").rglob("*.pid")):
+        try:
+            engine_pid = int(leftover.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(engine_pid):
+            _say(f"stopping orphaned {leftover.stem} (pid {engine_pid}) ...")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(engine_pid, signal.SIGTERM)  # engines lead their own process group
+            deadline = time.monotonic() + 30
+            while _alive(engine_pid) and time.monotonic() < deadline:
+                time.sleep(0.3)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(engine_pid, signal.SIGKILL)
+        leftover.unlink(missing_ok=True)
+    return status
 
 
 def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> None:
