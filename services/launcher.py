@@ -23,6 +23,7 @@ import uvicorn
 from services.api.app import create_app
 from services.auth import DEV_TENANT, ApiKeys, load_or_create_dev_key
 from services.config import Settings
+from services.distributed.java_process import pid_alive
 from services.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -151,14 +152,6 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def run_down(data_dir: Path, timeout: float = 240.0) -> int:
     """Stop a running ``agentflow up`` (SIGTERM: it stops its engines and Postgres in order), then
     stop any engine whose pid file outlived it (a crashed or killed ``up``)."""
@@ -168,13 +161,13 @@ def run_down(data_dir: Path, timeout: float = 240.0) -> int:
         pid: int | None = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         pid = None
-    if pid is not None and _alive(pid):
+    if pid is not None and pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         _say(f"stopping agentflow (pid {pid}) ...")
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.3)
-        if _alive(pid):
+        if pid_alive(pid):
             _say(f"error: pid {pid} still running after {timeout:.0f}s")
             status = 1
         else:
@@ -187,12 +180,12 @@ def run_down(data_dir: Path, timeout: float = 240.0) -> int:
             engine_pid = int(leftover.read_text().strip())
         except (OSError, ValueError):
             continue
-        if _alive(engine_pid):
+        if pid_alive(engine_pid):
             _say(f"stopping orphaned {leftover.stem} (pid {engine_pid}) ...")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(engine_pid, signal.SIGTERM)  # engines lead their own process group
             deadline = time.monotonic() + 30
-            while _alive(engine_pid) and time.monotonic() < deadline:
+            while pid_alive(engine_pid) and time.monotonic() < deadline:
                 time.sleep(0.3)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(engine_pid, signal.SIGKILL)

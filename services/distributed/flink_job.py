@@ -24,7 +24,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from services.distributed import jars
-from services.distributed.java_process import _alive
+from services.distributed.java_process import pid_alive
 
 FLINK_VENV = jars.CACHE_DIR / "flink-venv"
 REQUIREMENTS = jars.PROJECT_ROOT / "projections" / "flink" / "requirements.txt"
@@ -195,11 +195,11 @@ class FlinkJob:
     def stop(self, timeout: float = 20.0, kill: bool = False) -> None:
         """SIGTERM the job's process group (SIGKILL with ``kill=True``, or after ``timeout``)."""
         pid = self.proc.pid if self.proc is not None else _read_pid(self.pid_file)
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL if kill else signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            while pid_alive(pid) and time.monotonic() < deadline:
                 if self.proc is not None:
                     self.proc.poll()
                 time.sleep(0.2)

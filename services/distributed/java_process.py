@@ -82,7 +82,7 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -169,7 +169,7 @@ class JavaProcess:
         except (OSError, ValueError):
             return
         marker = f"-Dagentflow.process={self.name}@{self.run_dir}".encode()
-        if _alive(pid) and marker in _cmdline(pid).split(b"\0"):
+        if pid_alive(pid) and marker in _cmdline(pid).split(b"\0"):
             _terminate(pid, timeout=20)
         self.pid_file.unlink(missing_ok=True)
 
@@ -196,7 +196,7 @@ class JavaProcess:
         if self.proc is not None:
             return self.proc.poll() is None
         pid = self.pid
-        return pid is not None and _alive(pid)
+        return pid is not None and pid_alive(pid)
 
     def wait_for_port(self, port: int, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
@@ -241,7 +241,7 @@ def _terminate(pid: int, timeout: float) -> None:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):

@@ -3,7 +3,6 @@ Connect + Debezium, the Flink job and the API under one data dir; ``agentflow do
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from services.child_process import PROJECT_ROOT, AgentFlowProcess
+from services.distributed.java_process import pid_alive
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -25,14 +25,6 @@ def _pids(run_dir: Path) -> dict[str, int]:
         except ValueError:
             continue
     return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_up_distributed_serves_a_write_through_every_engine_and_down_stops_everything(tmp_path: Path) -> None:
@@ -63,7 +55,7 @@ def test_up_distributed_serves_a_write_through_every_engine_and_down_stops_every
         assert down.returncode == 0, down.stdout + down.stderr
         assert srv.proc is not None
         assert srv.proc.wait(timeout=30) == 0
-        assert not [name for name, p in engines.items() if _alive(p)], "an engine outlived agentflow down"
+        assert not [name for name, p in engines.items() if pid_alive(p)], "an engine outlived agentflow down"
     finally:
         if srv.proc is not None and srv.proc.poll() is None:
             print(srv.tail(3000))
