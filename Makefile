@@ -50,7 +50,7 @@ down-distributed: setup
 	$(VENV)/bin/agentflow down
 
 test: setup setup-distributed lint
-	$(VENV)/bin/pytest -q -p no:cacheprovider
+	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=25
 
 unit: setup
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit
