@@ -489,6 +489,7 @@ class ServingLoader:
             raw_key = m.key()
             key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
             position: int | None
+            value: Any = None
             try:
                 value = json.loads(m.value() or b"null")
                 if not isinstance(value, dict):
@@ -502,11 +503,15 @@ class ServingLoader:
             except Exception as exc:  # a message nobody can apply: keep it, never block the partition
                 log.warning("undecodable message on %s[%s]@%s: %s", topic, partition, offset, exc)
                 raw = m.value() or b""
+                # its position (when readable) counts as dead-lettered, or the watermark would wait
+                # for it forever
+                position = _position(value.get("position")) if isinstance(value, dict) else None
                 out.letters.append(
                     DeadLetter(
                         pipeline=PIPELINE,
                         stage="load",
                         reason=f"{type(exc).__name__}: {exc}",
+                        position=position,
                         event_id=f"kafka:{topic}:{partition}:{offset}",
                         record={
                             "topic": topic,
@@ -517,7 +522,6 @@ class ServingLoader:
                         },
                     )
                 )
-                position = None
             if position is not None:
                 out.positions.append(position)
             self._pending.setdefault((topic, partition), deque()).append((offset, position))
@@ -533,17 +537,15 @@ class ServingLoader:
 
     def _decode_serving(self, value: dict[str, Any], key: str | None, out: _Decoded) -> int:
         position = int(value["position"])
-        events_row: Row | None = None
-        for change in value.get("changes") or ():
-            table = change["table"]
-            row = decode_row(table, change["row"])
-            k = (row.get("tenant_id"), *(row.get(c) for c in KEY_COLUMNS[table]))
+        # decode every change first: a message that fails part-way must not half-apply its event
+        decoded = [(c["table"], decode_row(c["table"], c["row"])) for c in value.get("changes") or ()]
+        keyed = [(t, (r.get("tenant_id"), *(r.get(c) for c in KEY_COLUMNS[t])), r) for t, r in decoded]
+        events_row = next((r for t, r in decoded if t == EVENTS), None)
+        event = applied_event(value, events_row, key)
+        for table, k, row in keyed:
             current = out.rows[table].get(k)
             if current is None or int(current.get("version") or 0) <= int(row.get("version") or 0):
                 out.rows[table][k] = row
-            if table == EVENTS:
-                events_row = row
-        event = applied_event(value, events_row, key)
         out.events.append(event)
         if out.last_recorded_at is None or event.recorded_at > out.last_recorded_at:
             out.last_recorded_at = event.recorded_at

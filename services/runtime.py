@@ -186,6 +186,7 @@ class Runtime:
             self.kafka_bootstrap,
             topic_prefix=self.topic_prefix,
             group_id=self.loader_group,
+            checkpoint_name=f"serving-loader:{self.loader_group}",  # one per group (= per API host)
             on_applied=self._on_applied,
         )
         self._spawn(self.serving_runner)

@@ -465,3 +465,29 @@ def test_runtime_distributed_mode(
         asyncio.run(scenario())
     finally:
         runtime.clickhouse.drop_all()
+
+
+def test_an_undecodable_serving_message_is_dead_lettered_whole_and_passed(
+    engine: Engine, clickhouse: ClickHouseStore, prefix: str, kafka_bootstrap: str
+) -> None:
+    """A message with a change the loader cannot decode applies none of its rows, is stored as a dead
+    letter with its position, and the watermark moves past it."""
+    shop = Shop(engine)
+    shop.catalog()
+    shop.orders(1, 3)
+    events = shop.events()
+    msgs = flink_output(events, set(), MemoryLookup())
+    broken = next(m for m in msgs if m[2]["event_type"] == "OrderPlaced")
+    broken[2]["changes"].append({"table": "no_such_table", "row": {}})  # after its good rows
+    loader = ServingLoader(clickhouse, engine, kafka_bootstrap, topic_prefix=prefix, group_id=f"{prefix}-g")
+    t = LoaderThread(loader)
+    try:
+        produce(kafka_bootstrap, prefix, msgs, seed=3)
+        wait_until(lambda: loader.watermark >= shop.head())
+    finally:
+        t.close()
+    placed = next(e for e in events if e.position == broken[2]["position"])
+    assert clickhouse.get_row("events", (placed.tenant_id, placed.position)) is None  # none of its rows
+    assert clickhouse.get_row("order_lines", (placed.tenant_id, placed.stream_id, 1)) is None
+    letters = [d for d in DeadLetterStore(engine).list(None) if d.stage == "load"]
+    assert [d.position for d in letters] == [placed.position]
