@@ -345,13 +345,16 @@ class WebhookStore:
         entity_ids: Iterable[str] = (),
         predicates: list[dict[str, Any]] | None = None,
     ) -> Endpoint:
-        """A new endpoint receives events committed after the current head position."""
+        """A new endpoint receives the events the relay has not passed yet: its watermark (every
+        position at or below it is relayed or never exists), not the head position -- a transaction
+        holding a lower position may commit after the endpoint is created and must not be skipped."""
         row = self._one(
             f"""INSERT INTO webhook_endpoints (id, tenant_id, url, description, event_types, entity_ids,
                     predicates, secrets, start_position)
                 VALUES (%(id)s, %(t)s, %(url)s, %(desc)s, %(types)s, %(ids)s, %(preds)s::jsonb,
                         %(sec)s::jsonb,
-                        (SELECT COALESCE(max(position), 0) FROM events))
+                        COALESCE((SELECT watermark FROM projection_checkpoints WHERE name = 'webhook_relay'),
+                                 (SELECT max(position) FROM events), 0))
                 RETURNING {_EP_COLS}""",
             {
                 "id": "ep_" + uuid.uuid4().hex[:20], "t": tenant_id, "url": url, "desc": description,

@@ -114,6 +114,7 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
         server.run()
         return 0
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the shutdown short
         if stack is not None:
             stack.stop()
         if cluster is not None:

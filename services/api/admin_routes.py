@@ -85,6 +85,11 @@ async def replay_to_kafka(request: Request[Any, Any, Any]) -> Response[bytes]:
     if first < 1 or last < first:
         raise ApiError(422, "invalid_range", "need 1 <= from_position <= to_position")
     topic = str(body.get("topic") or f"{runtime.topic_prefix}.replay")
+    pipeline = {f"{runtime.topic_prefix}.{t}" for t in ("events", "serving", "deadletter")}
+    if topic in pipeline or topic.startswith("__") or topic.startswith(f"{runtime.topic_prefix}.connect"):
+        raise ApiError(
+            422, "reserved_topic", f"{topic} is a pipeline topic; replay to a consumer's own topic"
+        )
     result = await to_thread.run_sync(
         lambda: replay_range_to_kafka(
             runtime.store, runtime.kafka_bootstrap or "", topic, tenant_of(request), first, last

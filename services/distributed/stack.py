@@ -98,4 +98,7 @@ class DistributedStack:
         ):
             if part is not None:
                 self.say(f"stopping {name} ...")
-                part.stop()
+                try:
+                    part.stop()
+                except Exception as exc:  # stop the rest regardless
+                    self.say(f"stopping {name} failed: {exc}")
