@@ -3,6 +3,7 @@ the lazily written tables), series, dimension filters, contracts and the contrac
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -82,3 +83,10 @@ def test_new_metrics_series_and_contracts_over_http(api: httpx.Client, api_b: ht
     contracts = _ok(api.get("/v1/contracts"))
     assert {c["name"] for c in contracts["contracts"]} >= set(catalog["metrics"]) | set(catalog["entities"])
     assert _ok(api.get("/v1/contracts/order/diff/1.0.0/1.1.0"))["compatibility"] == "additive"
+    revenue = _ok(api.get("/v1/contracts/revenue"))
+    assert revenue["version"] == "1.1.0" and "OrderPlaced" in revenue["moved_by"]
+    assert _ok(api.get("/v1/contracts/revenue/1.0.0"))["status"] == "deprecated"
+    doc = {k: v for k, v in revenue.items() if k not in ("current_version", "kind", "name", "versions")}
+    proposal = {**doc, "version": "1.2.0", "moved_by": ["NoSuchEvent"]}
+    checked = _ok(api.post("/v1/contracts/revenue/validate", json=proposal))
+    assert checked["valid"] is False and "NoSuchEvent" in json.dumps(checked["errors"]), checked
