@@ -23,7 +23,7 @@ import uvicorn
 from services.api.app import create_app
 from services.auth import DEV_TENANT, ApiKeys, load_or_create_dev_key
 from services.config import Settings
-from services.distributed.java_process import pid_alive
+from services.distributed.java_process import is_ours, pid_alive
 from services.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def run_down(data_dir: Path, timeout: float = 240.0) -> int:
         pid: int | None = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         pid = None
-    if pid is not None and pid_alive(pid):
+    if pid is not None and pid_alive(pid) and is_ours(pid):
         os.kill(pid, signal.SIGTERM)
         _say(f"stopping agentflow (pid {pid}) ...")
         deadline = time.monotonic() + timeout
@@ -181,7 +181,7 @@ def run_down(data_dir: Path, timeout: float = 240.0) -> int:
             engine_pid = int(leftover.read_text().strip())
         except (OSError, ValueError):
             continue
-        if pid_alive(engine_pid):
+        if pid_alive(engine_pid) and is_ours(engine_pid):
             _say(f"stopping orphaned {leftover.stem} (pid {engine_pid}) ...")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(engine_pid, signal.SIGTERM)  # engines lead their own process group

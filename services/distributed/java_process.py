@@ -82,6 +82,12 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
+def is_ours(pid: int) -> bool:
+    """The pid runs one of our processes (a pid file can outlive its process and the pid be reused)."""
+    cmdline = _cmdline(pid)
+    return any(mark in cmdline for mark in (b"agentflow", b"services.cli", b"projections.flink.job"))
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
