@@ -9,11 +9,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from connectors.postgres_cluster import free_port
 
 
 class RedisServer:
@@ -22,7 +18,7 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server not found: apt-get install -y redis-server")
         self.binary = binary
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.dir = Path(tempfile.mkdtemp(prefix="agentflow-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None

@@ -13,8 +13,9 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from connectors.postgres_cluster import free_port
 from services.distributed import jars
-from services.distributed.java_process import JavaProcess, free_port, run_java
+from services.distributed.java_process import JavaProcess, run_java
 
 READY_LINE = "Kafka Server started"
 STORAGE_TOOL = "kafka.tools.StorageTool"

@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 
+from connectors.postgres_cluster import free_port
 from services.distributed import jars
-from services.distributed.java_process import JavaProcess, free_port
+from services.distributed.java_process import JavaProcess
 
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
 DEFAULT_PLUGINS = ("debezium-postgres",)
