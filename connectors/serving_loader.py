@@ -39,6 +39,7 @@ from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.tailer import NEW_XID_SQL, SEQUENCE_SQL, PostgresTailer, TailCursor
 from domain.events import EVENT_TYPES, RecordedEvent
 from projections.rows import EVENTS, KEY_COLUMNS, TABLES, Row
+from projections.runner import wait_for_watermark
 from readmodels.clickhouse import ClickHouseStore
 
 log = logging.getLogger(__name__)
@@ -366,14 +367,7 @@ class ServingLoader:
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until the watermark reaches ``position``."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._status.watermark < position:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._progress.wait(left)
-            return True
+        return wait_for_watermark(self._progress, lambda: self._status.watermark, position, timeout)
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def run(self, stop: threading.Event) -> None:

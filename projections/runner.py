@@ -112,14 +112,7 @@ class ProjectionRunner:
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until the applied watermark reaches ``position`` (read-your-writes)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._status.watermark < position:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._progress.wait(left)
-            return True
+        return wait_for_watermark(self._progress, lambda: self._status.watermark, position, timeout)
 
     def run(self, stop: threading.Event) -> None:
         backoff = 0.1
@@ -193,6 +186,20 @@ class ProjectionRunner:
         self._set(watermark=watermark, caught_up=batch.caught_up, last_poll_at=now)
         self.sink.tick()  # deferred/batched writes after the watermark: off the freshness path
         return batch.cursor, batch.caught_up
+
+
+def wait_for_watermark(
+    progress: threading.Condition, watermark: Callable[[], int], position: int, timeout: float
+) -> bool:
+    """Block on ``progress`` (notified when the watermark moves) until ``watermark()`` >= ``position``."""
+    deadline = time.monotonic() + timeout
+    with progress:
+        while watermark() < position:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            progress.wait(left)
+        return True
 
 
 def chunks(events: Iterable[RecordedEvent], size: int) -> Iterable[list[RecordedEvent]]:
