@@ -23,8 +23,15 @@ MAIN_CLASS = "kafka.Kafka"
 
 
 def kafka_uuid() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's ``Uuid`` format)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (Kafka's ``Uuid`` format).
+
+    Like Kafka's own ``Uuid.randomUuid``, never one starting with ``-``: the storage tool's
+    argument parser would read such an id as an option (about 1 in 64 ids would fail).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(
