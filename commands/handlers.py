@@ -15,6 +15,7 @@ the command down the loading path.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,9 @@ class CommandContext:
     cache: AggregateCache | None = None
     # skip loads the append's version check makes redundant (see the module docstring)
     optimistic: bool = False
+    # a UUID: the events get ids derived from it (uuid5 by index) instead of random ones, so a
+    # re-delivered change (CDC) appends the same ids and the store's unique event id refuses a copy
+    event_id_seed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -467,6 +471,8 @@ def execute(ctx: CommandContext, name: str, entity_id: str | None, payload: dict
             if ctx.if_match is not None and ctx.if_match != current:
                 raise VersionConflict(stream_type, prepared.entity_id, ctx.if_match, current)
             events = spec.decide(uow, prepared.entity_id, prepared.args)
+            if ctx.event_id_seed is not None:
+                events = _seeded(events, ctx.event_id_seed)
             writes = uow.writes(events)
             if uow.unchecked and not uow.check_read_only(writes):
                 raise _Unchecked
@@ -513,6 +519,11 @@ def execute(ctx: CommandContext, name: str, entity_id: str | None, payload: dict
             position=result.last_position,
             created=created,
         )
+
+
+def _seeded(events: list[NewEvent], seed: str) -> list[NewEvent]:
+    base = uuid.UUID(seed)
+    return [dataclasses.replace(e, event_id=str(uuid.uuid5(base, str(i)))) for i, e in enumerate(events)]
 
 
 def _replayed(ctx: CommandContext, claim: IdempotencyClaim, record: IdempotencyRecord) -> CommandResult:

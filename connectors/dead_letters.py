@@ -36,7 +36,7 @@ SELECT_COLUMNS = (
 
 FAILED, REPLAY_PENDING, REPLAYED, DISMISSED = "failed", "replay_pending", "replayed", "dismissed"
 STATUSES = (FAILED, REPLAY_PENDING, REPLAYED, DISMISSED)
-PIPELINES = ("embedded", "distributed")
+PIPELINES = ("embedded", "distributed", "cdc")
 # target status -> the statuses it may be entered from. replay_pending -> replay_pending re-claims a
 # replay whose process died between the claim and the append (the store's idempotency key makes
 # the second append a no-op); replayed and dismissed are final.
@@ -343,6 +343,16 @@ class DeadLetterStore:
             current = self.get(tenant_id, letter_id, conn)
             raise InvalidTransition(letter_id, current.status if current else None, target)
         return _row(row)
+
+    def parked(self, pipeline: str, stage: str, source: str, limit: int = 100) -> builtins.list[DeadLetter]:
+        """Failed letters of one legacy source at one stage, oldest first (for automatic retries)."""
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT {SELECT_COLUMNS} FROM dead_letters WHERE pipeline = %(p)s AND stage = %(s)s "
+                "AND status = 'failed' AND record->>'source' = %(src)s ORDER BY id LIMIT %(n)s",
+                {"p": pipeline, "s": stage, "src": source, "n": limit},
+            ).all()
+        return [_row(r) for r in rows]
 
     def count(self, tenant_id: str | None = None, pipeline: str | None = None) -> int:
         clauses, params = [], {}

@@ -133,15 +133,15 @@ idem AS (
     RETURNING 1 AS inserted
 ),
 ins AS (
-    INSERT INTO events (tenant_id, stream_type, stream_id, stream_version, event_type, schema_version,
-                        data, metadata, transaction_id)
-    SELECT %(tenant)s, v.stream_type, v.stream_id, v.stream_version, v.event_type, v.schema_version,
-           v.data, d.doc->'m', x.xid
+    INSERT INTO events (tenant_id, stream_type, stream_id, stream_version, event_id, event_type,
+                        schema_version, data, metadata, transaction_id)
+    SELECT %(tenant)s, v.stream_type, v.stream_id, v.stream_version, COALESCE(v.event_id, gen_random_uuid()),
+           v.event_type, v.schema_version, v.data, d.doc->'m', x.xid
     FROM d, versions_ok, x,
          ROWS FROM (jsonb_to_recordset(d.doc->'e') AS (stream_type text, stream_id text,
-                    stream_version int, event_type text, schema_version int, data jsonb))
+                    stream_version int, event_type text, schema_version int, data jsonb, event_id uuid))
              WITH ORDINALITY
-             AS v(stream_type, stream_id, stream_version, event_type, schema_version, data, ord)
+             AS v(stream_type, stream_id, stream_version, event_type, schema_version, data, event_id, ord)
     WHERE versions_ok.ok AND (NOT %(has_idem)s OR EXISTS (SELECT 1 FROM idem))
     ORDER BY v.ord
     RETURNING position, stream_type, stream_id, stream_version
@@ -367,10 +367,13 @@ class PostgresEventStore:
                 if ev.stream_type != w.stream_type or ev.stream_id != w.stream_id:
                     raise ValueError(f"event for {(ev.stream_type, ev.stream_id)} inside the write for {key}")
                 version += 1
-                es.append({
+                row = {
                     "stream_type": w.stream_type, "stream_id": w.stream_id, "stream_version": version,
                     "event_type": ev.event_type, "schema_version": ev.schema_version, "data": ev.data,
-                })
+                }
+                if ev.event_id is not None:
+                    row["event_id"] = ev.event_id
+                es.append(row)
         doc: dict[str, Any] = {"w": ws, "e": es, "m": metadata}
         if idempotency is not None:
             doc["i"] = {"key": idempotency.key, "request_hash": idempotency.request_hash,

@@ -69,6 +69,9 @@ class NewEvent:
     event_type: str
     data: dict[str, Any]
     schema_version: int = 1
+    # None: the store assigns a random id. Set by callers that must append the same change twice
+    # with the same id (CDC from legacy sources derives it from the source position).
+    event_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

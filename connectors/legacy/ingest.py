@@ -1,0 +1,335 @@
+"""Legacy change records -> domain events, through the ordinary command handlers.
+
+Both deployments feed this: the embedded Debezium engine's batches and the distributed Kafka consumer's.
+Per record: normalize (connectors/legacy/canonical.py), skip it if a newer change of the same row was
+already applied, then reconcile (connectors/legacy/translators.py) step by step. Every step is a
+command executed with an idempotency key and event ids derived from the record id, so a re-delivered
+record appends nothing twice.
+
+Failures never stop the source and never vanish: they land in the dead-letter store (pipeline ``cdc``)
+with the canonical record and the reason, by stage: ``cdc_normalize`` (not a change record),
+``cdc_tenant`` (tenant column value not mapped), ``cdc_translate`` (no mapping), ``cdc_invariant``
+(a domain rule refused it), ``cdc_reference`` (it names an order or product not seen yet). A record of
+an unknown table raises UnknownSource instead: the batch is not acknowledged and the source shows the
+error until its declaration is fixed. ``cdc_reference`` letters are retried automatically after later
+batches (the missing entity usually arrives a moment later); any cdc letter can be replayed by hand
+after a mapping fix (services/replay.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from commands.handlers import CommandContext, execute
+from commands.idempotency import IdempotencyClaim, IdempotencyKeyReused
+from commands.ports import VersionConflict
+from commands.validation import InvalidCommand
+from connectors.dead_letters import FAILED, REPLAY_PENDING, REPLAYED, DeadLetter, DeadLetterStore
+from connectors.event_store import PostgresEventStore
+from connectors.legacy.canonical import (
+    NAMESPACE,
+    SCHEMA_CHANGE,
+    SNAPSHOT,
+    TRUNCATE,
+    CanonicalRecord,
+    NormalizeError,
+    normalize,
+)
+from connectors.legacy.registry import BatchTally, SourceRegistry
+from connectors.legacy.sources import SourceSpec
+from connectors.legacy.translators import Ids, MissingReference, Untranslatable, next_step
+from domain import errors
+from domain.base import Aggregate
+from domain.errors import DomainError, NotFound
+from domain.order import Order
+from domain.payment import Payment
+from domain.product import Product
+from domain.user import User
+
+log = logging.getLogger("agentflow.legacy")
+
+PIPELINE = "cdc"
+NORMALIZE, TENANT, TRANSLATE, INVARIANT, REFERENCE = (
+    "cdc_normalize", "cdc_tenant", "cdc_translate", "cdc_invariant", "cdc_reference",
+)
+MAX_STEPS = 8  # the longest reconciliation: register user, place, confirm, ship, deliver
+MISSING_CODES = frozenset({errors.UNKNOWN_ORDER, errors.UNKNOWN_PRODUCT, errors.UNKNOWN_USER})
+PARKED_RETRY_LIMIT = 100
+
+Message = tuple[dict[str, Any] | None, dict[str, Any] | None]  # (key, value) of a Debezium change
+
+
+class StoreState:
+    """Aggregates folded from the event store (the command path re-checks them at append)."""
+
+    def __init__(self, store: PostgresEventStore, tenant: str) -> None:
+        self.store = store
+        self.tenant = tenant
+
+    def _fold(self, cls: type[Any], stream_id: str) -> Any:
+        agg: Aggregate = cls()
+        for event in self.store.load_stream(self.tenant, cls.stream_type, stream_id):
+            agg.apply(event)
+        return agg
+
+    def order(self, order_id: str) -> Order:
+        return self._fold(Order, order_id)  # type: ignore[no-any-return]
+
+    def payment(self, payment_id: str) -> Payment:
+        return self._fold(Payment, payment_id)  # type: ignore[no-any-return]
+
+    def product(self, product_id: str) -> Product:
+        return self._fold(Product, product_id)  # type: ignore[no-any-return]
+
+    def user(self, user_id: str) -> User:
+        return self._fold(User, user_id)  # type: ignore[no-any-return]
+
+
+def order_key(record: CanonicalRecord) -> str:
+    """Sorts the changes of one source in commit order (snapshot rows first)."""
+    p = record.position
+    if record.operation == SNAPSHOT:
+        return "0"
+    if p.get("lsn") is not None:
+        return f"1{int(p['lsn']):020d}"
+    return f"1{p.get('file') or ''}:{int(p.get('pos') or 0):015d}:{int(p.get('row') or 0):06d}"
+
+
+def _stream_of(record: CanonicalRecord, ids: Ids) -> tuple[str, str] | None:
+    """The stream a record's row is about (where its newest applied change is recorded)."""
+    pk = record.entity_id
+    if record.entity_type == "orders":
+        return "order", ids.order(pk)
+    if record.entity_type == "payments":
+        return "payment", ids.payment(pk)
+    if record.entity_type == "products":
+        return "product", ids.product(pk)
+    if record.entity_type == "inventory" and record.row is not None and "product_id" in record.row:
+        return "product", ids.product(record.row["product_id"])
+    return None
+
+
+@dataclass
+class Outcome:
+    applied: bool = False
+    events: int = 0
+    last_event_position: int | None = None
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class LegacyIngestor:
+    def __init__(
+        self, store: PostgresEventStore, letters: DeadLetterStore, registry: SourceRegistry | None = None
+    ) -> None:
+        self.store = store
+        self.letters = letters
+        self.registry = registry
+
+    # -- batches --------------------------------------------------------------------------------
+    def ingest(self, spec: SourceSpec, messages: Sequence[Message]) -> BatchTally:
+        """Apply a batch in order; returns (and records in the registry) what it did. Raises
+        UnknownSource (nothing acknowledged) for a change the source does not declare."""
+        tally = BatchTally()
+        records: list[CanonicalRecord] = []
+        for key, value in messages:
+            try:
+                record = normalize(spec, value, key)
+            except NormalizeError as exc:
+                tally.records += 1
+                raw = {"key": key, "value": value}
+                tally.dead_letters += self._dead_letter(spec, None, NORMALIZE, str(exc), raw)
+                continue
+            if record is not None:
+                records.append(record)
+        deferred: list[int] = []
+        for i, record in enumerate(records):
+            if self._one(spec, record, tally, defer=True) == "missing":
+                deferred.append(i)
+        for i in deferred:  # a later record of the batch may have brought the missing order or product
+            record = records[i]
+            later = records[i + 1:]
+            if any(r.entity_type == record.entity_type and r.entity_id == record.entity_id for r in later):
+                tally.unchanged += 1  # superseded by a later change of the same row in this batch
+                continue
+            self._one(spec, record, tally, defer=False)
+        if records:
+            tally.snapshot = records[-1].operation == SNAPSHOT
+            tally.last_position = records[-1].position_text()
+            tally.last_commit_ms = records[-1].commit_ts_ms
+        if tally.applied:
+            self.retry_parked(spec, tally)
+        if self.registry is not None and (tally.records or records):
+            self.registry.record_batch(spec.name, tally)
+        return tally
+
+    def _one(self, spec: SourceSpec, record: CanonicalRecord, tally: BatchTally, defer: bool) -> str:
+        if defer:  # the first pass counts it; the retry of a deferred record does not
+            tally.records += 1
+        if record.operation == SCHEMA_CHANGE:
+            tally.schema_changes += 1
+            tally.unchanged += 1
+            tally.last_schema_change = record.ddl
+            log.info("legacy source %s: schema change: %s", spec.name, record.ddl)
+            return "schema"
+        if record.operation == TRUNCATE:
+            tally.unchanged += 1  # IGNORED: a truncate is not a business event (see docs/legacy-cdc.md)
+            return "ignored"
+        if record.tenant is None:
+            tally.dead_letters += self._dead_letter(
+                spec, record, TENANT,
+                f"tenant column {spec.tenant_column!r} value is not in the source's tenants map",
+            )
+            return "dead"
+        try:
+            outcome = self.apply(spec, record)
+        except MissingReference as exc:
+            if defer:
+                return "missing"
+            tally.dead_letters += self._dead_letter(spec, record, REFERENCE, str(exc))
+            return "dead"
+        except Untranslatable as exc:
+            tally.dead_letters += self._dead_letter(spec, record, TRANSLATE, str(exc))
+            return "dead"
+        except (DomainError, InvalidCommand, VersionConflict) as exc:
+            tally.dead_letters += self._dead_letter(spec, record, INVARIANT, f"{_code(exc)}: {exc}")
+            return "dead"
+        if outcome.applied:
+            tally.applied += 1
+            tally.events += outcome.events
+            tally.last_event_position = outcome.last_event_position or tally.last_event_position
+        else:
+            tally.unchanged += 1
+        return "applied" if outcome.applied else "unchanged"
+
+    # -- one record -----------------------------------------------------------------------------
+    def apply(self, spec: SourceSpec, record: CanonicalRecord) -> Outcome:
+        """Reconcile the domain with one record. Raises MissingReference, Untranslatable, DomainError,
+        InvalidCommand or VersionConflict (nothing of the failing step appended)."""
+        assert record.tenant is not None
+        outcome = Outcome()
+        if self._superseded(spec, record):
+            return outcome
+        state = StoreState(self.store, record.tenant)
+        metadata = {
+            "command": "cdc.apply", "actor": f"cdc:{spec.name}", "correlation_id": record.record_id,
+            "cdc": {"source": spec.name, "connector": record.source.connector,
+                    "table": f"{record.source.schema}.{record.source.table}", "operation": record.operation,
+                    "record_id": record.record_id, "order_key": order_key(record),
+                    "position": record.position, "commit_ts_ms": record.commit_ts_ms},
+        }
+        for _ in range(MAX_STEPS):
+            step = next_step(record, spec, state)
+            if step is None:
+                return outcome
+            seed = str(uuid.uuid5(NAMESPACE, f"{record.record_id}|{step.key}"))
+            ctx = CommandContext(
+                tenant_id=record.tenant, store=self.store, metadata={**metadata, "command": step.command},
+                idempotency=IdempotencyClaim(f"cdc:{record.record_id}:{step.key}", _digest(step.payload)),
+                event_id_seed=seed,
+            )
+            try:
+                result = execute(ctx, step.command, step.entity_id, step.payload)
+            except IdempotencyKeyReused:
+                return outcome  # this record already ran this step with other input: nothing to add
+            except NotFound as exc:
+                raise MissingReference(str(exc)) from exc
+            except DomainError as exc:
+                if exc.code in MISSING_CODES:
+                    raise MissingReference(exc.message) from exc
+                raise
+            if result.replayed:
+                continue  # applied before (re-delivery); the state reload below sees it
+            outcome.applied = True
+            outcome.events += 1
+            outcome.last_event_position = result.position
+        raise Untranslatable(
+            f"{record.entity_type} {record.entity_id}: still differs after {MAX_STEPS} steps"
+        )
+
+    def _superseded(self, spec: SourceSpec, record: CanonicalRecord) -> bool:
+        """A newer change of the same legacy row was applied already (a re-delivery or a retried letter
+        arriving late): reconciling to this older image would move the entity backwards."""
+        stream = _stream_of(record, Ids(spec.id_prefix))
+        if stream is None or record.tenant is None:
+            return False
+        mine = order_key(record)
+        table = f"{record.source.schema}.{record.source.table}"
+        for event in self.store.load_stream(record.tenant, stream[0], stream[1]):
+            cdc = (event.metadata or {}).get("cdc") or {}
+            same_row_source = cdc.get("source") == spec.name and cdc.get("table") == table
+            if same_row_source and str(cdc.get("order_key", "")) > mine:
+                return True
+        return False
+
+    # -- dead letters ---------------------------------------------------------------------------
+    def _dead_letter(
+        self, spec: SourceSpec, record: CanonicalRecord | None, stage: str, reason: str, raw: Any = None
+    ) -> int:
+        canonical = record.to_dict() if record is not None else None
+        body = {"source": spec.name, "canonical": canonical, "raw": raw}
+        letter = DeadLetter(
+            pipeline=PIPELINE, stage=stage, reason=reason,
+            event_id=record.record_id if record is not None else None,
+            tenant_id=record.tenant if record is not None else spec.tenant,
+            event_type=f"cdc.{record.entity_type}.{record.operation}" if record is not None else None,
+            record=body,
+        )
+        log.warning("legacy source %s: dead letter (%s): %s", spec.name, stage, reason)
+        return self.letters.add([letter])
+
+    def retry_parked(self, spec: SourceSpec, tally: BatchTally | None = None) -> int:
+        """Retry this source's ``cdc_reference`` letters (oldest first); returns how many now applied."""
+        done = 0
+        for letter in self.letters.parked(PIPELINE, REFERENCE, spec.name, PARKED_RETRY_LIMIT):
+            try:
+                outcome = self.replay_letter(spec, letter)
+            except MissingReference:
+                continue
+            except (Untranslatable, DomainError, InvalidCommand, VersionConflict) as exc:
+                log.warning("legacy source %s: parked letter %s still fails: %s", spec.name, letter.id, exc)
+                continue
+            done += 1
+            if tally is not None and outcome.applied:
+                tally.events += outcome.events
+        return done
+
+    def replay_letter(
+        self, spec: SourceSpec, letter: DeadLetter, corrected: dict[str, Any] | None = None
+    ) -> Outcome:
+        """Re-run a cdc dead letter's canonical record (``corrected``: a new ``after`` image) under the
+        source's current mapping; failed -> replay_pending -> replayed, back to failed on error."""
+        assert letter.id is not None
+        raw = (letter.record or {}).get("canonical")
+        if raw is None:
+            raise Untranslatable("the dead letter holds no canonical record (it never normalized); "
+                                 "dismiss it")
+        record = CanonicalRecord.from_dict(raw)
+        if corrected is not None:
+            record = CanonicalRecord.from_dict({**raw, "after": corrected})
+        if record.tenant is None:
+            tenant = spec.resolve_tenant(record.row)
+            record = CanonicalRecord.from_dict({**record.to_dict(), "tenant": tenant})
+            if record.tenant is None:
+                raise Untranslatable("the row's tenant is still not mapped")
+        self.letters.transition(letter.id, REPLAY_PENDING, letter.tenant_id, corrected_data=corrected)
+        try:
+            outcome = self.apply(spec, record)
+        except Exception as exc:
+            self.letters.transition(letter.id, FAILED, letter.tenant_id, note=f"replay failed: {exc}")
+            raise
+        self.letters.transition(letter.id, REPLAYED, letter.tenant_id,
+                                replay_position=outcome.last_event_position)
+        return outcome
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "code", type(exc).__name__))
