@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_projections_command(sub)
 
+    from services.sources_cli import add_sources_command
+
+    add_sources_command(sub)
+
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.projections_cli import run_projections_command
 
         return run_projections_command(args)
+    if args.command == "sources":
+        from services.sources_cli import run_sources_command
+
+        return run_sources_command(args)
     if args.command == "down":
         from services.launcher import run_down
 

@@ -146,7 +146,8 @@ def _distributed(settings: Settings, database_url: str) -> tuple[Settings, Distr
     except BaseException:
         stack.stop()
         raise
-    return dataclasses.replace(settings, kafka_bootstrap=stack.bootstrap), stack
+    connect_url = stack.connect.url if stack.connect is not None else None
+    return dataclasses.replace(settings, kafka_bootstrap=stack.bootstrap, connect_url=connect_url), stack
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

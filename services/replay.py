@@ -49,6 +49,7 @@ from connectors.dead_letters import (
     InvalidTransition,
 )
 from connectors.event_store import EVENT_COLUMNS, PostgresEventStore, row_to_event
+from connectors.legacy.ingest import PIPELINE as CDC_PIPELINE
 from connectors.webhook_store import Endpoint, WebhookStore, event_body
 from domain.events import EVENT_TYPES, NewEvent, RecordedEvent
 from domain.validation import event_problems
@@ -95,11 +96,20 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+CdcReplay = Callable[[DeadLetter, "dict[str, Any] | None"], ReplayOutcome]
+
+
 class DeadLetterReplayer:
-    def __init__(self, engine: Engine, store: PostgresEventStore, letters: DeadLetterStore) -> None:
+    def __init__(
+        self, engine: Engine, store: PostgresEventStore, letters: DeadLetterStore,
+        cdc: CdcReplay | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.letters = letters
+        # legacy CDC letters (pipeline ``cdc``) hold a canonical change record, not an event: they are
+        # re-translated by the legacy sources (services/legacy_sources.py)
+        self.cdc = cdc
 
     # -- reads ----------------------------------------------------------------------------------
     def original_event(self, letter: DeadLetter) -> RecordedEvent | None:
@@ -177,6 +187,13 @@ class DeadLetterReplayer:
             raise DeadLetterNotFound(f"dead letter {letter_id} not found")
         if letter.status == DISMISSED:
             raise ReplayConflict(f"dead letter {letter_id} was dismissed", letter.status)
+        if letter.pipeline == CDC_PIPELINE:
+            if letter.status == REPLAYED:
+                return ReplayOutcome(letter, False, letter.replay_position or 0, letter.replay_event_id)
+            if self.cdc is None:
+                raise ReplayRejected("legacy CDC dead letters replay where legacy sources run",
+                                     ["legacy sources are off in this process"])
+            return self.cdc(letter, corrected)
         if letter.status == REPLAYED:
             if corrected is not None and _digest(corrected) != _digest(letter.corrected_data):
                 raise ReplayConflict(

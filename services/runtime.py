@@ -103,6 +103,7 @@ class Runtime:
         self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
         self.alerts: Any = None  # services.alerts.evaluator.AlertEvaluator (started by start())
+        self.legacy: Any = None  # services.legacy_sources.LegacySources (started by start())
         # webhooks: the API writes endpoints/deliveries; the fleet (embedded: threads started here,
         # distributed: `agentflow worker` processes) relays events and delivers
         self.webhook_settings = webhook_settings_from_env()
@@ -117,6 +118,7 @@ class Runtime:
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         self.clickhouse.ensure_schema()
+        self._start_legacy_sources()
         if self.mode == "distributed":
             self._start_distributed()
             self._start_alerts()
@@ -161,6 +163,20 @@ class Runtime:
         self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings)
         self.store.add_commit_listener(self.webhooks.wake)
         self.webhooks.start()
+
+    def _start_legacy_sources(self) -> None:
+        """CDC from legacy databases (services/legacy_sources.py): captures start when sources are
+        declared (``AGENTFLOW_LEGACY_SOURCES=0`` leaves it out)."""
+        if os.environ.get("AGENTFLOW_LEGACY_SOURCES", "1").lower() in ("0", "false", "no"):
+            return
+        from services.legacy_sources import LegacySources
+
+        self.legacy = LegacySources(
+            self.store, self.dead_letters, self.settings.data_dir.resolve() / "legacy", mode=self.mode,
+            kafka_bootstrap=self.kafka_bootstrap, topic_prefix=self.topic_prefix,
+            connect_url=self.settings.connect_url, group_id=f"{self.topic_prefix}-legacy-ingest",
+        )
+        self.legacy.start()
 
     def _start_alerts(self) -> None:
         """Alert evaluator thread (services/alerts): woken by the applied events that move a rule's
@@ -218,6 +234,11 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.legacy is not None:
+            try:
+                self.legacy.stop()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                log.exception("stopping the legacy sources failed")
         if self.alerts is not None:
             try:
                 self.alerts.stop()

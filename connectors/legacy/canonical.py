@@ -86,7 +86,7 @@ class CanonicalRecord:
 
 
 def _primary_key(key: dict[str, Any] | None, row: dict[str, Any] | None, table: TableSpec) -> str:
-    id_column = table.columns.get("id", "id")
+    id_column = table.columns.get("id", "product_id" if table.translator == "inventory" else "id")
     if key:
         values = [str(v) for v in key.values()]
         return values[0] if len(values) == 1 else ":".join(values)

@@ -20,6 +20,7 @@ from services.api.health_routes import HEALTH_ROUTES
 from services.api.metric_routes import METRIC_ROUTES
 from services.api.query_routes import QUERY_ROUTES
 from services.api.read_routes import READ_ROUTES
+from services.api.source_routes import SOURCE_ROUTES
 from services.api.stream_routes import STREAM_ROUTES, stream_slots_from_env
 from services.api.surface_routes import SURFACE_ROUTES
 from services.api.timeline_routes import TIMELINE_ROUTES
@@ -68,6 +69,7 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
             *ALERT_ROUTES,
             *DEADLETTER_ROUTES,
             *ADMIN_ROUTES,
+            *SOURCE_ROUTES,
         ],
         exception_handlers={
             ApiError: error_response,

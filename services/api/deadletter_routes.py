@@ -26,7 +26,8 @@ MAX_LIST = 500
 
 
 def _replayer(runtime: Runtime) -> DeadLetterReplayer:
-    return DeadLetterReplayer(runtime.engine, runtime.store, runtime.dead_letters)
+    cdc = runtime.legacy.replay_letter if runtime.legacy is not None else None
+    return DeadLetterReplayer(runtime.engine, runtime.store, runtime.dead_letters, cdc=cdc)
 
 
 def _choice(q: Any, name: str, allowed: tuple[str, ...] | None) -> str | None:

@@ -1,0 +1,270 @@
+"""Legacy CDC sources in a running ``agentflow up``: start, stop and watch their capture.
+
+Embedded: one Debezium embedded engine per declared source (connectors/legacy/embedded_capture.py)
+inside this process; its batches go straight to the ingestor, and its offsets are committed only
+after the ingestor returns. Distributed: each source is a connector on Kafka Connect
+(connectors/legacy/connect_sources.py) writing ``<prefix>.legacy.<source>.<schema>.<table>`` topics;
+one consumer here feeds the ingestor and commits Kafka offsets only after it returns.
+
+Declarations live in Postgres (``cdc_sources``); a reconcile loop (every 2 s) starts captures for new
+declarations and stops removed ones, so ``agentflow sources add`` takes effect without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from connectors.dead_letters import DeadLetter, DeadLetterStore
+from connectors.event_store import PostgresEventStore
+from connectors.legacy.canonical import UnknownSource
+from connectors.legacy.ingest import LegacyIngestor
+from connectors.legacy.registry import SourceNotFound, SourceRegistry, SourceStatus
+from connectors.legacy.sources import SourceSpec
+
+log = logging.getLogger("agentflow.legacy")
+
+RECONCILE_SECONDS = 2.0
+
+
+def legacy_topic_prefix(topic_prefix: str) -> str:
+    return f"{topic_prefix}.legacy"
+
+
+class LegacySources:
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        letters: DeadLetterStore,
+        state_dir: Path,
+        mode: str = "embedded",
+        kafka_bootstrap: str | None = None,
+        topic_prefix: str = "agentflow",
+        connect_url: str | None = None,
+        group_id: str | None = None,
+    ) -> None:
+        self.letters = letters
+        self.registry = SourceRegistry(store.engine)
+        self.ingestor = LegacyIngestor(store, letters, self.registry)
+        self.state_dir = state_dir
+        self.mode = mode
+        self.kafka_bootstrap = kafka_bootstrap
+        self.topic_prefix = legacy_topic_prefix(topic_prefix)
+        self.connect_url = connect_url
+        self.group_id = group_id or f"{topic_prefix}-legacy-ingest"
+        self._captures: dict[str, Any] = {}  # embedded: name -> EmbeddedCapture
+        self._specs: dict[str, SourceSpec] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer_thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._reconcile_loop, name="legacy-sources", daemon=True)
+        self._thread.start()
+        if self.mode == "distributed":
+            self._consumer_thread = threading.Thread(target=self._consume_loop, name="legacy-ingest",
+                                                     daemon=True)
+            self._consumer_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in (self._thread, self._consumer_thread):
+            if t is not None:
+                t.join(timeout=30)
+        with self._lock:
+            captures = list(self._captures.values())
+            self._captures.clear()
+        for capture in captures:
+            try:
+                capture.stop()
+            except Exception:  # pragma: no cover - best effort on shutdown
+                log.exception("stopping capture %s failed", capture)
+
+    # -- operations (API) -----------------------------------------------------------------------
+    def add(self, declaration: dict[str, Any], replace: bool = False) -> SourceStatus:
+        spec = self.registry.add(declaration, replace=replace)
+        if self.mode == "distributed" and self.connect_url:
+            from connectors.legacy.connect_sources import register_source_connector
+
+            assert self.kafka_bootstrap
+            try:
+                register_source_connector(self.connect_url, spec, topic_prefix=self.topic_prefix,
+                                          bootstrap=self.kafka_bootstrap)
+            except Exception:
+                if not replace:
+                    self.registry.remove(spec.name)  # nothing half-added
+                raise
+        self.reconcile()
+        return self.registry.get(spec.name)
+
+    def remove(self, name: str) -> SourceStatus:
+        status = self.registry.get(name)
+        spec = self._specs.get(name) or status.spec()
+        with self._lock:
+            capture = self._captures.pop(name, None)
+            self._specs.pop(name, None)
+        if capture is not None:
+            capture.stop()
+        if self.mode == "distributed" and self.connect_url:
+            from connectors.legacy.connect_sources import remove_source_connector
+
+            remove_source_connector(self.connect_url, spec)
+        elif spec.kind == "postgres":
+            from connectors.legacy.connect_sources import drop_postgres_capture
+
+            drop_postgres_capture(spec)  # the slot would pin the legacy database's WAL forever
+        shutil.rmtree(self._source_dir(name), ignore_errors=True)  # a re-add snapshots afresh
+        return self.registry.remove(name)
+
+    def replay_letter(self, letter: DeadLetter, corrected: dict[str, Any] | None) -> Any:
+        """Re-translate a ``cdc`` dead letter under its source's current declaration (``corrected``:
+        a replacement ``after`` row image). Returns a services.replay.ReplayOutcome."""
+        from commands.validation import InvalidCommand
+        from connectors.dead_letters import InvalidTransition
+        from connectors.legacy.translators import MissingReference, Untranslatable
+        from domain.errors import DomainError
+        from services.replay import ReplayConflict, ReplayOutcome, ReplayRejected
+
+        name = str((letter.record or {}).get("source") or "")
+        try:
+            spec = self._specs.get(name) or self.registry.get(name).spec()
+        except SourceNotFound:
+            raise ReplayRejected(f"source {name!r} is no longer declared; dismiss the letter or add the "
+                                 "source again", [f"no source {name!r}"]) from None
+        try:
+            outcome = self.ingestor.replay_letter(spec, letter, corrected)
+        except InvalidTransition as exc:
+            raise ReplayConflict(str(exc), exc.current) from exc
+        except (MissingReference, Untranslatable, DomainError, InvalidCommand) as exc:
+            raise ReplayRejected(f"still not translatable: {exc}", [str(exc)]) from exc
+        assert letter.id is not None
+        done = self.letters.get(None, letter.id) or letter
+        return ReplayOutcome(done, outcome.applied, outcome.last_event_position or 0, None)
+
+    def statuses(self) -> list[dict[str, Any]]:
+        out = []
+        for status in self.registry.list():
+            item = status.public()
+            capture = self._captures.get(status.name)
+            if capture is not None:
+                item["capture"] = {"running": capture.running, "error": capture.error}
+            out.append(item)
+        return out
+
+    # -- embedded -------------------------------------------------------------------------------
+    def _source_dir(self, name: str) -> Path:
+        return self.state_dir / name
+
+    def reconcile(self) -> None:
+        """Start captures for declared sources, stop those no longer declared, surface errors."""
+        declared: dict[str, SourceSpec] = {}
+        for status in self.registry.list():
+            try:
+                declared[status.name] = status.spec()
+            except ValueError as exc:
+                self.registry.record_error(status.name, f"invalid declaration: {exc}")
+        with self._lock:
+            self._specs = dict(declared)
+            if self.mode != "embedded":
+                return
+            for name in [n for n in self._captures if n not in declared]:
+                self._captures.pop(name).stop()
+            for name, spec in declared.items():
+                capture = self._captures.get(name)
+                if capture is None:
+                    self._captures[name] = self._start_capture(spec)
+                elif capture.error:
+                    self.registry.record_error(name, capture.error)
+
+    def _start_capture(self, spec: SourceSpec) -> Any:
+        from connectors.legacy.embedded_capture import EmbeddedCapture
+
+        def handle(messages: list[Any]) -> None:
+            try:
+                self.ingestor.ingest(spec, [(m.key, m.value) for m in messages])
+            except UnknownSource as exc:
+                self.registry.record_error(spec.name, str(exc))
+                raise
+
+        capture = EmbeddedCapture(spec, self._source_dir(spec.name), handle, topic_prefix=self.topic_prefix)
+        capture.start()
+        log.info("legacy source %s: embedded capture started", spec.name)
+        return capture
+
+    def _reconcile_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reconcile()
+            except Exception:
+                log.exception("legacy sources: reconcile failed")
+            self._stop.wait(RECONCILE_SECONDS)
+
+    # -- distributed ----------------------------------------------------------------------------
+    def _source_of(self, topic: str) -> str | None:
+        m = re.match(re.escape(self.topic_prefix) + r"\.([a-z][a-z0-9_]*)(\.|$)", topic)
+        return m.group(1) if m else None
+
+    def _consume_loop(self) -> None:
+        """Kafka topics of every source -> the ingestor; offsets committed after each applied batch."""
+        import json
+
+        from confluent_kafka import Consumer, TopicPartition
+
+        assert self.kafka_bootstrap
+        consumer = Consumer({
+            "bootstrap.servers": self.kafka_bootstrap, "group.id": self.group_id,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+            "topic.metadata.refresh.interval.ms": 2000, "fetch.wait.max.ms": 10,
+        })
+        consumer.subscribe([f"^{re.escape(self.topic_prefix)}\\..*"])
+        backoff = 1.0
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(500, timeout=0.2)
+                batch: dict[str, list[tuple[Any, Any]]] = {}
+                offsets: dict[tuple[str, int], int] = {}
+                first: dict[tuple[str, int], int] = {}
+                for msg in messages:
+                    error = msg.error()
+                    if error is not None:
+                        log.warning("legacy ingest: %s", error)
+                        continue
+                    topic, partition = str(msg.topic()), int(msg.partition() or 0)
+                    offset = int(msg.offset() or 0)
+                    first.setdefault((topic, partition), offset)
+                    offsets[(topic, partition)] = offset + 1
+                    name = self._source_of(topic)
+                    if name is not None and name not in self._specs:
+                        self.reconcile()  # added a moment ago: load its declaration
+                    if name is None or name not in self._specs:
+                        continue  # a removed (or foreign) source: not captured any more
+                    raw_key, raw_value = msg.key(), msg.value()
+                    key = json.loads(raw_key) if raw_key else None
+                    value = json.loads(raw_value) if raw_value else None
+                    batch.setdefault(name, []).append((key if isinstance(key, dict) else None, value))
+                if not offsets:
+                    continue
+                try:
+                    for name, items in batch.items():
+                        self.ingestor.ingest(self._specs[name], items)
+                except Exception as exc:
+                    # nothing of this poll is acknowledged: rewind and try again after a pause
+                    log.exception("legacy ingest failed; retrying")
+                    for name in batch:
+                        self.registry.record_error(name, f"{type(exc).__name__}: {exc}")
+                    for (topic, partition), offset in first.items():
+                        consumer.seek(TopicPartition(topic, partition, offset))
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = 1.0
+                consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                                asynchronous=False)
+        finally:
+            consumer.close()
