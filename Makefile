@@ -18,11 +18,17 @@ $(STAMP): pyproject.toml uv.lock
 
 # Postgres binaries for the cluster `agentflow up` and the tests own (Postgres refuses root:
 # the cluster runs as the `postgres` OS user, which the Debian package creates); redis-server for
-# the distributed worker fleet's broker (tests start their own on a free port).
+# the distributed worker fleet's broker (tests start their own on a free port); MariaDB for the legacy
+# CDC source tests (they start their own mariadbd as the `mysql` user; the package's own service is
+# stopped and disabled so nothing holds port 3306).
 system-deps:
-	@if [ -z "$(PG_CTL)" ] || ! id postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1; then \
-	  echo "installing PostgreSQL server binaries and redis-server (apt-get)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server >/dev/null; \
+	@if [ -z "$(PG_CTL)" ] || ! id postgres >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1 || \
+	    [ ! -x /usr/sbin/mariadbd ] || ! id mysql >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL server binaries, redis-server and MariaDB (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql redis-server \
+	    mariadb-server mariadb-client >/dev/null; \
+	  (service mariadb stop || systemctl stop mariadb) >/dev/null 2>&1 || true; \
+	  (systemctl disable mariadb || update-rc.d mariadb disable) >/dev/null 2>&1 || true; \
 	fi
 
 # The distributed engines: Kafka/Connect/Debezium/Flink jars from Maven Central and PyFlink in its own

@@ -345,12 +345,24 @@ class DeadLetterStore:
         return _row(row)
 
     def parked(self, pipeline: str, stage: str, source: str, limit: int = 100) -> builtins.list[DeadLetter]:
-        """Failed letters of one legacy source at one stage, oldest first (for automatic retries)."""
+        """Failed letters of one legacy source at one stage from the last hour, oldest first (for
+        automatic retries; older ones wait for an operator's replay)."""
         with self.engine.connect() as conn:
             rows = conn.exec_driver_sql(
                 f"SELECT {SELECT_COLUMNS} FROM dead_letters WHERE pipeline = %(p)s AND stage = %(s)s "
-                "AND status = 'failed' AND record->>'source' = %(src)s ORDER BY id LIMIT %(n)s",
+                "AND status = 'failed' AND record->>'source' = %(src)s "
+                "AND created_at > now() - interval '1 hour' ORDER BY id LIMIT %(n)s",
                 {"p": pipeline, "s": stage, "src": source, "n": limit},
+            ).all()
+        return [_row(r) for r in rows]
+
+    def waiting_for(self, pipeline: str, source: str, entity_id: str) -> builtins.list[DeadLetter]:
+        """Failed letters of one legacy source that wait for the entity ``entity_id``, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                f"SELECT {SELECT_COLUMNS} FROM dead_letters WHERE pipeline = %(p)s AND status = 'failed' "
+                "AND record->>'source' = %(src)s AND record->>'waits_for' = %(e)s ORDER BY id",
+                {"p": pipeline, "src": source, "e": entity_id},
             ).all()
         return [_row(r) for r in rows]
 

@@ -240,6 +240,8 @@ class LegacySources:
                     first.setdefault((topic, partition), offset)
                     offsets[(topic, partition)] = offset + 1
                     name = self._source_of(topic)
+                    if topic.endswith(".schema-history"):
+                        name = None  # Debezium's own MySQL/MariaDB schema history, not changes
                     if name is not None and name not in self._specs:
                         self.reconcile()  # added a moment ago: load its declaration
                     if name is None or name not in self._specs:

@@ -142,12 +142,17 @@ def normalize(
     connector = str(src.get("connector", ""))
     if connector != spec.connector:
         raise UnknownSource(f"source {spec.name} is {spec.connector} but the change came from {connector!r}")
+    if "ddl" in value or "tableChanges" in value:
+        # MySQL/MariaDB DDL (no op). The first snapshot also replays bootstrap statements (SET ...,
+        # CREATE DATABASE, USE) with no database or another one: not changes of this source's tables.
+        ddl_db = str(value.get("databaseName") or src.get("db") or "")
+        if ddl_db != spec.connection.database:
+            return None
+        return _schema_change(spec, value, src, connector, ddl_db)
     database = str(src.get("db", ""))
     if database != spec.connection.database:
         raise UnknownSource(f"source {spec.name} captures database {spec.connection.database}, "
                             f"not {database!r}")
-    if "ddl" in value or "tableChanges" in value:
-        return _schema_change(spec, value, src, connector, database)
     op_code = value.get("op")
     if op_code == "m":  # a logical decoding message (our heartbeat action)
         return None

@@ -22,8 +22,8 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from commands.handlers import CommandContext, execute
@@ -59,7 +59,10 @@ NORMALIZE, TENANT, TRANSLATE, INVARIANT, REFERENCE = (
     "cdc_normalize", "cdc_tenant", "cdc_translate", "cdc_invariant", "cdc_reference",
 )
 MAX_STEPS = 8  # the longest reconciliation: register user, place, confirm, ship, deliver
-MISSING_CODES = frozenset({errors.UNKNOWN_ORDER, errors.UNKNOWN_PRODUCT, errors.UNKNOWN_USER})
+# refused for want of something another row brings: an order, product or user not seen yet, or a
+# shipped order whose payment row comes later (a snapshot reads orders before payments)
+MISSING_CODES = frozenset({errors.UNKNOWN_ORDER, errors.UNKNOWN_PRODUCT, errors.UNKNOWN_USER,
+                           errors.ORDER_NOT_PAID})
 PARKED_RETRY_LIMIT = 100
 
 Message = tuple[dict[str, Any] | None, dict[str, Any] | None]  # (key, value) of a Debezium change
@@ -115,11 +118,23 @@ def _stream_of(record: CanonicalRecord, ids: Ids) -> tuple[str, str] | None:
     return None
 
 
+# command -> the payload field naming the entity it creates (records may wait for it)
+CREATES = {"order.place": "order_id", "product.register": "product_id", "user.register": "user_id"}
+
+
 @dataclass
 class Outcome:
     applied: bool = False
     events: int = 0
     last_event_position: int | None = None
+
+
+@dataclass
+class _Batch:
+    spec: SourceSpec
+    tally: BatchTally = field(default_factory=lambda: BatchTally())
+    # records refused for a missing entity, by the id they wait for ('' = not known)
+    waiting: dict[str, list[CanonicalRecord]] = field(default_factory=dict)
 
 
 def _digest(data: Any) -> str:
@@ -138,7 +153,8 @@ class LegacyIngestor:
     def ingest(self, spec: SourceSpec, messages: Sequence[Message]) -> BatchTally:
         """Apply a batch in order; returns (and records in the registry) what it did. Raises
         UnknownSource (nothing acknowledged) for a change the source does not declare."""
-        tally = BatchTally()
+        batch = _Batch(spec)
+        tally = batch.tally
         records: list[CanonicalRecord] = []
         for key, value in messages:
             try:
@@ -150,17 +166,18 @@ class LegacyIngestor:
                 continue
             if record is not None:
                 records.append(record)
-        deferred: list[int] = []
-        for i, record in enumerate(records):
-            if self._one(spec, record, tally, defer=True) == "missing":
-                deferred.append(i)
-        for i in deferred:  # a later record of the batch may have brought the missing order or product
-            record = records[i]
-            later = records[i + 1:]
+        for record in records:
+            tally.records += 1
+            self._one(batch, record, defer=True)
+        # what still waits: retried once more, then parked (a later batch may bring what it needs)
+        leftovers = [r for waiting in batch.waiting.values() for r in waiting]
+        batch.waiting.clear()
+        for record in sorted(leftovers, key=records.index):
+            later = records[records.index(record) + 1:]
             if any(r.entity_type == record.entity_type and r.entity_id == record.entity_id for r in later):
                 tally.unchanged += 1  # superseded by a later change of the same row in this batch
                 continue
-            self._one(spec, record, tally, defer=False)
+            self._one(batch, record, defer=False)
         if records:
             tally.snapshot = records[-1].operation == SNAPSHOT
             tally.last_position = records[-1].position_text()
@@ -171,49 +188,62 @@ class LegacyIngestor:
             self.registry.record_batch(spec.name, tally)
         return tally
 
-    def _one(self, spec: SourceSpec, record: CanonicalRecord, tally: BatchTally, defer: bool) -> str:
-        if defer:  # the first pass counts it; the retry of a deferred record does not
-            tally.records += 1
+    def _one(self, batch: _Batch, record: CanonicalRecord, defer: bool) -> None:
+        spec, tally = batch.spec, batch.tally
         if record.operation == SCHEMA_CHANGE:
             tally.schema_changes += 1
             tally.unchanged += 1
             tally.last_schema_change = record.ddl
             log.info("legacy source %s: schema change: %s", spec.name, record.ddl)
-            return "schema"
+            return
         if record.operation == TRUNCATE:
             tally.unchanged += 1  # IGNORED: a truncate is not a business event (see docs/legacy-cdc.md)
-            return "ignored"
+            return
         if record.tenant is None:
             tally.dead_letters += self._dead_letter(
                 spec, record, TENANT,
                 f"tenant column {spec.tenant_column!r} value is not in the source's tenants map",
             )
-            return "dead"
+            return
         try:
-            outcome = self.apply(spec, record)
+            outcome = self.apply(spec, record, on_created=lambda entity_id: self._wake(batch, entity_id))
         except MissingReference as exc:
             if defer:
-                return "missing"
-            tally.dead_letters += self._dead_letter(spec, record, REFERENCE, str(exc))
-            return "dead"
+                batch.waiting.setdefault(exc.waits_for or "", []).append(record)
+                return
+            tally.dead_letters += self._dead_letter(spec, record, REFERENCE, str(exc),
+                                                    waits_for=exc.waits_for)
+            return
         except Untranslatable as exc:
             tally.dead_letters += self._dead_letter(spec, record, TRANSLATE, str(exc))
-            return "dead"
+            return
         except (DomainError, InvalidCommand, VersionConflict) as exc:
             tally.dead_letters += self._dead_letter(spec, record, INVARIANT, f"{_code(exc)}: {exc}")
-            return "dead"
-        if outcome.applied:
-            tally.applied += 1
-            tally.events += outcome.events
-            tally.last_event_position = outcome.last_event_position or tally.last_event_position
-        else:
-            tally.unchanged += 1
-        return "applied" if outcome.applied else "unchanged"
+            return
+        tally.add(outcome)
+
+    def _wake(self, batch: _Batch, entity_id: str) -> None:
+        """An order, product or user was just created: apply what waited for it, in this batch and parked
+        from earlier ones, before the creating record goes on (a snapshot's payments must land before
+        its orders ship or cancel)."""
+        for record in batch.waiting.pop(entity_id, []):
+            self._one(batch, record, defer=True)
+        for letter in self.letters.waiting_for(PIPELINE, batch.spec.name, entity_id):
+            try:
+                outcome = self.replay_letter(batch.spec, letter,
+                                             on_created=lambda eid: self._wake(batch, eid))
+            except (MissingReference, Untranslatable, DomainError, InvalidCommand, VersionConflict) as exc:
+                log.info("legacy source %s: letter %s still waits: %s", batch.spec.name, letter.id, exc)
+                continue
+            batch.tally.events += outcome.events
 
     # -- one record -----------------------------------------------------------------------------
-    def apply(self, spec: SourceSpec, record: CanonicalRecord) -> Outcome:
+    def apply(
+        self, spec: SourceSpec, record: CanonicalRecord, on_created: Callable[[str], None] | None = None
+    ) -> Outcome:
         """Reconcile the domain with one record. Raises MissingReference, Untranslatable, DomainError,
-        InvalidCommand or VersionConflict (nothing of the failing step appended)."""
+        InvalidCommand or VersionConflict (nothing of the failing step appended). ``on_created`` is
+        called with the id of every order, product or user a step created."""
         assert record.tenant is not None
         outcome = Outcome()
         if self._superseded(spec, record):
@@ -241,7 +271,7 @@ class LegacyIngestor:
             except IdempotencyKeyReused:
                 return outcome  # this record already ran this step with other input: nothing to add
             except NotFound as exc:
-                raise MissingReference(str(exc)) from exc
+                raise MissingReference(str(exc), exc.entity_id) from exc
             except DomainError as exc:
                 if exc.code in MISSING_CODES:
                     raise MissingReference(exc.message) from exc
@@ -251,6 +281,9 @@ class LegacyIngestor:
             outcome.applied = True
             outcome.events += 1
             outcome.last_event_position = result.position
+            created = step.payload.get(CREATES.get(step.command, ""))
+            if created and on_created is not None:
+                on_created(str(created))
         raise Untranslatable(
             f"{record.entity_type} {record.entity_id}: still differs after {MAX_STEPS} steps"
         )
@@ -272,10 +305,11 @@ class LegacyIngestor:
 
     # -- dead letters ---------------------------------------------------------------------------
     def _dead_letter(
-        self, spec: SourceSpec, record: CanonicalRecord | None, stage: str, reason: str, raw: Any = None
+        self, spec: SourceSpec, record: CanonicalRecord | None, stage: str, reason: str, raw: Any = None,
+        waits_for: str | None = None,
     ) -> int:
         canonical = record.to_dict() if record is not None else None
-        body = {"source": spec.name, "canonical": canonical, "raw": raw}
+        body = {"source": spec.name, "canonical": canonical, "raw": raw, "waits_for": waits_for}
         letter = DeadLetter(
             pipeline=PIPELINE, stage=stage, reason=reason,
             event_id=record.record_id if record is not None else None,
@@ -303,7 +337,8 @@ class LegacyIngestor:
         return done
 
     def replay_letter(
-        self, spec: SourceSpec, letter: DeadLetter, corrected: dict[str, Any] | None = None
+        self, spec: SourceSpec, letter: DeadLetter, corrected: dict[str, Any] | None = None,
+        on_created: Callable[[str], None] | None = None,
     ) -> Outcome:
         """Re-run a cdc dead letter's canonical record (``corrected``: a new ``after`` image) under the
         source's current mapping; failed -> replay_pending -> replayed, back to failed on error."""
@@ -322,7 +357,7 @@ class LegacyIngestor:
                 raise Untranslatable("the row's tenant is still not mapped")
         self.letters.transition(letter.id, REPLAY_PENDING, letter.tenant_id, corrected_data=corrected)
         try:
-            outcome = self.apply(spec, record)
+            outcome = self.apply(spec, record, on_created)
         except Exception as exc:
             self.letters.transition(letter.id, FAILED, letter.tenant_id, note=f"replay failed: {exc}")
             raise

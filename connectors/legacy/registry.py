@@ -104,6 +104,15 @@ class BatchTally:
     last_schema_change: str | None = None
     snapshot: bool = False
 
+    def add(self, outcome: Any) -> None:
+        """Count one applied-or-unchanged record (an ingest Outcome)."""
+        if outcome.applied:
+            self.applied += 1
+            self.events += outcome.events
+            self.last_event_position = outcome.last_event_position or self.last_event_position
+        else:
+            self.unchanged += 1
+
 
 class SourceRegistry:
     def __init__(self, engine: Engine) -> None:

@@ -44,7 +44,12 @@ class Untranslatable(Exception):
 
 
 class MissingReference(Exception):
-    """The change refers to an entity we have not seen yet (it may arrive later): parked and retried."""
+    """The change refers to an entity we have not seen yet (it may arrive later): parked and retried,
+    at once when ``waits_for`` (our id of the missing entity) is created."""
+
+    def __init__(self, message: str, waits_for: str | None = None) -> None:
+        super().__init__(message)
+        self.waits_for = waits_for
 
 
 @dataclass(frozen=True)
@@ -142,7 +147,7 @@ def translate_orders(record: CanonicalRecord, row: Row, state: DomainState, ids:
         if not state.user(user_id).exists:
             return Step("user.register", None, {"user_id": user_id})
         if not state.product(product_id).exists:
-            raise MissingReference(f"orders: product {product_id} is not known yet")
+            raise MissingReference(f"orders: product {product_id} is not known yet", product_id)
         channel = row.image.get(row.columns.get("channel", "channel")) or "legacy"
         return Step("order.place", None, {
             "order_id": order_id, "user_id": user_id, "currency": currency, "channel": str(channel),
@@ -186,7 +191,7 @@ def translate_payments(record: CanonicalRecord, row: Row, state: DomainState, id
             raise Untranslatable(f"payments: method {method!r} has no mapping ({', '.join(PAYMENT_METHODS)})")
         order_id = ids.order(row.get("order_id"))
         if not state.order(order_id).exists:
-            raise MissingReference(f"payments: order {order_id} is not known yet")
+            raise MissingReference(f"payments: order {order_id} is not known yet", order_id)
         return Step("payment.initiate", None, {
             "payment_id": payment_id, "order_id": order_id, "amount": format_major(amount, currency),
             "currency": currency, "method": method,
@@ -228,7 +233,7 @@ def translate_inventory(record: CanonicalRecord, row: Row, state: DomainState, i
     product_id = ids.product(row.get("product_id"))
     product = state.product(product_id)
     if not product.exists:
-        raise MissingReference(f"inventory: product {product_id} is not known yet")
+        raise MissingReference(f"inventory: product {product_id} is not known yet", product_id)
     quantity = row.int("quantity")
     delta = quantity - product.on_hand
     if delta > 0:

@@ -19,7 +19,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MAVEN_DIR = PROJECT_ROOT / "deploy" / "maven"
 CACHE_DIR = PROJECT_ROOT / "deploy" / ".cache"
 JARS_DIR = CACHE_DIR / "jars"
-BUNDLES = ("kafka", "connect", "debezium-postgres", "flink")
+BUNDLES = ("kafka", "connect", "debezium-postgres", "debezium-mariadb", "debezium-embedded", "flink")
 _STAMP = ".fetched"
 
 

@@ -1,5 +1,5 @@
-"""A Kafka Connect worker in distributed mode (one worker) with the Debezium Postgres plugin, plus a
-small REST client to register, update, inspect and delete connectors.
+"""A Kafka Connect worker in distributed mode (one worker) with the Debezium Postgres and MariaDB/MySQL
+plugins, plus a small REST client to register, update, inspect and delete connectors.
 
 The worker keeps its config/offset/status in Kafka topics (RF 1) named after ``group_id``, so a
 restarted worker with the same ``group_id`` resumes its connectors where they left off.
@@ -21,7 +21,7 @@ from services.distributed import jars
 from services.distributed.java_process import JavaProcess
 
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
-DEFAULT_PLUGINS = ("debezium-postgres",)
+DEFAULT_PLUGINS = ("debezium-postgres", "debezium-mariadb")
 
 
 class ConnectError(RuntimeError):

@@ -204,3 +204,33 @@ def test_tenants_are_explicit(parts: Any, engine: Engine) -> None:
     # a table the source does not declare fails loudly (nothing acknowledged), never lands anywhere
     with pytest.raises(UnknownSource):
         ingestor.ingest(spec, [env("c", "orders", None, _order(1, "pending"))])
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one batch", "payments in an earlier batch"])
+def test_a_snapshot_keeps_the_history_its_final_rows_imply(parts: Any, split: bool) -> None:
+    """A snapshot shows only final states: a paid order that was later cancelled, a paid order that
+    was delivered. Snapshot order is products, inventory, payments, orders (SNAPSHOT_ORDER): each
+    order's payments wait for it and land right after it is placed, before it ships or cancels."""
+    ingestor, store, letters, _registry = parts
+    spec = _spec("mariadb")
+    env = Envelopes("mariadb")
+    rows = [
+        env("r", "products", None, _product(1), snapshot=True),
+        env("r", "inventory", None, {"product_id": 1, "quantity": 20}, snapshot=True),
+        env("r", "payments", None, _payment(10, 400, "completed"), snapshot=True),
+        env("r", "payments", None, _payment(11, 401, "completed"), snapshot=True),
+        env("r", "orders", None, _order(400, "cancelled"), snapshot=True),
+        env("r", "orders", None, _order(401, "delivered"), snapshot=True),
+    ]
+    if split:
+        ingestor.ingest(spec, rows[:4])
+        assert {x.stage for x in letters.list(None)} == {"cdc_reference"}
+        ingestor.ingest(spec, rows[4:])
+    else:
+        ingestor.ingest(spec, rows)
+    assert [x for x in letters.list(None) if x.status == "failed"] == []
+    state = StoreState(store, TENANT)
+    cancelled, delivered = state.order("S-ORD-400"), state.order("S-ORD-401")
+    assert (cancelled.status, cancelled.captured_minor) == ("cancelled", 2500)
+    assert (delivered.status, delivered.captured_minor) == ("delivered", 2500)
+    assert state.product("S-PROD-1").reserved == 2  # the cancelled order's units were released

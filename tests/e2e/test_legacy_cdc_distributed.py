@@ -1,0 +1,26 @@
+"""Legacy CDC in the distributed deployment: the Debezium Postgres and MariaDB connectors on Kafka
+Connect write Kafka topics the API process ingests (scenario: e2e/legacy_scenario.py). The restart
+in the scenario restarts Kafka, Connect and Flink with ``agentflow up --distributed``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from legacy_databases import LegacyDatabase, legacy_mariadb, legacy_postgres  # noqa: F401
+
+from e2e.legacy_scenario import KEYS, run_legacy_scenario
+from services.child_process import AgentFlowProcess
+
+pytestmark = pytest.mark.timeout(1800)
+
+
+def test_legacy_postgres_and_mariadb_are_captured_distributed(
+    tmp_path: Path, legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase  # noqa: F811
+) -> None:
+    srv = AgentFlowProcess(tmp_path / "data", KEYS, extra_args=("--distributed",))
+    srv.start(timeout=600)
+    try:
+        run_legacy_scenario(srv, legacy_postgres, legacy_mariadb, tmp_path, start_timeout=600)
+    finally:
+        srv.stop()

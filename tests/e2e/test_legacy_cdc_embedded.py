@@ -1,0 +1,25 @@
+"""Legacy CDC in the embedded deployment: the Debezium embedded engine inside ``agentflow up`` captures
+a legacy Postgres and a MariaDB (scenario: e2e/legacy_scenario.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from legacy_databases import LegacyDatabase, legacy_mariadb, legacy_postgres  # noqa: F401
+
+from e2e.legacy_scenario import KEYS, run_legacy_scenario
+from services.child_process import AgentFlowProcess
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+def test_legacy_postgres_and_mariadb_are_captured_embedded(
+    tmp_path: Path, legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase  # noqa: F811
+) -> None:
+    srv = AgentFlowProcess(tmp_path / "data", KEYS)
+    srv.start(timeout=180)
+    try:
+        run_legacy_scenario(srv, legacy_postgres, legacy_mariadb, tmp_path, start_timeout=180)
+    finally:
+        srv.stop()

@@ -1,0 +1,321 @@
+"""The embedded Debezium engine (connectors/legacy/embedded_capture.py) captures a real legacy Postgres and
+a real MariaDB: snapshot of existing rows (op r), then c/u/d with before/after images and the source
+position; a restart resumes from the stored offsets (no re-snapshot, no gap, no duplicate); a handler
+that raises gets the same records again; an unreachable database is retried, never raised.
+
+One capture per database kind is shared by the module's tests (they run in file order)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from legacy_databases import LegacyDatabase, legacy_mariadb, legacy_postgres  # noqa: F401
+
+from connectors.legacy.debezium_sources import drop_slot_and_publication, publication_name, slot_name
+from connectors.legacy.embedded_capture import CdcMessage, EmbeddedCapture, jvm_start_seconds
+from connectors.legacy.sources import SourceSpec, parse_source
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+PREFIX = "legacy"
+KINDS = ("postgres", "mariadb")
+START_SECONDS: dict[str, float] = {}
+
+
+class Collector:
+    """``handle_batch`` for the tests: keeps every delivered message; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.messages: list[CdcMessage] = []
+        self.failures = 0
+        self.fail_when: Callable[[list[CdcMessage]], bool] | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: list[CdcMessage]) -> None:
+        if self.fail_when is not None and self.fail_when(batch):
+            self.fail_when = None  # once
+            self.failures += 1
+            raise RuntimeError("injected handler failure")
+        with self._lock:
+            self.messages.extend(batch)
+
+    def changes(self, table: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [m.value for m in self.messages
+                    if m.value is not None and "op" in m.value
+                    and (table is None or m.value["source"]["table"] == table)]
+
+    def wait(self, pred: Callable[[list[dict[str, Any]]], bool], what: str, capture: EmbeddedCapture,
+             timeout: float = 60.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while True:
+            changes = self.changes()
+            if pred(changes):
+                return changes
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} not captured within {timeout}s (error: {capture.error}); "
+                                     f"got {[(c['op'], c['source']['table'], _key(c)) for c in changes]}")
+            time.sleep(0.05)
+
+
+@dataclass
+class Env:
+    kind: str
+    db: LegacyDatabase
+    spec: SourceSpec
+    state_dir: Path
+    collector: Collector
+    capture: EmbeddedCapture
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def execute(self, *statements: str) -> None:
+        """Run statements in one transaction of the legacy app (admin connection)."""
+        conn = self.db.admin_connect()
+        try:
+            with conn.cursor() as cur:
+                for s in statements:
+                    cur.execute(s)
+            conn.commit()
+        finally:
+            conn.close()
+
+    def restart(self, collector: Collector | None = None) -> None:
+        self.capture.stop()
+        self.collector = collector or Collector()
+        self.capture = EmbeddedCapture(self.spec, self.state_dir, self.collector, topic_prefix=PREFIX)
+        self.capture.start()
+        self.capture.wait_capturing(90)
+
+
+def _key(change: dict[str, Any]) -> Any:
+    row = change["after"] if change["after"] is not None else change["before"]
+    return row.get("id") if row else None
+
+
+def _position(change: dict[str, Any]) -> tuple[Any, ...]:
+    """Identity of one change: table, op, key and where it is in the database's log."""
+    s = change["source"]
+    where = (s["lsn"], s["txId"]) if s["connector"] == "postgresql" else (s["file"], s["pos"], s["row"])
+    return (s["table"], change["op"], _key(change), *where)
+
+
+def _spec(db: LegacyDatabase, name: str) -> SourceSpec:
+    return parse_source({
+        "name": name, "kind": db.kind,
+        "connection": {"host": db.host, "port": db.port, "database": db.database, "user": db.user,
+                       "password": db.password},
+        "tables": [{"table": f"{db.schema}.orders", "translator": "orders"},
+                   {"table": f"{db.schema}.products", "translator": "products"}],
+        "tenant": "tenant-legacy",
+    })
+
+
+def _order_insert(order_id: int, status: str = "pending") -> str:
+    return ("INSERT INTO orders (id, customer_id, product_id, quantity, unit_price_cents, currency, channel, "
+            f"status, created_at, updated_at) VALUES ({order_id}, 7, 1, 2, 1250, 'EUR', 'web', '{status}', "
+            "'2024-05-01 12:00:00.123456', '2024-05-01 12:00:00.123456')")
+
+
+@pytest.fixture(scope="module")
+def envs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Env]]:
+    """Both databases reset, seeded with rows that exist before capture starts, one capture each."""
+    out: dict[str, Env] = {}
+    try:
+        for kind in KINDS:
+            db: LegacyDatabase = request.getfixturevalue(f"legacy_{kind}")
+            db.reset()
+            spec = _spec(db, f"emb_{kind[:5]}")
+            collector = Collector()
+            state = tmp_path_factory.mktemp(f"capture-{kind}")
+            env = Env(kind, db, spec, state, collector,
+                      EmbeddedCapture(spec, state, collector, topic_prefix=PREFIX))
+            env.execute(
+                "INSERT INTO products (id, sku, name, category, price_cents, currency, updated_at) "
+                "VALUES (1, 'SKU-1', 'Kettle', 'kitchen', 1250, 'EUR', '2024-05-01 11:00:00')",
+                _order_insert(100, "confirmed"),
+                _order_insert(101),
+            )
+            out[kind] = env
+        for env in out.values():  # both engines start side by side in the one JVM
+            started = time.monotonic()
+            env.capture.start()
+            env.capture.wait_capturing(120)
+            START_SECONDS[env.kind] = time.monotonic() - started
+        yield out
+    finally:
+        for env in out.values():
+            env.capture.stop()
+            if env.kind == "postgres":
+                drop_slot_and_publication(env.spec)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_snapshot_then_inserts_updates_deletes(envs: dict[str, Env], kind: str) -> None:
+    env = envs[kind]
+    changes = env.collector.wait(lambda cs: len([c for c in cs if c["op"] == "r"]) >= 3, "snapshot",
+                                 env.capture)
+    snap = {(c["source"]["table"], _key(c)): c for c in changes if c["op"] == "r"}
+    assert set(snap) == {("products", 1), ("orders", 100), ("orders", 101)}
+    order = snap[("orders", 100)]
+    assert order["before"] is None
+    assert order["after"]["status"] == "confirmed" and order["after"]["unit_price_cents"] == 1250
+    assert order["after"]["currency"].strip() == "EUR"
+    assert order["after"]["created_at"].startswith("2024-05-01T12:00:00.123456")  # isostring, microseconds
+    assert order["source"]["snapshot"] in ("true", "first", "last", "first_in_data_collection",
+                                           "last_in_data_collection")
+    assert set(order) >= {"before", "after", "source", "op", "ts_ms", "transaction"}
+
+    env.execute(_order_insert(102))
+    env.execute("UPDATE orders SET status = 'shipped', quantity = 3 WHERE id = 100")
+    env.execute("DELETE FROM orders WHERE id = 101")
+    changes = env.collector.wait(lambda cs: any(c["op"] == "d" for c in cs), "insert/update/delete",
+                                 env.capture)
+    streamed = [c for c in changes if c["op"] != "r"]
+    assert [(c["op"], _key(c)) for c in streamed] == [("c", 102), ("u", 100), ("d", 101)]
+    ins, upd, dele = streamed
+    assert ins["before"] is None and ins["after"]["status"] == "pending"
+    assert upd["before"]["status"] == "confirmed" and upd["before"]["quantity"] == 2
+    assert upd["after"]["status"] == "shipped" and upd["after"]["quantity"] == 3
+    # full before image on delete (Postgres REPLICA IDENTITY FULL / MariaDB binlog_row_image=FULL)
+    assert dele["after"] is None and dele["before"]["status"] == "pending"
+    assert dele["before"]["customer_id"] == 7
+    for c in streamed:
+        s = c["source"]
+        assert s["snapshot"] == "false" and s["table"] == "orders"
+        if kind == "postgres":
+            assert s["db"] == "shop" and s["schema"] == "public"
+            assert isinstance(s["lsn"], int) and isinstance(s["txId"], int)
+        else:
+            assert s["db"] == "shop"
+            assert s["file"].startswith("binlog.") and s["pos"] > 0 and s["row"] == 0
+            assert s["gtid"] and s["server_id"] == 1
+    positions = [_position(c) for c in streamed]
+    assert len(set(positions)) == 3
+    topics = {m.topic for m in env.collector.messages if m.value and "op" in m.value}
+    assert topics == {f"{PREFIX}.{env.spec.name}.{env.db.schema}.orders",
+                      f"{PREFIX}.{env.spec.name}.{env.db.schema}.products"}
+    keys = {json.dumps(m.key) for m in env.collector.messages if m.topic.endswith(".orders")}
+    assert keys == {'{"id": 100}', '{"id": 101}', '{"id": 102}'}
+    assert env.capture.error is None and env.capture.batches >= 2
+
+
+def test_mariadb_schema_change_record(envs: dict[str, Env]) -> None:
+    env = envs["mariadb"]
+    env.execute("ALTER TABLE orders ADD COLUMN note VARCHAR(40) NULL")
+    env.execute(_order_insert(103))
+    env.collector.wait(lambda cs: any(_key(c) == 103 for c in cs), "insert after ALTER", env.capture)
+    ddl = [m for m in env.collector.messages
+           if m.value and "ddl" in m.value and "ADD COLUMN note" in m.value["ddl"]]
+    assert len(ddl) == 1
+    rec = ddl[0]
+    assert rec.topic == f"{PREFIX}.{env.spec.name}" and rec.key == {"databaseName": "shop"}
+    assert rec.value is not None
+    assert rec.value["databaseName"] == "shop" and rec.value["source"]["snapshot"] == "false"
+    (change,) = rec.value["tableChanges"]
+    assert change["type"] == "ALTER" and change["id"] == '"shop"."orders"'
+    assert "note" in [c["name"] for c in change["table"]["columns"]]
+    row = next(c for c in env.collector.changes("orders") if _key(c) == 103)
+    assert "note" in row["after"]  # the new column is in the row images from then on
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_restart_resumes_from_stored_offsets(envs: dict[str, Env], kind: str) -> None:
+    env = envs[kind]
+    before = env.collector.changes()
+    env.capture.stop()
+    assert not env.capture.running
+    # the legacy app keeps writing while capture is down
+    env.execute(_order_insert(200))
+    env.execute("UPDATE orders SET status = 'delivered' WHERE id = 100")
+    env.execute(_order_insert(201), _order_insert(202))
+    env.execute("DELETE FROM orders WHERE id = 102")
+    env.restart()
+    changes = env.collector.wait(lambda cs: any(c["op"] == "d" and _key(c) == 102 for c in cs),
+                                 "changes written while stopped", env.capture)
+    assert [(c["op"], _key(c)) for c in changes] == [
+        ("c", 200), ("u", 100), ("c", 201), ("c", 202), ("d", 102)]
+    assert not any(c["op"] == "r" for c in changes)  # no re-snapshot
+    assert not {_position(c) for c in changes} & {_position(c) for c in before}  # nothing delivered twice
+    # the restarted engine streams on
+    env.execute(_order_insert(203))
+    env.collector.wait(lambda cs: any(_key(c) == 203 for c in cs), "insert after restart", env.capture)
+    assert env.capture.engine_start_seconds is not None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_failing_handler_gets_the_batch_again(envs: dict[str, Env], kind: str) -> None:
+    env = envs[kind]
+    env.collector.fail_when = lambda batch: any(m.value and m.value.get("op") == "c" for m in batch)
+    restarts = env.capture.restarts
+    env.execute(_order_insert(300))
+    changes = env.collector.wait(lambda cs: any(_key(c) == 300 for c in cs), "re-delivered insert",
+                                 env.capture, timeout=90)
+    assert env.collector.failures == 1 and env.capture.restarts == restarts + 1
+    assert [(c["op"], _key(c)) for c in changes if _key(c) == 300] == [("c", 300)]
+    deadline = time.monotonic() + 10
+    while env.capture.error is not None:  # cleared once the re-delivered batch is committed
+        assert time.monotonic() < deadline, env.capture.error
+        time.sleep(0.05)
+    assert env.capture.running
+
+
+def test_unreachable_database_is_retried_not_raised(tmp_path: Path) -> None:
+    spec = parse_source({
+        "name": "emb_down", "kind": "postgres",
+        "connection": {"host": "127.0.0.1", "port": 9, "database": "shop", "user": "x", "password": "y"},
+        "tables": [{"table": "public.orders", "translator": "orders"}], "tenant": "t",
+    })
+    capture = EmbeddedCapture(spec, tmp_path / "state", Collector(), topic_prefix=PREFIX)
+    capture.start()
+    try:
+        deadline = time.monotonic() + 60
+        while capture.restarts < 2:
+            assert time.monotonic() < deadline, f"no retries within 60s (error: {capture.error})"
+            time.sleep(0.1)
+        assert capture.running and not capture.capturing
+        assert capture.error is not None and "Connection" in capture.error
+    finally:
+        started = time.monotonic()
+        capture.stop()
+    assert time.monotonic() - started < 5  # stop interrupts the backoff wait
+    assert not capture.running
+
+
+def test_lost_slot_is_refused_and_nothing_left_behind(envs: dict[str, Env]) -> None:
+    """Runs last. A Postgres slot dropped under stored offsets is refused (Debezium would silently create
+    a new slot at the current WAL position and skip the gap); stopping leaves no engine, and dropping the
+    slot and publication leaves nothing on the legacy database."""
+    env = envs["postgres"]
+    env.capture.stop()
+    drop_slot_and_publication(env.spec)
+    env.execute(_order_insert(400))  # lost to CDC: the slot that would have kept it is gone
+    capture = EmbeddedCapture(env.spec, env.state_dir, Collector(), topic_prefix=PREFIX)
+    capture.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not capture.restarts:
+            assert time.monotonic() < deadline, f"no failure within 30s (error: {capture.error})"
+            time.sleep(0.05)
+        assert capture.error is not None
+        assert "replication slot" in capture.error and "is gone" in capture.error
+        assert not capture.capturing
+    finally:
+        capture.stop()
+    with psycopg.connect(host=env.db.host, port=env.db.port, dbname=env.db.database, user=env.db.user,
+                         password=env.db.password, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_replication_slots WHERE slot_name = %s",
+                            (slot_name(env.spec),)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_publication WHERE pubname = %s",
+                            (publication_name(env.spec),)).fetchone() == (0,)
+    print(f"embedded capture start: {START_SECONDS}, JVM {jvm_start_seconds()}")
+    assert all(s < 60 for s in START_SECONDS.values())

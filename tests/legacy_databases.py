@@ -1,0 +1,233 @@
+"""Real legacy source databases for CDC tests and benchmarks: a second Postgres cluster and a MariaDB
+server, each with the shop schema (``legacy_app``) and a capture user Debezium can log in as.
+
+Use from a test module (``tests/`` is on sys.path, like the other helpers)::
+
+    from legacy_databases import legacy_mariadb, legacy_postgres  # noqa: F401
+
+Both fixtures are session-scoped, start their server under pytest's tmp dir on a free 127.0.0.1
+port and stop it at the end of the session. The tables exist and are empty at first; call
+``reset()`` for a clean slate (it also drops ``agentflow_*`` slots/publications on Postgres).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import psycopg
+import pymysql
+import pytest
+from legacy_app import LegacyShopWriter, create_schema, drop_schema, read_tables
+
+from connectors.mariadb_server import MariaDBServer
+from connectors.postgres_cluster import PostgresCluster
+
+DATABASE = "shop"
+CAPTURE_USER = "debezium"
+CAPTURE_PASSWORD = "debezium-secret"
+SLOT_PREFIX = "agentflow_"
+
+
+@dataclass
+class LegacyDatabase:
+    """Where a legacy shop database is and how to reach it.
+
+    ``user``/``password`` are the capture user's (replication rights; what Debezium logs in with);
+    ``admin_connect()`` gives a full-rights DB-API connection for the application writer.
+    ``schema`` is the schema name Debezium reports in ``source.schema``/``source.db`` terms:
+    ``public`` for Postgres, ``shop`` for MariaDB.
+    """
+
+    kind: Literal["postgres", "mariadb"]
+    host: str
+    port: int
+    database: str
+    user: str
+    password: str
+    schema: str
+    admin_user: str
+    admin_password: str = ""
+    server: PostgresCluster | MariaDBServer | None = field(default=None, repr=False, compare=False)
+
+    def admin_connect(self) -> Any:
+        """A fresh full-rights connection to the shop database, autocommit off."""
+        return self._connect(self.admin_user, self.admin_password)
+
+    def capture_connect(self) -> Any:
+        """A fresh connection as the capture user (autocommit off)."""
+        return self._connect(self.user, self.password)
+
+    def _connect(self, user: str, password: str) -> Any:
+        if self.kind == "postgres":
+            return psycopg.connect(host=self.host, port=self.port, dbname=self.database, user=user,
+                                   password=password or None, autocommit=False, connect_timeout=10)
+        return pymysql.connect(host=self.host, port=self.port, database=self.database, user=user,
+                               password=password, autocommit=False, connect_timeout=10, charset="utf8mb4")
+
+    def writer(self, clock: Any = None) -> LegacyShopWriter:
+        """A ``LegacyShopWriter`` on its own admin connection (``writer.close()`` closes it)."""
+        return LegacyShopWriter(self.admin_connect(), self.kind, clock=clock)
+
+    def tables(self) -> dict[str, dict[int, dict[str, Any]]]:
+        """The shop tables' current contents (``legacy_app.read_tables``)."""
+        conn = self.admin_connect()
+        try:
+            return read_tables(conn, self.kind)
+        finally:
+            conn.close()
+
+    def connection_properties(self) -> dict[str, str]:
+        """The Debezium connection keys for this source (hostname, port, user, password, database)."""
+        props = {"database.hostname": self.host, "database.port": str(self.port), "database.user": self.user,
+                 "database.password": self.password}
+        if self.kind == "postgres":
+            props["database.dbname"] = self.database
+        else:
+            props["database.include.list"] = self.database
+        return props
+
+    def reset(self, slot_prefix: str = SLOT_PREFIX) -> None:
+        """Drop and recreate the shop tables; on Postgres also drop replication slots and publications
+        whose names start with ``slot_prefix`` (terminating a walsender still using a slot)."""
+        conn = self.admin_connect()
+        try:
+            if self.kind == "postgres":
+                _drop_pg_replication(conn, slot_prefix)
+                with conn.cursor() as cur:
+                    cur.execute("SET lock_timeout = '20s'")
+            else:
+                with conn.cursor() as cur:
+                    cur.execute("SET SESSION lock_wait_timeout = 20")
+            drop_schema(conn, self.kind)
+            create_schema(conn, self.kind)
+        finally:
+            conn.close()
+
+
+def _drop_pg_replication(conn: Any, prefix: str) -> None:
+    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    conn.autocommit = True
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            rows = conn.execute(
+                "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
+            ).fetchall()
+            if not rows:
+                break
+            for slot, pid in rows:
+                if pid is not None:
+                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    continue
+                with contextlib.suppress(psycopg.errors.ObjectInUse):  # walsender still exiting: next round
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"could not drop replication slots {rows}")
+            time.sleep(0.1)
+        for (pub,) in conn.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE %s", (pattern,)):
+            conn.execute(f'DROP PUBLICATION IF EXISTS "{pub}"')
+    finally:
+        conn.autocommit = False
+
+
+def start_legacy_postgres(data_dir: Any) -> tuple[PostgresCluster, LegacyDatabase]:
+    """Start a legacy Postgres cluster (wal_level=logical) with database ``shop``, the schema and a
+    ``debezium`` role (LOGIN REPLICATION SUPERUSER: Debezium's publication autocreate works in any mode).
+    pg_hba is initdb's ``trust`` for 127.0.0.1, so the password is accepted but not checked."""
+    cluster = PostgresCluster(data_dir, settings={"shared_buffers": "64MB", "max_connections": "100"})
+    cluster.start()
+    try:
+        assert cluster.port is not None
+        with psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone():
+                conn.execute(f"CREATE DATABASE {DATABASE}")
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (CAPTURE_USER,)).fetchone():
+                conn.execute(f"CREATE ROLE {CAPTURE_USER} LOGIN REPLICATION SUPERUSER")
+            conn.execute(f"ALTER ROLE {CAPTURE_USER} PASSWORD '{CAPTURE_PASSWORD}'")
+        db = LegacyDatabase(kind="postgres", host="127.0.0.1", port=cluster.port, database=DATABASE,
+                            user=CAPTURE_USER, password=CAPTURE_PASSWORD, schema="public",
+                            admin_user="postgres", server=cluster)
+        conn = db.admin_connect()
+        try:
+            create_schema(conn, "postgres")
+            with conn.cursor() as cur:
+                cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {CAPTURE_USER}")
+                cur.execute(
+                    f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {CAPTURE_USER}"
+                )
+            conn.commit()
+        finally:
+            conn.close()
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster, db
+
+
+def start_legacy_mariadb(data_dir: Any, die_with_parent: bool = True) -> tuple[MariaDBServer, LegacyDatabase]:
+    """Start a MariaDB server (ROW/FULL binlog) with database ``shop``, the schema and a ``debezium``
+    user holding the CDC grants (``connectors.mariadb_server.CDC_GRANTS``)."""
+    server = MariaDBServer(data_dir, die_with_parent=die_with_parent)
+    server.start()
+    try:
+        assert server.port is not None
+        server.create_database(DATABASE)
+        server.create_user(CAPTURE_USER, CAPTURE_PASSWORD)
+        db = LegacyDatabase(kind="mariadb", host=server.host, port=server.port, database=DATABASE,
+                            user=CAPTURE_USER, password=CAPTURE_PASSWORD, schema=DATABASE, admin_user="root",
+                            server=server)
+        conn = db.admin_connect()
+        try:
+            create_schema(conn, "mariadb")
+        finally:
+            conn.close()
+    except BaseException:
+        server.stop()
+        raise
+    return server, db
+
+
+def _missing(what: str, e: Exception) -> str:
+    return f"cannot start the legacy {what} ({e}); run `make system-deps` to install the servers"
+
+
+@pytest.fixture(scope="session")
+def legacy_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyDatabase]:
+    """A legacy shop on its own Postgres cluster (database ``shop``, schema ``public``)."""
+    started = time.monotonic()
+    try:
+        cluster, db = start_legacy_postgres(tmp_path_factory.mktemp("legacy-pg") / "pg")
+    except FileNotFoundError as e:
+        pytest.fail(_missing("Postgres", e), pytrace=False)
+    _note_start("postgres", started)
+    try:
+        yield db
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def legacy_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyDatabase]:
+    """A legacy shop on its own MariaDB server (database ``shop``)."""
+    started = time.monotonic()
+    try:
+        server, db = start_legacy_mariadb(tmp_path_factory.mktemp("legacy-mariadb") / "mariadb")
+    except FileNotFoundError as e:
+        pytest.fail(_missing("MariaDB", e), pytrace=False)
+    _note_start("mariadb", started)
+    try:
+        yield db
+    finally:
+        server.stop()
+
+
+START_SECONDS: dict[str, float] = {}  # how long each fixture took to start (for reports)
+
+
+def _note_start(kind: str, started: float) -> None:
+    START_SECONDS[kind] = time.monotonic() - started
