@@ -58,7 +58,8 @@ class LegacySources:
         self.group_id = group_id or f"{topic_prefix}-legacy-ingest"
         self._captures: dict[str, Any] = {}  # embedded: name -> EmbeddedCapture
         self._specs: dict[str, SourceSpec] = {}
-        self._lock = threading.Lock()
+        self._registered: set[str] = set()  # distributed: connectors known to exist on Connect
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer_thread: threading.Thread | None = None
@@ -100,27 +101,31 @@ class LegacySources:
                 if not replace:
                     self.registry.remove(spec.name)  # nothing half-added
                 raise
+            self._registered.add(spec.name)
         self.reconcile()
         return self.registry.get(spec.name)
 
     def remove(self, name: str) -> SourceStatus:
-        status = self.registry.get(name)
-        spec = self._specs.get(name) or status.spec()
+        """Forget the declaration first (so no reconcile brings the capture back), then stop the
+        capture, delete the connector or the Postgres slot, and the local offsets."""
         with self._lock:
+            status = self.registry.remove(name)
+            spec = self._specs.pop(name, None) or status.spec()
             capture = self._captures.pop(name, None)
-            self._specs.pop(name, None)
+            self._registered.discard(name)
         if capture is not None:
             capture.stop()
         if self.mode == "distributed" and self.connect_url:
             from connectors.legacy.connect_sources import remove_source_connector
 
-            remove_source_connector(self.connect_url, spec)
+            remove_source_connector(self.connect_url, spec, topic_prefix=self.topic_prefix,
+                                    bootstrap=self.kafka_bootstrap)
         elif spec.kind == "postgres":
             from connectors.legacy.connect_sources import drop_postgres_capture
 
             drop_postgres_capture(spec)  # the slot would pin the legacy database's WAL forever
         shutil.rmtree(self._source_dir(name), ignore_errors=True)  # a re-add snapshots afresh
-        return self.registry.remove(name)
+        return status
 
     def replay_letter(self, letter: DeadLetter, corrected: dict[str, Any] | None) -> Any:
         """Re-translate a ``cdc`` dead letter under its source's current declaration (``corrected``:
@@ -163,15 +168,16 @@ class LegacySources:
 
     def reconcile(self) -> None:
         """Start captures for declared sources, stop those no longer declared, surface errors."""
-        declared: dict[str, SourceSpec] = {}
-        for status in self.registry.list():
-            try:
-                declared[status.name] = status.spec()
-            except ValueError as exc:
-                self.registry.record_error(status.name, f"invalid declaration: {exc}")
-        with self._lock:
+        with self._lock:  # one reconcile at a time, never interleaved with a remove
+            declared: dict[str, SourceSpec] = {}
+            for status in self.registry.list():
+                try:
+                    declared[status.name] = status.spec()
+                except ValueError as exc:
+                    self.registry.record_error(status.name, f"invalid declaration: {exc}")
             self._specs = dict(declared)
             if self.mode != "embedded":
+                self._ensure_connectors(declared)
                 return
             for name in [n for n in self._captures if n not in declared]:
                 self._captures.pop(name).stop()
@@ -181,6 +187,22 @@ class LegacySources:
                     self._captures[name] = self._start_capture(spec)
                 elif capture.error:
                     self.registry.record_error(name, capture.error)
+
+    def _ensure_connectors(self, declared: dict[str, SourceSpec]) -> None:
+        """Distributed: every declared source has its connector on this deployment's Connect (once per
+        process; a fresh Connect cluster, e.g. ``--external`` against a new one, gets them back)."""
+        if not self.connect_url or not self.kafka_bootstrap:
+            return
+        from connectors.legacy.connect_sources import register_source_connector
+
+        for name in [n for n in declared if n not in self._registered]:
+            try:
+                register_source_connector(self.connect_url, declared[name], topic_prefix=self.topic_prefix,
+                                          bootstrap=self.kafka_bootstrap)
+            except Exception as exc:
+                self.registry.record_error(name, f"registering the connector failed: {exc}")
+                continue
+            self._registered.add(name)
 
     def _start_capture(self, spec: SourceSpec) -> Any:
         from connectors.legacy.embedded_capture import EmbeddedCapture

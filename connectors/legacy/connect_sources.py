@@ -16,15 +16,18 @@ MySQL/MariaDB schema-history topic. The data topics stay: consumers may still be
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 import httpx
 
 from connectors.legacy.debezium_sources import (
+    changes_topic,
     connector_config,
     drop_slot_and_publication,
     kafka_schema_history,
+    source_topic_prefix,
 )
 from connectors.legacy.sources import SourceSpec
 
@@ -47,8 +50,14 @@ def source_connector_config(spec: SourceSpec, *, topic_prefix: str, bootstrap: s
         spec, topic_prefix=topic_prefix,
         schema_history=kafka_schema_history(bootstrap, schema_history_topic(spec, topic_prefix)),
     )
+    prefix = source_topic_prefix(spec, topic_prefix)
     cfg.update({
-        # one partition per table: the legacy table's changes stay in commit order across all its rows
+        # every table's changes (and MySQL/MariaDB DDL) into one topic: the source's commit order
+        "transforms": "route",
+        "transforms.route.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        "transforms.route.regex": "^" + re.escape(prefix) + r"(\..+)?$",
+        "transforms.route.replacement": changes_topic(spec, topic_prefix),
+        # one partition: the source's changes stay in commit order across all its rows and tables
         "topic.creation.default.partitions": "1",
         "topic.creation.default.replication.factor": "-1",  # the broker's default
         "topic.creation.default.cleanup.policy": "delete",

@@ -74,6 +74,13 @@ def table_topic(spec: SourceSpec, topic_prefix: str, table: str) -> str:
     return f"{source_topic_prefix(spec, topic_prefix)}.{table}"
 
 
+def changes_topic(spec: SourceSpec, topic_prefix: str) -> str:
+    """Kafka Connect: the one topic (one partition) all of a source's tables and DDL are routed to,
+    so the consumer sees them in the source's commit order across tables (a payment row after the
+    order row it names). Per-table topics would lose that order."""
+    return f"{source_topic_prefix(spec, topic_prefix)}.changes"
+
+
 def heartbeat_topic(spec: SourceSpec, topic_prefix: str) -> str:
     return f"{HEARTBEAT_TOPIC_PREFIX}.{source_topic_prefix(spec, topic_prefix)}"
 

@@ -1,5 +1,5 @@
 """Distributed legacy CDC: on a real Kafka Connect worker, ``register_source_connector`` captures a legacy
-Postgres and a MariaDB into ``<prefix>.<name>.<schema>.<table>`` topics (snapshot, then streaming) with
+Postgres and a MariaDB into one ``<prefix>.<name>.changes`` topic each (snapshot, then streaming) with
 the same envelope as the embedded engine; ``remove_source_connector`` deletes the connector, its offsets
 and (Postgres) its slot and publication."""
 
@@ -23,7 +23,7 @@ from connectors.legacy.connect_sources import (
     remove_source_connector,
     schema_history_topic,
 )
-from connectors.legacy.debezium_sources import publication_name, slot_name
+from connectors.legacy.debezium_sources import changes_topic, publication_name, slot_name
 from connectors.legacy.sources import SourceSpec, parse_source
 from services.distributed.kafka_broker import KafkaBroker
 from services.distributed.kafka_connect import KafkaConnect
@@ -119,14 +119,19 @@ def test_connector_captures_snapshot_then_changes(
     registered = time.monotonic() - started
     try:
         assert name == connector_name(spec) == f"legacy-con_{kind[:5]}"
-        orders = f"{prefix}.{spec.name}.{db.schema}.orders"
-        products = f"{prefix}.{spec.name}.{db.schema}.products"
+        topic = changes_topic(spec, prefix)  # every table (and DDL) in one topic, in commit order
+
+        def rows(out: list[Message]) -> set[tuple[str, str, int]]:
+            return {(v["source"]["table"], v["op"], v["after"]["id"]) for _, _, v in out if "op" in v}
+
         # at-least-once: a task restart (e.g. a worker rebalance) may deliver a record twice
-        want = {(orders, "r", 100), (products, "r", 1)}
-        snap = _consume_until(kafka_broker, [orders, products],
-                              lambda out: {(t, v["op"], v["after"]["id"]) for t, _, v in out} >= want, 120)
-        assert {(t, v["op"], v["after"]["id"]) for t, _, v in snap} == want
-        _, key, value = next(m for m in snap if m[0] == orders)
+        want = {("orders", "r", 100), ("products", "r", 1)}
+        snap = _consume_until(kafka_broker, [topic], lambda out: rows(out) >= want, 120)
+        assert rows(snap) == want
+        # the snapshot follows debezium_sources.SNAPSHOT_ORDER: products before the orders naming them
+        tables = [v["source"]["table"] for _, _, v in snap if "op" in v]
+        assert tables.index("products") < tables.index("orders")
+        _, key, value = next(m for m in snap if "op" in m[2] and m[2]["source"]["table"] == "orders")
         assert key == {"id": 100}
         assert set(value) >= {"before", "after", "source", "op", "ts_ms", "transaction"}
         assert value["after"]["created_at"].startswith("2024-05-01T12:00:00.123456")
@@ -134,8 +139,9 @@ def test_connector_captures_snapshot_then_changes(
         _execute(db, _order_insert(101))
         _execute(db, "UPDATE orders SET status = 'shipped' WHERE id = 100")
         _execute(db, "DELETE FROM orders WHERE id = 101")
-        msgs = _consume_until(kafka_broker, [orders], lambda out: any(v["op"] == "d" for _, _, v in out), 120)
-        streamed = list({_identity(v): v for _, _, v in msgs if v["op"] != "r"}.values())
+        msgs = _consume_until(kafka_broker, [topic],
+                              lambda out: any(v.get("op") == "d" for _, _, v in out), 120)
+        streamed = list({_identity(v): v for _, _, v in msgs if v.get("op") not in (None, "r")}.values())
         assert [(v["op"], (v["after"] or v["before"])["id"]) for v in streamed] == [("c", 101), ("u", 100),
                                                                                       ("d", 101)]
         upd, dele = streamed[1], streamed[2]
@@ -147,8 +153,10 @@ def test_connector_captures_snapshot_then_changes(
         else:
             assert src["file"].startswith("binlog.") and src["pos"] > 0 and src["gtid"]
             _execute(db, "ALTER TABLE orders ADD COLUMN note VARCHAR(40) NULL")
-            ddl = _consume_until(kafka_broker, [f"{prefix}.{spec.name}"],
-                                 lambda out: any("ADD COLUMN note" in v["ddl"] for _, _, v in out), 120)
+            ddl = _consume_until(
+                kafka_broker, [topic],
+                lambda out: any("ADD COLUMN note" in v.get("ddl", "") for _, _, v in out), 120,
+            )
             _, key, alter = ddl[-1]
             assert key == {"databaseName": "shop"} and alter["tableChanges"][0]["type"] == "ALTER"
         print(f"{kind}: connector registered and running in {registered:.1f}s")
