@@ -75,9 +75,11 @@ bench: setup
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	$(VENV)/bin/python -m bench.run
 	$(VENV)/bin/python -m bench.webhooks
+	$(VENV)/bin/python -m bench.legacy_cdc --deployment embedded
 
 bench-distributed: setup-distributed
 	$(VENV)/bin/python -m bench.distributed
+	$(VENV)/bin/python -m bench.legacy_cdc --deployment distributed
 
 clean:
 	rm -rf $(VENV) .agentflow build *.egg-info

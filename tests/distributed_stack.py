@@ -1,13 +1,10 @@
-"""Session fixtures for the distributed engines: a KRaft Kafka broker and a Kafka Connect worker with
-the Debezium Postgres plugin, both real JVMs on 127.0.0.1 free ports, logs under pytest's tmp dir.
+"""Session fixtures for the distributed engines: a KRaft Kafka broker and a Kafka Connect worker with the
+Debezium Postgres plugin, both real JVMs on 127.0.0.1 free ports, logs under pytest's tmp dir.
 
-Use from a test module (or conftest) with::
-
-    from distributed_stack import kafka_broker, kafka_connect  # noqa: F401  (pytest fixtures)
-
-and capture a test database with :func:`event_capture`. Every capture needs its own connector name
-and topic prefix within a session (Connect keeps a deleted connector's offsets; the topics outlive it).
-The fixtures fail (never skip) when java or, on a cold cache, mvn is missing.
+tests/conftest.py registers these fixtures for the whole session (one broker, one worker); capture a
+test database with :func:`event_capture`. Every capture needs its own connector name and topic prefix
+within a session (Connect keeps a deleted connector's offsets; the topics outlive it). The fixtures fail
+(never skip) when java or, on a cold cache, mvn is missing.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """Real legacy source databases for CDC tests and benchmarks: a second Postgres cluster and a MariaDB
 server, each with the shop schema (``legacy_app``) and a capture user Debezium can log in as.
 
-Use from a test module (``tests/`` is on sys.path, like the other helpers)::
-
-    from legacy_databases import legacy_mariadb, legacy_postgres  # noqa: F401
-
-Both fixtures are session-scoped, start their server under pytest's tmp dir on a free 127.0.0.1
-port and stop it at the end of the session. The tables exist and are empty at first; call
-``reset()`` for a clean slate (it also drops ``agentflow_*`` slots/publications on Postgres).
+tests/conftest.py registers the fixtures ``legacy_postgres`` and ``legacy_mariadb`` for the whole
+session (one server each). Both fixtures are session-scoped, start their server under pytest's tmp dir
+on a free 127.0.0.1 port and stop it at the end of the session. The tables exist and are empty at first;
+call ``reset()`` for a clean slate (it also drops ``agentflow_*`` slots/publications on Postgres).
 """
 
 from __future__ import annotations

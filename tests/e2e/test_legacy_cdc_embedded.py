@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from legacy_databases import LegacyDatabase, legacy_mariadb, legacy_postgres  # noqa: F401
+from legacy_databases import LegacyDatabase
 
 from e2e.legacy_scenario import KEYS, run_legacy_scenario
 from services.child_process import AgentFlowProcess
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.timeout(1200)
 
 
 def test_legacy_postgres_and_mariadb_are_captured_embedded(
-    tmp_path: Path, legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase  # noqa: F811
+    tmp_path: Path, legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase
 ) -> None:
     srv = AgentFlowProcess(tmp_path / "data", KEYS)
     srv.start(timeout=180)

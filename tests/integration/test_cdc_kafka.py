@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Message
-from distributed_stack import event_capture, kafka_broker, kafka_connect, unique_prefix  # noqa: F401
+from distributed_stack import event_capture, unique_prefix
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -89,7 +89,7 @@ def parse_ts(v: Any) -> datetime:
 
 
 def test_snapshot_then_stream_into_kafka(
-    engine: Engine, pg_url: str, kafka_broker: KafkaBroker, kafka_connect: KafkaConnect  # noqa: F811
+    engine: Engine, pg_url: str, kafka_broker: KafkaBroker, kafka_connect: KafkaConnect
 ) -> None:
     store = PostgresEventStore(engine)
     # rows that exist before the connector is registered: captured by the initial snapshot

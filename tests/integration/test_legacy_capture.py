@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from legacy_databases import LegacyDatabase, legacy_mariadb, legacy_postgres  # noqa: F401
+from legacy_databases import LegacyDatabase
 
 from connectors.legacy.debezium_sources import drop_slot_and_publication, publication_name, slot_name
 from connectors.legacy.embedded_capture import CdcMessage, EmbeddedCapture, jvm_start_seconds

@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 from confluent_kafka import Consumer, KafkaError
-from distributed_stack import kafka_broker, kafka_connect, unique_prefix  # noqa: F401
-from legacy_databases import LegacyDatabase, legacy_mariadb, legacy_postgres  # noqa: F401
+from distributed_stack import unique_prefix
+from legacy_databases import LegacyDatabase
 
 from connectors.legacy.connect_sources import (
     connector_name,
@@ -102,7 +102,7 @@ def _consume_until(
 
 @pytest.mark.parametrize("kind", ["postgres", "mariadb"])
 def test_connector_captures_snapshot_then_changes(
-    request: pytest.FixtureRequest, kafka_broker: KafkaBroker, kafka_connect: KafkaConnect,  # noqa: F811
+    request: pytest.FixtureRequest, kafka_broker: KafkaBroker, kafka_connect: KafkaConnect,
     kind: str,
 ) -> None:
     db: LegacyDatabase = request.getfixturevalue(f"legacy_{kind}")

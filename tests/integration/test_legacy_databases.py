@@ -12,7 +12,7 @@ import psycopg
 import pymysql
 import pytest
 from legacy_app import ORDER_STATUSES, TABLES, StepClock
-from legacy_databases import START_SECONDS, LegacyDatabase, legacy_mariadb, legacy_postgres  # noqa: F401
+from legacy_databases import START_SECONDS, LegacyDatabase
 
 from connectors.mariadb_server import MariaDBServer
 
@@ -32,7 +32,7 @@ def _mariadbd_pids(datadir: Path) -> list[int]:
     return [int(p) for p in out.stdout.split()]
 
 
-def test_mariadb_binlog_is_cdc_ready(legacy_mariadb: LegacyDatabase) -> None:  # noqa: F811
+def test_mariadb_binlog_is_cdc_ready(legacy_mariadb: LegacyDatabase) -> None:
     server = legacy_mariadb.server
     assert isinstance(server, MariaDBServer) and server.is_running()
     v = server.variables("log_bin", "binlog_format", "binlog_row_image", "bind_address", "server_id",
@@ -42,7 +42,7 @@ def test_mariadb_binlog_is_cdc_ready(legacy_mariadb: LegacyDatabase) -> None:  #
     assert START_SECONDS.get("mariadb", 0) < 10
 
 
-def test_postgres_is_logical(legacy_postgres: LegacyDatabase) -> None:  # noqa: F811
+def test_postgres_is_logical(legacy_postgres: LegacyDatabase) -> None:
     legacy_postgres.reset()
     with legacy_postgres.admin_connect() as conn:
         assert conn.execute("SHOW wal_level").fetchone() == ("logical",)
@@ -57,7 +57,7 @@ def test_postgres_is_logical(legacy_postgres: LegacyDatabase) -> None:  # noqa: 
 
 
 def test_postgres_capture_user_can_replicate_and_reset_cleans_up(
-    legacy_postgres: LegacyDatabase,  # noqa: F811
+    legacy_postgres: LegacyDatabase,
 ) -> None:
     db = legacy_postgres
     db.reset()
@@ -77,7 +77,7 @@ def test_postgres_capture_user_can_replicate_and_reset_cleans_up(
     assert slots == [] and pubs == []
 
 
-def test_mariadb_capture_user_reads_the_binlog(legacy_mariadb: LegacyDatabase) -> None:  # noqa: F811
+def test_mariadb_capture_user_reads_the_binlog(legacy_mariadb: LegacyDatabase) -> None:
     db = legacy_mariadb
     db.reset()
     w = db.writer()
@@ -129,7 +129,7 @@ def test_run_app_tables_equal_the_model(legacy: LegacyDatabase) -> None:
 
 
 def test_same_seed_same_tables_in_both_dialects(
-    legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase,  # noqa: F811
+    legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase,
 ) -> None:
     results = []
     for db in (legacy_postgres, legacy_mariadb):

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
-from distributed_stack import kafka_broker  # noqa: F401  (the session's single-node KRaft broker)
 from event_log import order_write
 from sqlalchemy.engine import Engine
 
@@ -36,7 +35,7 @@ def _consume(bootstrap: str, topic: str, expected: int) -> list[Any]:
     return out
 
 
-def test_range_replay_produces_the_tenants_events_in_cdc_format(engine: Engine, kafka_broker: Any) -> None:  # noqa: F811
+def test_range_replay_produces_the_tenants_events_in_cdc_format(engine: Engine, kafka_broker: Any) -> None:
     store = PostgresEventStore(engine)
     for i in range(1, 6):
         store.append("t-a", [order_write(f"ORD-{i}", 0, 2)], {"command_id": f"c{i}"})

@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from distributed_stack import kafka_broker  # noqa: F401  (the session's single-node KRaft broker)
 from sqlalchemy.engine import Engine
 
 from commands.ports import StreamWrite
@@ -42,7 +41,7 @@ SERVING_PARTITIONS = 3
 
 
 @pytest.fixture(scope="module")
-def kafka_bootstrap(kafka_broker: Any) -> str:  # noqa: F811
+def kafka_bootstrap(kafka_broker: Any) -> str:
     return os.environ.get("AGENTFLOW_TEST_KAFKA_BOOTSTRAP") or str(kafka_broker.bootstrap_servers)
 
 
