@@ -248,7 +248,12 @@ class LegacySources:
         backoff = 1.0
         try:
             while not self._stop.is_set():
-                messages = consumer.consume(500, timeout=0.2)
+                # consume(n, timeout) waits for n messages or the whole timeout: poll for the first,
+                # then take whatever else is already fetched
+                head = consumer.poll(0.2)
+                if head is None:
+                    continue
+                messages = [head, *consumer.consume(499, timeout=0)]
                 batch: dict[str, list[tuple[Any, Any]]] = {}
                 offsets: dict[tuple[str, int], int] = {}
                 first: dict[tuple[str, int], int] = {}
