@@ -178,13 +178,7 @@ class EntityChecker(threading.Thread):
 
 def declaration(db: Any) -> dict[str, Any]:
     name, _key, tenant, prefix = SOURCES[db.kind]
-    return {
-        "name": name, "kind": db.kind, "tenant": tenant, "id_prefix": prefix,
-        "connection": {"host": db.host, "port": db.port, "database": db.database, "user": db.user,
-                       "password": db.password},
-        "tables": [{"table": f"{db.schema}.{t}", "translator": t}
-                   for t in ("products", "inventory", "orders", "payments")],
-    }  # fmt: skip
+    return dict(db.declaration(name, tenant, id_prefix=prefix))
 
 
 def source_status(api: httpx.Client, name: str) -> dict[str, Any]:

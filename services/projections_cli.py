@@ -59,13 +59,20 @@ def _line(p: dict[str, Any]) -> str:
     )
 
 
-def run_projections_command(args: argparse.Namespace, out: Any = None) -> int:
-    out = out or sys.stdout
+def admin_target(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The running API's URL and the API key for an admin command (``--url``/``--api-key``)."""
     settings = settings_from_env()
     url = (args.url or os.environ.get("AGENTFLOW_URL") or f"http://{settings.host}:{settings.port}").rstrip("/")
     key = _api_key(args)
     if not key:
         print("error: no API key (pass --api-key or set AGENTFLOW_API_KEY)", file=sys.stderr)
+    return url, key
+
+
+def run_projections_command(args: argparse.Namespace, out: Any = None) -> int:
+    out = out or sys.stdout
+    url, key = admin_target(args)
+    if not key:
         return 2
     path = f"/v1/admin/projections/{args.name}/rebuild"
     with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30.0) as client:

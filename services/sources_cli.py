@@ -18,8 +18,7 @@ import httpx
 import yaml
 
 from connectors.legacy.sources import SourceSpecError, load_source
-from services.config import settings_from_env
-from services.projections_cli import _api_key
+from services.projections_cli import admin_target
 
 
 def add_sources_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -70,11 +69,8 @@ def _status(s: dict[str, Any]) -> str:
 
 def run_sources_command(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    settings = settings_from_env()
-    url = (args.url or os.environ.get("AGENTFLOW_URL") or f"http://{settings.host}:{settings.port}").rstrip("/")
-    key = _api_key(args)
+    url, key = admin_target(args)
     if not key:
-        print("error: no API key (pass --api-key or set AGENTFLOW_API_KEY)", file=sys.stderr)
         return 2
     try:
         with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=120.0) as client:

@@ -27,6 +27,7 @@ DATABASE = "shop"
 CAPTURE_USER = "debezium"
 CAPTURE_PASSWORD = "debezium-secret"
 SLOT_PREFIX = "agentflow_"
+SHOP_TRANSLATORS = ("products", "inventory", "orders", "payments")
 
 
 @dataclass
@@ -64,6 +65,18 @@ class LegacyDatabase:
                                    password=password or None, autocommit=False, connect_timeout=10)
         return pymysql.connect(host=self.host, port=self.port, database=self.database, user=user,
                                password=password, autocommit=False, connect_timeout=10, charset="utf8mb4")
+
+    def declaration(
+        self, name: str, tenant: str, translators: tuple[str, ...] = SHOP_TRANSLATORS, **extra: Any
+    ) -> dict[str, Any]:
+        """A source declaration (connectors/legacy/sources.py) capturing these shop tables."""
+        return {
+            "name": name, "kind": self.kind, "tenant": tenant,
+            "connection": {"host": self.host, "port": self.port, "database": self.database, "user": self.user,
+                           "password": self.password},
+            "tables": [{"table": f"{self.schema}.{t}", "translator": t} for t in translators],
+            **extra,
+        }  # fmt: skip
 
     def writer(self, clock: Any = None) -> LegacyShopWriter:
         """A ``LegacyShopWriter`` on its own admin connection (``writer.close()`` closes it)."""

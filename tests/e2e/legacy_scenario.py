@@ -31,13 +31,7 @@ SYNC_TIMEOUT = 180.0
 
 def declaration(db: LegacyDatabase) -> dict[str, Any]:
     name, _key, tenant, prefix = SOURCES[db.kind]
-    return {
-        "name": name, "kind": db.kind, "tenant": tenant, "id_prefix": prefix,
-        "connection": {"host": db.host, "port": db.port, "database": db.database, "user": db.user,
-                       "password": db.password},
-        "tables": [{"table": f"{db.schema}.{t}", "translator": t}
-                   for t in ("products", "inventory", "orders", "payments")],
-    }
+    return db.declaration(name, tenant, id_prefix=prefix)
 
 
 def cli(srv: AgentFlowProcess, key: str, *args: str) -> subprocess.CompletedProcess[str]:

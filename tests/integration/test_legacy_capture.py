@@ -108,14 +108,7 @@ def _position(change: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _spec(db: LegacyDatabase, name: str) -> SourceSpec:
-    return parse_source({
-        "name": name, "kind": db.kind,
-        "connection": {"host": db.host, "port": db.port, "database": db.database, "user": db.user,
-                       "password": db.password},
-        "tables": [{"table": f"{db.schema}.orders", "translator": "orders"},
-                   {"table": f"{db.schema}.products", "translator": "products"}],
-        "tenant": "tenant-legacy",
-    })
+    return parse_source(db.declaration(name, "tenant-legacy", ("orders", "products")))
 
 
 def _order_insert(order_id: int, status: str = "pending") -> str:

@@ -32,14 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 def _spec(db: LegacyDatabase, name: str) -> SourceSpec:
-    return parse_source({
-        "name": name, "kind": db.kind,
-        "connection": {"host": db.host, "port": db.port, "database": db.database, "user": db.user,
-                       "password": db.password},
-        "tables": [{"table": f"{db.schema}.orders", "translator": "orders"},
-                   {"table": f"{db.schema}.products", "translator": "products"}],
-        "tenant": "tenant-legacy",
-    })
+    return parse_source(db.declaration(name, "tenant-legacy", ("orders", "products")))
 
 
 def _execute(db: LegacyDatabase, *statements: str) -> None:
