@@ -105,27 +105,38 @@ class LegacySources:
         self.reconcile()
         return self.registry.get(spec.name)
 
-    def remove(self, name: str) -> SourceStatus:
+    def remove(self, name: str) -> tuple[SourceStatus, list[str]]:
         """Forget the declaration first (so no reconcile brings the capture back), then stop the
-        capture, delete the connector or the Postgres slot, and the local offsets."""
+        capture, delete the connector or the Postgres slot, and the local offsets. Returns the removed
+        source and warnings for clean-up that could not be done (e.g. the legacy database is down:
+        its replication slot stays and must be dropped by hand)."""
         with self._lock:
             status = self.registry.remove(name)
             spec = self._specs.pop(name, None) or status.spec()
             capture = self._captures.pop(name, None)
             self._registered.discard(name)
+        warnings: list[str] = []
         if capture is not None:
             capture.stop()
-        if self.mode == "distributed" and self.connect_url:
-            from connectors.legacy.connect_sources import remove_source_connector
+        try:
+            if self.mode == "distributed" and self.connect_url:
+                from connectors.legacy.connect_sources import remove_source_connector
 
-            remove_source_connector(self.connect_url, spec, topic_prefix=self.topic_prefix,
-                                    bootstrap=self.kafka_bootstrap)
-        elif spec.kind == "postgres":
-            from connectors.legacy.connect_sources import drop_postgres_capture
+                remove_source_connector(self.connect_url, spec, topic_prefix=self.topic_prefix,
+                                        bootstrap=self.kafka_bootstrap)
+            elif spec.kind == "postgres":
+                from connectors.legacy.connect_sources import drop_postgres_capture
 
-            drop_postgres_capture(spec)  # the slot would pin the legacy database's WAL forever
+                drop_postgres_capture(spec)  # the slot would pin the legacy database's WAL forever
+        except Exception as exc:
+            from connectors.legacy.debezium_sources import publication_name, slot_name
+
+            what = (f"connector legacy-{name} on {self.connect_url}" if self.mode == "distributed"
+                    else f"replication slot {slot_name(spec)} and publication {publication_name(spec)}")
+            warnings.append(f"could not remove the {what}: {exc}; remove it by hand")
+            log.warning("legacy source %s removed, but: %s", name, warnings[-1])
         shutil.rmtree(self._source_dir(name), ignore_errors=True)  # a re-add snapshots afresh
-        return status
+        return status, warnings
 
     def replay_letter(self, letter: DeadLetter, corrected: dict[str, Any] | None) -> Any:
         """Re-translate a ``cdc`` dead letter under its source's current declaration (``corrected``:

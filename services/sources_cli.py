@@ -98,6 +98,8 @@ def _run(args: argparse.Namespace, client: httpx.Client, out: Any) -> int:
         if r.status_code != 200:
             return _fail(r)
         print(f"source {args.name} removed (capture stopped, offsets forgotten)", file=out)
+        for warning in r.json().get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     if cmd == "status" and args.name:
         r = client.get(f"/v1/admin/sources/{args.name}")

@@ -64,13 +64,14 @@ async def add_source(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @delete("/v1/admin/sources/{name:str}", status_code=200, name="sources.remove")
 async def remove_source(request: Request[Any, Any, Any], name: str) -> Response[bytes]:
-    """Stop capturing, drop the connector (and a Postgres source's slot), forget the offsets."""
+    """Stop capturing, drop the connector (and a Postgres source's slot), forget the offsets;
+    ``warnings`` lists clean-up that failed (an unreachable legacy database keeps its slot)."""
     legacy = _legacy(request)
     try:
-        status = await to_thread.run_sync(legacy.remove, name)
+        status, warnings = await to_thread.run_sync(legacy.remove, name)
     except SourceNotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
-    return json_response({"removed": status.public()})
+    return json_response({"removed": status.public(), "warnings": warnings})
 
 
 SOURCE_ROUTES: list[HTTPRouteHandler] = [list_sources, get_source, add_source, remove_source]
