@@ -69,3 +69,19 @@ def connect_raw(url: str, autocommit: bool = True, **kwargs: Any) -> psycopg.Con
     """A dedicated psycopg connection outside the pool (LISTEN, COPY, long sessions)."""
     kwargs.setdefault("application_name", "agentflow-raw")
     return psycopg.connect(libpq_conninfo(url), autocommit=autocommit, **kwargs)
+
+
+class AutocommitStore:
+    """Base of stores whose statements each stand alone: one autocommit round trip per call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._ac = engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def _one(self, sql: str, params: dict[str, Any]) -> Any:
+        with self._ac.connect() as conn:
+            return conn.exec_driver_sql(sql, params).first()
+
+    def _all(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        with self._ac.connect() as conn:
+            return list(conn.exec_driver_sql(sql, params).all())

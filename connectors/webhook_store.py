@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
+from connectors.database import AutocommitStore
 from domain.events import RecordedEvent
 
 OPEN = ("pending", "delivering")
@@ -321,19 +322,7 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     return Delivery(*row)
 
 
-class WebhookStore:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._ac = engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    def _one(self, sql: str, params: dict[str, Any]) -> Any:
-        with self._ac.connect() as conn:
-            return conn.exec_driver_sql(sql, params).first()
-
-    def _all(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        with self._ac.connect() as conn:
-            return list(conn.exec_driver_sql(sql, params).all())
-
+class WebhookStore(AutocommitStore):
     # -- endpoints ----------------------------------------------------------------------------------
     def create_endpoint(
         self,

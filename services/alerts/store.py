@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
+from connectors.database import AutocommitStore
 from services.alerts.rules import RuleSpec, RuleState, Transition
 
 # the fields a client sets (create/replace/patch); the rest is evaluation state
@@ -139,19 +140,7 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
     return HistoryEntry(*values)
 
 
-class AlertStore:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._ac = engine.execution_options(isolation_level="AUTOCOMMIT")
-
-    def _one(self, sql: str, params: dict[str, Any]) -> Any:
-        with self._ac.connect() as conn:
-            return conn.exec_driver_sql(sql, params).first()
-
-    def _all(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        with self._ac.connect() as conn:
-            return list(conn.exec_driver_sql(sql, params).all())
-
+class AlertStore(AutocommitStore):
     # -- CRUD -----------------------------------------------------------------------------------------
     @staticmethod
     def _params(definition: dict[str, Any]) -> dict[str, Any]:
