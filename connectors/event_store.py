@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +33,7 @@ from commands.ports import (
     StreamWrite,
     VersionConflict,
 )
+from connectors.database import pooled_psycopg
 from domain.events import RecordedEvent
 
 log = logging.getLogger(__name__)
@@ -209,24 +210,9 @@ class PostgresEventStore:
                 log.exception("commit listener %r failed", listener)
 
     # -- pooled raw connections -------------------------------------------------------------------
-    @contextmanager
-    def _pg(self) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled psycopg connection in autocommit, bypassing SQLAlchemy's execution layer (it more
-        than doubled client CPU per statement on the hot paths); statements are prepared server-side."""
-        raw = self.engine.raw_connection()
-        try:
-            pg: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
-            pg.autocommit = True
-            try:
-                yield pg
-            finally:
-                if not pg.closed:
-                    pg.autocommit = False
-        except psycopg.OperationalError:
-            raw.invalidate()
-            raise
-        finally:
-            raw.close()
+    def _pg(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A pooled psycopg connection in autocommit; statements are prepared server-side."""
+        return pooled_psycopg(self.engine)
 
     def _raw_query(self, sql: str, params: dict[str, Any]) -> list[Any]:
         with self._pg() as pg:

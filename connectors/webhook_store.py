@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Connection
 
-from connectors.database import AutocommitStore
+from connectors.database import AutocommitStore, pooled_psycopg
 from domain.events import RecordedEvent
 
 OPEN = ("pending", "delivering")
@@ -494,24 +494,10 @@ class WebhookStore(AutocommitStore):
         return _delivery(row) if row else None
 
     # -- draining (workers) -------------------------------------------------------------------------
-    @contextmanager
-    def session(self) -> Iterator[psycopg.Connection[Any]]:
+    def session(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """One pooled psycopg connection in autocommit for a whole drain (the hot path skips
         SQLAlchemy's execution layer, as connectors/event_store.py does)."""
-        raw = self.engine.raw_connection()
-        try:
-            pg: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
-            pg.autocommit = True
-            try:
-                yield pg
-            finally:
-                if not pg.closed:
-                    pg.autocommit = False
-        except psycopg.OperationalError:
-            raw.invalidate()
-            raise
-        finally:
-            raw.close()
+        return pooled_psycopg(self.engine)
 
     @staticmethod
     def _q(pg: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> Any:
