@@ -11,6 +11,7 @@ import pytest
 from standardwebhooks import Webhook
 from webhook_receiver import Receiver, Reply
 
+from e2e.conftest import client, webhook_server
 from services.child_process import AgentFlowProcess
 
 pytestmark = pytest.mark.e2e
@@ -20,31 +21,9 @@ KEY_A, KEY_B = "wh-key-a", "wh-key-b"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFlowProcess]:
-    env = {
-        "AGENTFLOW_WEBHOOK_ALLOW_PRIVATE": "1",  # the receiver is on 127.0.0.1
-        "AGENTFLOW_WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5",
-        "AGENTFLOW_WEBHOOK_TIMEOUT_S": "2",
-        "AGENTFLOW_ICEBERG": "0",
-    }
-    srv = AgentFlowProcess(
-        tmp_path_factory.mktemp("agentflow-wh"), f"{KEY_A}:tenant-a,{KEY_B}:tenant-b", env=env
-    )
-    srv.start()
-    try:
+    keys = f"{KEY_A}:tenant-a,{KEY_B}:tenant-b"
+    with webhook_server(tmp_path_factory.mktemp("agentflow-wh"), keys) as srv:
         yield srv
-    finally:
-        print(srv.tail(3000))
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    with Receiver() as r:
-        yield r
-
-
-def client(server: AgentFlowProcess, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.base, headers={"X-API-Key": key}, timeout=30.0)
 
 
 def wait_delivery(api: httpx.Client, ep_id: str, status: str, timeout: float = 20) -> dict:  # type: ignore[type-arg]
