@@ -46,6 +46,15 @@ class EventLog:
         self.events.append(e)
         return e
 
+    def refund(
+        self, order_id: str, payment_id: str, at: datetime, amount_minor: int, currency: str, full: bool
+    ) -> None:
+        """The first refund of an order paid by one payment: OrderRefunded + PaymentRefunded."""
+        self.add("OrderRefunded", order_id, at, order_id=order_id, amount_minor=amount_minor,
+                 currency=currency, refunded_total_minor=amount_minor, full=full)
+        self.add("PaymentRefunded", payment_id, at, payment_id=payment_id, order_id=order_id,
+                 amount_minor=amount_minor, currency=currency)
+
 
 def order_write(stream_id: str, expected: int, count: int = 1) -> StreamWrite:
     """``count`` OrderConfirmed events for one order stream, appended after ``expected``."""

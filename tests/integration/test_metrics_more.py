@@ -143,25 +143,7 @@ def build() -> tuple[EventLog, dict[str, Any]]:
                 if fate > 0.85:
                     part = total // 2
                     when = at + timedelta(seconds=30)
-                    log.add(
-                        "OrderRefunded",
-                        oid,
-                        when,
-                        order_id=oid,
-                        amount_minor=part,
-                        currency=cur,
-                        refunded_total_minor=part,
-                        full=False,
-                    )
-                    log.add(
-                        "PaymentRefunded",
-                        pay,
-                        when,
-                        payment_id=pay,
-                        order_id=oid,
-                        amount_minor=part,
-                        currency=cur,
-                    )
+                    log.refund(oid, pay, when, part, cur, full=False)
                     o["refunded"], o["pay"] = part, "refunded"
         orders[oid] = o
     sessions: dict[str, list[str]] = {}

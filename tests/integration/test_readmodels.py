@@ -127,19 +127,7 @@ def shop(tenant: str, n_orders: int = 60, seed: int = 7) -> Log:
         if fate > 0.7:
             log.add("OrderDelivered", oid, at, order_id=oid)
         if fate > 0.9:
-            log.add(
-                "OrderRefunded",
-                oid,
-                at,
-                order_id=oid,
-                amount_minor=total,
-                currency=cur,
-                refunded_total_minor=total,
-                full=True,
-            )
-            log.add(
-                "PaymentRefunded", pay, at, payment_id=pay, order_id=oid, amount_minor=total, currency=cur
-            )
+            log.refund(oid, pay, at, total, cur, full=True)
     kinds = ["PageViewed", "ElementClicked", "ItemAddedToCart", "CheckoutStarted"]
     for s in range(1, 21):
         sid = f"SES-{s:04d}"

@@ -174,19 +174,7 @@ def busy_shop(tenant: str, seed: int = 3) -> EventLog:
             log.add("OrderShipped", oid, later + timedelta(minutes=rnd.randint(2, 50)), order_id=oid)
         if fate > 0.85:
             when = later + timedelta(minutes=55)
-            log.add(
-                "OrderRefunded",
-                oid,
-                when,
-                order_id=oid,
-                amount_minor=total,
-                currency=cur,
-                refunded_total_minor=total,
-                full=True,
-            )
-            log.add(
-                "PaymentRefunded", pay, when, payment_id=pay, order_id=oid, amount_minor=total, currency=cur
-            )
+            log.refund(oid, pay, when, total, cur, full=True)
     kinds = ["PageViewed", "ElementClicked", "ItemAddedToCart", "CheckoutStarted"]
     for s in range(1, 31):
         sid = f"SES-{s:04d}"
