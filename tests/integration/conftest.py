@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+from commands.handlers import reset_cache
 from connectors.database import make_engine
 from connectors.postgres_cluster import PostgresCluster
 from migrations import run_migrations
@@ -50,7 +51,8 @@ def pg_cluster() -> Iterator[PostgresCluster | ExternalCluster]:
 
 
 def reset_database(url: str) -> None:
-    """Empty every table in ``public`` (except alembic_version) and restart every sequence."""
+    """Empty every table the tests write (schemas ``public`` except alembic_version, and ``dramatiq``,
+    the embedded worker queue) and restart every sequence."""
     eng = make_engine(url, pool_size=1, max_overflow=0)
     try:
         with eng.begin() as conn:
@@ -58,14 +60,15 @@ def reset_database(url: str) -> None:
             tables = [
                 r[0]
                 for r in conn.exec_driver_sql(
-                    "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public' "
-                    "AND tablename <> 'alembic_version'"
+                    "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                    "WHERE schemaname IN ('public', 'dramatiq') AND tablename <> 'alembic_version'"
                 )
             ]
             if tables:
                 conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
             for (seq,) in conn.exec_driver_sql(
-                "SELECT quote_ident(sequencename) FROM pg_sequences WHERE schemaname = 'public'"
+                "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences "
+                "WHERE schemaname IN ('public', 'dramatiq')"
             ).all():
                 conn.exec_driver_sql(f"ALTER SEQUENCE {seq} RESTART")
     finally:
@@ -75,6 +78,7 @@ def reset_database(url: str) -> None:
 @pytest.fixture()
 def pg_url(pg_cluster: PostgresCluster | ExternalCluster) -> str:
     reset_database(pg_cluster.url)
+    reset_cache()  # the process-wide aggregate cache would remember streams of the emptied database
     return pg_cluster.url
 
 
