@@ -37,9 +37,9 @@ from domain import flows, ids
 from domain.base import Aggregate
 from domain.errors import DomainError, NotFound
 from domain.events import ORDER, PAYMENT, PRODUCT, SESSION, USER, NewEvent
-from domain.order import MAX_LINES, Order, OrderLine
+from domain.order import MAX_LINES, Order, OrderLine, ReturnLine
 from domain.payment import PAYMENT_METHODS, Payment
-from domain.product import Product
+from domain.product import ADJUST_REASONS, Product
 from domain.session import API_EVENT_TYPES, Session
 from domain.user import User
 
@@ -270,6 +270,19 @@ def _prep_reservation(ctx: CommandContext, entity_id: str | None, f: Fields) -> 
     return _Prepared(_url_id(PRODUCT, entity_id), {"order_id": order_id, "quantity": quantity})
 
 
+def _prep_adjust(ctx: CommandContext, entity_id: str | None, f: Fields) -> _Prepared:
+    delta = f.integer("delta")
+    if delta == 0:
+        f.error("delta", "must not be zero")
+    reason = f.choice("reason", ADJUST_REASONS)
+    f.raise_if_invalid()
+    return _Prepared(_url_id(PRODUCT, entity_id), {"delta": delta, "reason": reason})
+
+
+def _product_adjust(uow: UnitOfWork, pid: str, a: dict[str, Any]) -> list[NewEvent]:
+    return _existing(uow, Product, pid).decide_adjust(a["delta"], a["reason"])
+
+
 def _product_reserve(uow: UnitOfWork, pid: str, a: dict[str, Any]) -> list[NewEvent]:
     return _existing(uow, Product, pid).decide_reserve(a["order_id"], a["quantity"])
 
@@ -329,8 +342,13 @@ def _order_confirm(uow: UnitOfWork, oid: str, a: dict[str, Any]) -> list[NewEven
     return _existing(uow, Order, oid).decide_confirm()
 
 
+def _order_products(uow: UnitOfWork, order: Order) -> dict[str, Product]:
+    return {line.product_id: uow.load(Product, line.product_id) for line in order.lines}
+
+
 def _order_ship(uow: UnitOfWork, oid: str, a: dict[str, Any]) -> list[NewEvent]:
-    return _existing(uow, Order, oid).decide_ship()
+    order = _existing(uow, Order, oid)
+    return flows.ship_order(order, _order_products(uow, order))
 
 
 def _order_deliver(uow: UnitOfWork, oid: str, a: dict[str, Any]) -> list[NewEvent]:
@@ -339,24 +357,38 @@ def _order_deliver(uow: UnitOfWork, oid: str, a: dict[str, Any]) -> list[NewEven
 
 def _order_cancel(uow: UnitOfWork, oid: str, a: dict[str, Any]) -> list[NewEvent]:
     order = _existing(uow, Order, oid)
-    products = {line.product_id: uow.load(Product, line.product_id) for line in order.lines}
-    return flows.cancel_order(order, products, a["reason"])
+    return flows.cancel_order(order, _order_products(uow, order), a["reason"])
 
 
-def _prep_amount(etype: str) -> Callable[[CommandContext, str | None, Fields], _Prepared]:
+def _prep_refund(etype: str) -> Callable[[CommandContext, str | None, Fields], _Prepared]:
+    """``{amount, lines?: [{product_id, quantity}], restock?: bool}``: returned lines go back into
+    stock unless ``restock`` is false."""
+
     def prepare(ctx: CommandContext, entity_id: str | None, f: Fields) -> _Prepared:
         amount = f.decimal("amount", positive=True)
+        returns = []
+        for lf in f.objects("lines", min_items=1, max_items=MAX_LINES, required=False):
+            product_id = lf.ident("product_id")
+            quantity = lf.integer("quantity")
+            if product_id is not None and quantity is not None:
+                returns.append(ReturnLine(product_id, quantity))
+        restock = f.boolean("restock", default=True)
         f.raise_if_invalid()
-        return _Prepared(_url_id(etype, entity_id), {"amount": amount})
+        args = {"amount": amount, "returns": returns, "restock": restock}
+        return _Prepared(_url_id(etype, entity_id), args)
 
     return prepare
+
+
+def _returned_products(uow: UnitOfWork, a: dict[str, Any]) -> dict[str, Product]:
+    return {r.product_id: uow.load(Product, r.product_id) for r in a["returns"]}
 
 
 def _order_refund(uow: UnitOfWork, oid: str, a: dict[str, Any]) -> list[NewEvent]:
     order = _existing(uow, Order, oid)
     amount = minor_for("amount", a["amount"], order.currency)
     payments = {pid: uow.load(Payment, pid) for pid, _ in order.captures}
-    return flows.refund_order(order, payments, amount)
+    return flows.refund_order(order, payments, amount, _returned_products(uow, a), a["returns"], a["restock"])
 
 
 # ---------------------------------------------------------------- payments
@@ -392,7 +424,8 @@ def _payment_fail(uow: UnitOfWork, pid: str, a: dict[str, Any]) -> list[NewEvent
 def _payment_refund(uow: UnitOfWork, pid: str, a: dict[str, Any]) -> list[NewEvent]:
     payment = _existing(uow, Payment, pid)
     amount = minor_for("amount", a["amount"], payment.currency)
-    return flows.refund_payment(payment, uow.load(Order, payment.order_id), amount)
+    return flows.refund_payment(payment, uow.load(Order, payment.order_id), amount,
+                                _returned_products(uow, a), a["returns"], a["restock"])
 
 
 # ---------------------------------------------------------------- sessions
@@ -421,6 +454,7 @@ _SPECS: dict[str, _Spec] = {
     "product.register": _Spec(Product, True, _prep_product_register, _product_register),
     "product.restock": _Spec(Product, False, _prep_quantity, _product_restock),
     "product.price": _Spec(Product, False, _prep_price, _product_price),
+    "product.adjust": _Spec(Product, False, _prep_adjust, _product_adjust),
     "product.reserve": _Spec(Product, False, _prep_reservation, _product_reserve),
     "product.release": _Spec(Product, False, _prep_reservation, _product_release),
     "user.register": _Spec(User, True, _prep_user_register, _user_register),
@@ -429,11 +463,11 @@ _SPECS: dict[str, _Spec] = {
     "order.cancel": _Spec(Order, False, _reason(ORDER), _order_cancel),
     "order.ship": _Spec(Order, False, _plain(ORDER), _order_ship),
     "order.deliver": _Spec(Order, False, _plain(ORDER), _order_deliver),
-    "order.refund": _Spec(Order, False, _prep_amount(ORDER), _order_refund),
+    "order.refund": _Spec(Order, False, _prep_refund(ORDER), _order_refund),
     "payment.initiate": _Spec(Payment, True, _prep_payment_initiate, _payment_initiate),
     "payment.complete": _Spec(Payment, False, _plain(PAYMENT), _payment_complete),
     "payment.fail": _Spec(Payment, False, _reason(PAYMENT), _payment_fail),
-    "payment.refund": _Spec(Payment, False, _prep_amount(PAYMENT), _payment_refund),
+    "payment.refund": _Spec(Payment, False, _prep_refund(PAYMENT), _payment_refund),
     "session.record": _Spec(Session, False, _prep_session_record, _session_record),
 }
 

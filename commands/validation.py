@@ -146,8 +146,17 @@ class Fields:
             return None
         return value
 
-    def objects(self, field: str, *, min_items: int, max_items: int) -> list[Fields]:
-        value = self._get(field, True)
+    def boolean(self, field: str, *, default: bool) -> bool:
+        value = self._get(field, False)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.error(field, "must be true or false")
+            return default
+        return value
+
+    def objects(self, field: str, *, min_items: int, max_items: int, required: bool = True) -> list[Fields]:
+        value = self._get(field, required)
         if value is _MISSING:
             return []
         if not isinstance(value, list):

@@ -29,6 +29,13 @@ EVENT_TYPES: dict[str, tuple[str, int, tuple[str, ...]]] = {
     "StockReserved": (PRODUCT, 1, ("product_id", "order_id", "quantity")),
     "StockReleased": (PRODUCT, 1, ("product_id", "order_id", "quantity")),
     "ReservationRejected": (PRODUCT, 1, ("product_id", "order_id", "requested", "available")),
+    # goods leave with a shipment: on_hand falls by quantity, reserved by from_reserved (the part the
+    # order held; the rest came from free stock)
+    "StockShipped": (PRODUCT, 1, ("product_id", "order_id", "quantity", "from_reserved")),
+    # goods come back with a refund; restocked ones are sellable again (on_hand rises)
+    "StockReturned": (PRODUCT, 1, ("product_id", "order_id", "quantity", "restocked")),
+    # a count, damage, shrinkage or correction (or a legacy source's quantity): on_hand += delta
+    "StockAdjusted": (PRODUCT, 1, ("product_id", "delta", "reason")),
     # user stream (id USR-NNNNN)
     "UserRegistered": (USER, 1, ("user_id", "name", "email", "region")),
     # order stream (id ORD-YYYYMMDD-NNNN); lines: [{product_id, quantity, unit_price_minor}]
@@ -38,7 +45,12 @@ EVENT_TYPES: dict[str, tuple[str, int, tuple[str, ...]]] = {
     "OrderShipped": (ORDER, 1, ("order_id",)),
     "OrderDelivered": (ORDER, 1, ("order_id",)),
     "OrderCancelled": (ORDER, 1, ("order_id", "reason")),
-    "OrderRefunded": (ORDER, 1, ("order_id", "amount_minor", "currency", "refunded_total_minor", "full")),
+    # v2: lines returned with the refund ([{product_id, quantity}], may be empty) and whether they
+    # go back into stock
+    "OrderRefunded": (
+        ORDER, 2,
+        ("order_id", "amount_minor", "currency", "refunded_total_minor", "full", "lines", "restock"),
+    ),
     # payment stream (id PAY-...)
     "PaymentInitiated": (PAYMENT, 1, ("payment_id", "order_id", "amount_minor", "currency", "method")),
     "PaymentCompleted": (PAYMENT, 1, ("payment_id", "order_id", "amount_minor", "currency")),

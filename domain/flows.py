@@ -8,7 +8,7 @@ from typing import Any
 from domain import errors
 from domain.errors import DomainError
 from domain.events import NewEvent
-from domain.order import Order, OrderLine
+from domain.order import Order, OrderLine, ReturnLine
 from domain.payment import Payment
 from domain.product import Product
 from domain.user import User
@@ -69,6 +69,33 @@ def cancel_order(order: Order, products: Mapping[str, Product], reason: str) -> 
     return events
 
 
+def ship_order(order: Order, products: Mapping[str, Product]) -> list[NewEvent]:
+    """OrderShipped plus StockShipped on every line's product: the goods, and the reservation that
+    held them, leave the warehouse together."""
+    events = order.decide_ship()
+    for line in order.lines:
+        product = products.get(line.product_id)
+        if product is None or not product.exists:
+            raise DomainError(errors.UNKNOWN_PRODUCT, f"product {line.product_id} does not exist",
+                              {"product_id": line.product_id})
+        events += product.decide_ship(order.order_id, line.quantity)
+    return events
+
+
+def _returns(
+    order: Order, products: Mapping[str, Product], returns: list[ReturnLine], restock: bool
+) -> list[NewEvent]:
+    """StockReturned on each returned line's product (the order checked the quantities)."""
+    events: list[NewEvent] = []
+    for ret in returns:
+        product = products.get(ret.product_id)
+        if product is None or not product.exists:
+            raise DomainError(errors.UNKNOWN_PRODUCT, f"product {ret.product_id} does not exist",
+                              {"product_id": ret.product_id})
+        events += product.decide_return(order.order_id, ret.quantity, restock)
+    return events
+
+
 def initiate_payment(
     payment: Payment, payment_id: str, order: Order, order_id: str, amount_minor: int, currency: str,
     method: str,
@@ -89,18 +116,27 @@ def complete_payment(payment: Payment, order: Order) -> list[NewEvent]:
     return events + order.decide_capture(payment.payment_id, payment.amount_minor, payment.currency)
 
 
-def refund_payment(payment: Payment, order: Order, amount_minor: int) -> list[NewEvent]:
-    """PaymentRefunded plus OrderRefunded."""
+def refund_payment(
+    payment: Payment, order: Order, amount_minor: int, products: Mapping[str, Product] | None = None,
+    returns: list[ReturnLine] | None = None, restock: bool = False,
+) -> list[NewEvent]:
+    """PaymentRefunded plus OrderRefunded (plus StockReturned for returned lines)."""
     events = payment.decide_refund(amount_minor)
     if not order.exists:
         raise DomainError(errors.UNKNOWN_ORDER, f"order {payment.order_id} does not exist",
                           {"order_id": payment.order_id})
-    return events + order.decide_refund(amount_minor)
+    events += order.decide_refund(amount_minor, returns, restock)
+    return events + _returns(order, products or {}, returns or [], restock)
 
 
-def refund_order(order: Order, payments: Mapping[str, Payment], amount_minor: int) -> list[NewEvent]:
-    """OrderRefunded plus PaymentRefunded on the captured payments, oldest capture first."""
-    events = order.decide_refund(amount_minor)
+def refund_order(
+    order: Order, payments: Mapping[str, Payment], amount_minor: int,
+    products: Mapping[str, Product] | None = None, returns: list[ReturnLine] | None = None,
+    restock: bool = False,
+) -> list[NewEvent]:
+    """OrderRefunded plus PaymentRefunded on the captured payments, oldest capture first (plus
+    StockReturned for returned lines)."""
+    events = order.decide_refund(amount_minor, returns, restock)
     left = amount_minor
     for payment_id in dict.fromkeys(pid for pid, _ in order.captures):
         payment = payments.get(payment_id)
@@ -114,4 +150,4 @@ def refund_order(order: Order, payments: Mapping[str, Payment], amount_minor: in
         raise DomainError(errors.REFUND_EXCEEDS_PAID,
                           f"captured payments of order {order.order_id} cannot cover the refund",
                           {"order_id": order.order_id, "amount_minor": amount_minor, "uncovered_minor": left})
-    return events
+    return events + _returns(order, products or {}, returns or [], restock)

@@ -42,6 +42,17 @@ class OrderLine:
                 "unit_price_minor": self.unit_price_minor}
 
 
+@dataclass(frozen=True, slots=True)
+class ReturnLine:
+    """Units of one product that came back with a refund."""
+
+    product_id: str
+    quantity: int
+
+    def to_data(self) -> dict[str, Any]:
+        return {"product_id": self.product_id, "quantity": self.quantity}
+
+
 def order_total(lines: list[OrderLine]) -> int:
     return sum(line.line_total_minor for line in lines)
 
@@ -61,6 +72,8 @@ class Order(Aggregate):
         self.captured_minor = 0
         self.refunded_minor = 0
         self.captures: list[tuple[str, int]] = []  # (payment_id, amount_minor) in capture order
+        self.shipped = False  # the goods left the warehouse (stays true after delivery or a refund)
+        self.returned: dict[str, int] = {}  # product_id -> units returned so far
 
     @property
     def paid_minor(self) -> int:
@@ -87,6 +100,7 @@ class Order(Aggregate):
 
     def _on_OrderShipped(self, d: dict[str, Any], _e: EventLike) -> None:
         self.status = SHIPPED
+        self.shipped = True
 
     def _on_OrderDelivered(self, d: dict[str, Any], _e: EventLike) -> None:
         self.status = DELIVERED
@@ -100,6 +114,8 @@ class Order(Aggregate):
 
     def _on_OrderRefunded(self, d: dict[str, Any], _e: EventLike) -> None:
         self.refunded_minor += d["amount_minor"]
+        for line in d["lines"]:
+            self.returned[line["product_id"]] = self.returned.get(line["product_id"], 0) + line["quantity"]
         if d["full"]:
             self.status = REFUNDED
 
@@ -189,7 +205,11 @@ class Order(Aggregate):
                 "currency": currency}
         return [make_event("OrderPaymentCaptured", self.order_id, data)]
 
-    def decide_refund(self, amount_minor: int) -> list[NewEvent]:
+    def decide_refund(
+        self, amount_minor: int, returns: list[ReturnLine] | None = None, restock: bool = False
+    ) -> list[NewEvent]:
+        """A refund, optionally naming the units that came back (only from a shipped order, at most
+        what each line shipped minus what was returned before)."""
         if amount_minor <= 0:
             raise DomainError(errors.INVALID_AMOUNT, "refund amount must be positive")
         if amount_minor > self.paid_minor:
@@ -198,7 +218,37 @@ class Order(Aggregate):
                 f"refund exceeds what was paid for order {self.order_id}",
                 {"order_id": self.order_id, "amount_minor": amount_minor, "paid_minor": self.paid_minor},
             )
+        returns = returns or []
+        self.check_returnable(returns)
         refunded_total = self.refunded_minor + amount_minor
         data = {"order_id": self.order_id, "amount_minor": amount_minor, "currency": self.currency,
-                "refunded_total_minor": refunded_total, "full": refunded_total >= self.captured_minor}
+                "refunded_total_minor": refunded_total, "full": refunded_total >= self.captured_minor,
+                "lines": [r.to_data() for r in returns], "restock": bool(returns) and restock}
         return [make_event("OrderRefunded", self.order_id, data)]
+
+    def check_returnable(self, returns: list[ReturnLine]) -> None:
+        if not returns:
+            return
+        if not self.shipped:
+            raise DomainError(errors.RETURN_BEFORE_SHIPMENT,
+                              f"order {self.order_id} has not shipped; nothing can come back",
+                              {"order_id": self.order_id, "status": self.status})
+        ordered = {line.product_id: line.quantity for line in self.lines}
+        seen: set[str] = set()
+        for i, ret in enumerate(returns):
+            if ret.product_id in seen:
+                raise DomainError(errors.DUPLICATE_LINE, f"product {ret.product_id} is returned on two lines",
+                                  {"line": i, "product_id": ret.product_id})
+            seen.add(ret.product_id)
+            if ret.product_id not in ordered:
+                raise DomainError(errors.UNKNOWN_ORDER_LINE,
+                                  f"order {self.order_id} has no line for product {ret.product_id}",
+                                  {"line": i, "order_id": self.order_id, "product_id": ret.product_id})
+            left = ordered[ret.product_id] - self.returned.get(ret.product_id, 0)
+            if not 1 <= ret.quantity <= left:
+                raise DomainError(
+                    errors.RETURN_EXCEEDS_SHIPPED,
+                    f"line {i}: {ret.quantity} of {ret.product_id} cannot come back; {left} shipped and not "
+                    "returned yet",
+                    {"line": i, "product_id": ret.product_id, "quantity": ret.quantity, "returnable": left},
+                )

@@ -63,3 +63,9 @@ def _order_placed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("channel", None)
     out["total_minor"] = sum(x["quantity"] * x["unit_price_minor"] for x in lines)
     return out
+
+
+@register("OrderRefunded", 1)
+def _order_refunded_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """v1 refunds were money only: nothing came back."""
+    return {**data, "lines": [], "restock": False}

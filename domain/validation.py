@@ -15,6 +15,7 @@ from typing import Any
 from domain.events import EVENT_TYPES
 from domain.money import MAX_MINOR, is_known_currency
 from domain.order import MAX_LINES, MAX_QUANTITY, MIN_QUANTITY
+from domain.product import ADJUST_REASONS, MAX_RESTOCK
 
 # stream type -> the data field that must equal the stream id
 _OWN_ID = {
@@ -68,13 +69,45 @@ def event_problems(
             problems.append(f"unknown currency {value!r}")
     qty: Any = data.get("quantity")
     if (
-        event_type in ("StockReserved", "StockReleased")
+        event_type in ("StockReserved", "StockReleased", "StockShipped", "StockReturned")
         and _is_int(qty)
         and not MIN_QUANTITY <= qty <= MAX_QUANTITY
     ):
         problems.append(f"quantity {data['quantity']} outside {MIN_QUANTITY}..{MAX_QUANTITY}")
     if event_type == "OrderPlaced" and "lines" in data:
         problems.extend(_order_lines_problems(data))
+    problems.extend(_stock_problems(event_type, data))
+    return problems
+
+
+def _stock_problems(event_type: str, data: dict[str, Any]) -> list[str]:
+    """Rules of the stock movements and returned lines that the generic field checks do not cover."""
+    problems: list[str] = []
+    if event_type == "StockShipped" and "from_reserved" in data:
+        part: Any = data["from_reserved"]
+        if not _is_int(part) or part < 0 or (_is_int(data.get("quantity")) and part > data["quantity"]):
+            problems.append(f"from_reserved {part!r} must be an integer in 0..quantity")
+    if event_type == "StockReturned" and not isinstance(data.get("restocked", False), bool):
+        problems.append("restocked must be true or false")
+    if event_type == "StockAdjusted":
+        delta: Any = data.get("delta")
+        if not _is_int(delta) or delta == 0 or abs(delta) > MAX_RESTOCK:
+            problems.append(f"delta {delta!r} must be a non-zero integer of at most {MAX_RESTOCK} either way")
+        if "reason" in data and data["reason"] not in ADJUST_REASONS:
+            problems.append(f"reason {data['reason']!r} is not one of {', '.join(ADJUST_REASONS)}")
+    if event_type == "OrderRefunded" and "lines" in data:
+        lines = data["lines"]
+        if not isinstance(lines, list):
+            return [*problems, "lines must be a list"]
+        for no, line in enumerate(lines, start=1):
+            q: Any = line.get("quantity") if isinstance(line, dict) else None
+            pid: Any = line.get("product_id") if isinstance(line, dict) else None
+            if not isinstance(pid, str) or not pid:
+                problems.append(f"returned line {no}: product_id missing")
+            elif not _is_int(q) or not MIN_QUANTITY <= q <= MAX_QUANTITY:
+                problems.append(f"returned line {no}: quantity {q!r} outside {MIN_QUANTITY}..{MAX_QUANTITY}")
+        if not isinstance(data.get("restock", False), bool):
+            problems.append("restock must be true or false")
     return problems
 
 

@@ -27,8 +27,9 @@ PRODUCTS = "products"
 USERS = "users"
 SESSIONS = "sessions"
 EVENTS = "events"
+STOCK_MOVEMENTS = "stock_movements"
 
-TABLES = (ORDERS, ORDER_LINES, PAYMENTS, PRODUCTS, USERS, SESSIONS, EVENTS)
+TABLES = (ORDERS, ORDER_LINES, PAYMENTS, PRODUCTS, USERS, SESSIONS, EVENTS, STOCK_MOVEMENTS)
 
 # table -> names of the key columns after tenant_id
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -39,6 +40,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     USERS: ("user_id",),
     SESSIONS: ("session_id",),
     EVENTS: ("position",),
+    STOCK_MOVEMENTS: ("position",),
 }
 
 STREAM_TABLE = {"order": ORDERS, "payment": PAYMENTS, "product": PRODUCTS, "user": USERS, "session": SESSIONS}
@@ -364,8 +366,9 @@ def _payment_refunded(e: RecordedEvent, lookup: RowLookup) -> list[RowChange]:
 
 
 # --- products -------------------------------------------------------------------------------
-# Stock: sellable = on_hand - reserved. OrderShipped lives on the order stream, which product rows
-# never see, so a reservation stays reserved until StockReleased (on_hand is never decremented).
+# Stock: sellable = on_hand - reserved. Every event that moves on_hand also writes a row of the
+# stock ledger (``stock_movements``, keyed by position): received, shipped, returned, adjusted, with
+# the signed change of on_hand, so on_hand is the sum of the ledger and windows count movements.
 
 
 def _product_registered(e: RecordedEvent, lookup: RowLookup) -> list[RowChange]:
@@ -403,13 +406,56 @@ def _product_price_changed(e: RecordedEvent, lookup: RowLookup) -> list[RowChang
     )
 
 
-def _stock(column: str, sign: int) -> Any:
-    def handler(e: RecordedEvent, lookup: RowLookup) -> list[RowChange]:
-        _, _, row, _ = _current(e, lookup)
-        value = int((row or {}).get(column) or 0) + sign * int(e.data["quantity"])
-        return _update(e, lookup, **{column: value}, updated_at=e.occurred_at)
+def _stock_change(e: RecordedEvent) -> tuple[str, int, int, int]:
+    """(ledger kind, units moved, change of on_hand, change of reserved) of a stock event."""
+    d = e.data
+    t = e.event_type
+    if t == "StockReceived":
+        return "received", int(d["quantity"]), int(d["quantity"]), 0
+    if t == "StockReserved":
+        return "", int(d["quantity"]), 0, int(d["quantity"])
+    if t == "StockReleased":
+        return "", int(d["quantity"]), 0, -int(d["quantity"])
+    if t == "StockShipped":
+        return "shipped", int(d["quantity"]), -int(d["quantity"]), -int(d["from_reserved"])
+    if t == "StockReturned":
+        return "returned", int(d["quantity"]), int(d["quantity"]) if d["restocked"] else 0, 0
+    assert t == "StockAdjusted", t
+    return "adjusted", abs(int(d["delta"])), int(d["delta"]), 0
 
-    return handler
+
+def _stock(e: RecordedEvent, lookup: RowLookup) -> list[RowChange]:
+    kind, units, on_hand, reserved = _stock_change(e)
+    _, _, row, _ = _current(e, lookup)
+    out = _update(
+        e,
+        lookup,
+        on_hand=int((row or {}).get("on_hand") or 0) + on_hand,
+        reserved=int((row or {}).get("reserved") or 0) + reserved,
+        updated_at=e.occurred_at,
+    )
+    if kind:  # keyed by position: a replay writes the same row again
+        d = e.data
+        out.append(
+            RowChange(
+                STOCK_MOVEMENTS,
+                (e.tenant_id, e.position),
+                {
+                    "tenant_id": e.tenant_id,
+                    "position": e.position,
+                    "product_id": e.stream_id,
+                    "category": (row or {}).get("category") or "",
+                    "kind": kind,
+                    "units": units,
+                    "on_hand_delta": on_hand,
+                    "order_id": d.get("order_id") or "",
+                    "reason": d.get("reason") or "",
+                    "moved_at": e.occurred_at,
+                    "version": e.position,
+                },
+            )
+        )
+    return out
 
 
 # --- users ----------------------------------------------------------------------------------
@@ -495,9 +541,12 @@ _HANDLERS: dict[str, Any] = {
     "PaymentRefunded": _payment_refunded,
     "ProductRegistered": _product_registered,
     "ProductPriceChanged": _product_price_changed,
-    "StockReceived": _stock("on_hand", +1),
-    "StockReserved": _stock("reserved", +1),
-    "StockReleased": _stock("reserved", -1),
+    "StockReceived": _stock,
+    "StockReserved": _stock,
+    "StockReleased": _stock,
+    "StockShipped": _stock,
+    "StockReturned": _stock,
+    "StockAdjusted": _stock,
     "UserRegistered": _user_registered,
     "PageViewed": _session_event,
     "ElementClicked": _session_event,

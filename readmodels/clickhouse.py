@@ -96,6 +96,17 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
         ("funnel_stage", "LowCardinality(String)"),
         ("is_conversion", "UInt8"),
     ],
+    "stock_movements": [
+        ("position", "Int64"),
+        ("product_id", "String"),
+        ("category", "LowCardinality(String)"),
+        ("kind", "LowCardinality(String)"),
+        ("units", "Int64"),
+        ("on_hand_delta", "Int64"),
+        ("order_id", "String"),
+        ("reason", "LowCardinality(String)"),
+        ("moved_at", TS),
+    ],
     "events": [
         ("position", "Int64"),
         ("event_id", "String"),

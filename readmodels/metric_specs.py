@@ -95,6 +95,12 @@ def _units(groups: Aggregates, currency: str) -> tuple[float, dict[str, Any]]:
     return float(_sum(groups, "units")), {"lines": _sum(groups, "lines")}
 
 
+def _returned(groups: Aggregates, currency: str) -> tuple[float, dict[str, Any]]:
+    units, restocked = _sum(groups, "units"), _sum(groups, "restocked")
+    return float(units), {"returns": _sum(groups, "returns"), "restocked": restocked,
+                          "not_restocked": units - restocked}
+
+
 def _stock(groups: Aggregates, currency: str) -> tuple[float, dict[str, Any]]:
     on_hand, reserved = _sum(groups, "on_hand"), _sum(groups, "reserved")
     return float(on_hand - reserved), {"on_hand": on_hand, "reserved": reserved}
@@ -148,6 +154,22 @@ SPECS: dict[str, MetricSpec] = {
         (("units", "sum(quantity)"), ("lines", "count()")),
         _units,
         "cancelled = 0",
+    ),
+    "units_returned": MetricSpec(
+        "stock_movements",
+        "moved_at",
+        (
+            ("units", "sumIf(units, kind = 'returned')"),
+            ("restocked", "sumIf(on_hand_delta, kind = 'returned')"),
+            ("returns", "countIf(kind = 'returned')"),
+        ),
+        _returned,
+    ),
+    "return_rate": MetricSpec(
+        "stock_movements",
+        "moved_at",
+        (("returned", "sumIf(units, kind = 'returned')"), ("shipped", "sumIf(units, kind = 'shipped')")),
+        _ratio("returned", "shipped", "units_returned", "units_shipped"),
     ),
     "stock_on_hand": MetricSpec(
         "products", None, (("on_hand", "sum(on_hand)"), ("reserved", "sum(reserved)")), _stock

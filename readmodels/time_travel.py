@@ -40,6 +40,7 @@ from projections.rows import (
     PAYMENTS,
     PRODUCTS,
     SESSIONS,
+    STOCK_MOVEMENTS,
     USERS,
     MemoryLookup,
     Row,
@@ -72,6 +73,7 @@ _STREAM_OF = {
     PRODUCTS: "product",
     USERS: "user",
     SESSIONS: "session",
+    STOCK_MOVEMENTS: "product",
 }
 
 

@@ -27,6 +27,8 @@ Dialect = Literal["postgres", "mariadb"]
 Row = dict[str, Any]
 
 ORDER_STATUSES = ("pending", "confirmed", "shipped", "delivered", "cancelled")
+OPEN_STATUSES = ("pending", "confirmed")  # the order's units are still in the warehouse, held for it
+GONE_STATUSES = ("shipped", "delivered")  # the units left
 PAYMENT_METHODS = ("card", "bank_transfer", "wallet")
 PAYMENT_STATUSES = ("pending", "completed", "failed")
 CHANNELS = ("web", "mobile", "store", "phone")
@@ -379,15 +381,27 @@ class LegacyShopWriter:
             order.update(status="confirmed", updated_at=done)
 
     def set_status(self, order_id: int, status: str) -> None:
-        """UPDATE orders SET status (any transition: the legacy app does not enforce a state machine)."""
+        """UPDATE orders SET status (any transition: the legacy app does not enforce a state machine).
+        When the goods leave (pending/confirmed -> shipped/delivered) the same transaction then takes
+        them out of the inventory row, as a warehouse does."""
         order = self._order(order_id)
         if status not in ORDER_STATUSES:
             raise ValueError(f"unknown order status {status!r}")
+        leaves = order["status"] in OPEN_STATUSES and status in GONE_STATUSES
+        stock = self.inventory[order["product_id"]]
         now = self.clock()
         with self._tx("set_status", order_id) as cur:
             cur.execute("UPDATE orders SET status = %s, updated_at = %s WHERE id = %s",
                         (status, now, order_id))
+            if leaves:
+                cur.execute(
+                    "UPDATE inventory SET quantity = quantity - %s, updated_at = %s WHERE product_id = %s",
+                    (order["quantity"], now, order["product_id"]),
+                )
         order.update(status=status, updated_at=now)
+        if leaves:
+            stock["quantity"] -= order["quantity"]
+            stock["updated_at"] = now
 
     def touch_order(self, order_id: int) -> None:
         """UPDATE orders SET updated_at only (a no-op save in the app; no business change)."""
@@ -502,9 +516,9 @@ class LegacyShopWriter:
         return any(self.payments[p]["status"] == "completed" for p in self._order_payments.get(oid, ()))
 
     def available(self, product_id: int) -> int:
-        """On hand minus what open (not cancelled) orders hold: what the shop may still sell."""
+        """On hand minus what open (pending, confirmed) orders hold: what the shop may still sell."""
         held = sum(o["quantity"] for o in self.orders.values()
-                   if o["product_id"] == product_id and o["status"] != "cancelled")
+                   if o["product_id"] == product_id and o["status"] in OPEN_STATUSES)
         return int(self.inventory[product_id]["quantity"]) - held
 
     def run_app(self, n_orders: int, seed: int = 0, sell_off: bool = False) -> None:
@@ -512,7 +526,7 @@ class LegacyShopWriter:
 
         The shop never oversells (it restocks before an order open orders could not cover) and never
         takes a second payment for a paid order; ``sell_off=True`` adds stock write-offs (inventory
-        going down, which AgentFlow dead-letters: stock leaves only through orders there).
+        going down: a ``legacy_sync`` adjustment in AgentFlow).
         Creates a catalogue first when there is none (mostly EUR, every fifth product USD). Activity
         concentrates on the 200 most recent orders (including earlier runs'), as in a live shop. The
         back-office clean-up only deletes failed payments and cancelled orders (with their payments).
@@ -549,9 +563,9 @@ class LegacyShopWriter:
                 self.restock(rng.choice(product_ids), rng.randint(5, 50))
             elif op == "sell_off":
                 pid = rng.choice(product_ids)
-                have = self.inventory[pid]["quantity"]
-                if have > 0:
-                    self.restock(pid, -rng.randint(1, min(5, have)))
+                spare = self.available(pid)  # units held for open orders are never written off
+                if spare > 0:
+                    self.restock(pid, -rng.randint(1, min(5, spare)))
             elif op == "price":
                 pid = rng.choice(product_ids)
                 old = self.products[pid]["price_cents"]

@@ -33,6 +33,7 @@ from commands.validation import InvalidCommand
 from connectors.dead_letters import FAILED, REPLAY_PENDING, REPLAYED, DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.canonical import (
+    DELETE,
     NAMESPACE,
     SCHEMA_CHANGE,
     SNAPSHOT,
@@ -43,7 +44,7 @@ from connectors.legacy.canonical import (
 )
 from connectors.legacy.registry import BatchTally, SourceRegistry
 from connectors.legacy.sources import SourceSpec
-from connectors.legacy.translators import Ids, MissingReference, Untranslatable, next_step
+from connectors.legacy.translators import LEGACY_SYNC, Ids, MissingReference, Step, Untranslatable, next_step
 from domain import errors
 from domain.base import Aggregate
 from domain.errors import DomainError, NotFound
@@ -148,6 +149,10 @@ class LegacyIngestor:
         self.store = store
         self.letters = letters
         self.registry = registry
+        # (source, tenant, product id) -> the newest inventory row seen: a shipment applied from an
+        # order row no newer than it is already counted in it, so the product is reconciled to it again
+        # (one entry per legacy product)
+        self._stock_rows: dict[tuple[str, str, str], CanonicalRecord] = {}
 
     # -- batches --------------------------------------------------------------------------------
     def ingest(self, spec: SourceSpec, messages: Sequence[Message]) -> BatchTally:
@@ -239,15 +244,19 @@ class LegacyIngestor:
 
     # -- one record -----------------------------------------------------------------------------
     def apply(
-        self, spec: SourceSpec, record: CanonicalRecord, on_created: Callable[[str], None] | None = None
+        self, spec: SourceSpec, record: CanonicalRecord, on_created: Callable[[str], None] | None = None,
+        after: str = "",
     ) -> Outcome:
         """Reconcile the domain with one record. Raises MissingReference, Untranslatable, DomainError,
         InvalidCommand or VersionConflict (nothing of the failing step appended). ``on_created`` is
-        called with the id of every order, product or user a step created."""
+        called with the id of every order, product or user a step created. ``after`` names the record
+        whose shipment makes an inventory row apply again (its steps get their own idempotency keys,
+        and stock going up is a ``legacy_sync`` adjustment, not a receipt)."""
         assert record.tenant is not None
         outcome = Outcome()
         if self._superseded(spec, record):
             return outcome
+        self._remember_stock_row(spec, record)
         state = StoreState(self.store, record.tenant)
         metadata = {
             "command": "cdc.apply", "actor": f"cdc:{spec.name}", "correlation_id": record.record_id,
@@ -260,10 +269,14 @@ class LegacyIngestor:
             step = next_step(record, spec, state)
             if step is None:
                 return outcome
-            seed = str(uuid.uuid5(NAMESPACE, f"{record.record_id}|{step.key}"))
+            if after and step.command == "product.restock":
+                step = Step("product.adjust", step.entity_id,
+                            {"delta": step.payload["quantity"], "reason": LEGACY_SYNC})
+            tag = f"{record.record_id}|{after}" if after else record.record_id
+            seed = str(uuid.uuid5(NAMESPACE, f"{tag}|{step.key}"))
             ctx = CommandContext(
                 tenant_id=record.tenant, store=self.store, metadata={**metadata, "command": step.command},
-                idempotency=IdempotencyClaim(f"cdc:{record.record_id}:{step.key}", _digest(step.payload)),
+                idempotency=IdempotencyClaim(f"cdc:{tag}:{step.key}", _digest(step.payload)),
                 event_id_seed=seed,
             )
             try:
@@ -284,9 +297,35 @@ class LegacyIngestor:
             created = step.payload.get(CREATES.get(step.command, ""))
             if created and on_created is not None:
                 on_created(str(created))
+            if step.command == "order.ship" and step.entity_id is not None:
+                outcome.events += self._resync_stock(spec, record, state.order(step.entity_id))
         raise Untranslatable(
             f"{record.entity_type} {record.entity_id}: still differs after {MAX_STEPS} steps"
         )
+
+    def _remember_stock_row(self, spec: SourceSpec, record: CanonicalRecord) -> None:
+        stream = _stream_of(record, Ids(spec.id_prefix))
+        if record.entity_type != "inventory" or record.operation == DELETE or stream is None:
+            return
+        key = (spec.name, str(record.tenant), stream[1])
+        known = self._stock_rows.get(key)
+        if known is None or order_key(known) <= order_key(record):
+            self._stock_rows[key] = record
+
+    def _resync_stock(self, spec: SourceSpec, shipped: CanonicalRecord, order: Order) -> int:
+        """After ``shipped``'s order shipped: reconcile each of its products with an inventory row at
+        least as new as the order row (a snapshot counts stock after every shipment it shows)."""
+        events = 0
+        for line in order.lines:
+            row = self._stock_rows.get((spec.name, str(shipped.tenant), line.product_id))
+            if row is None or order_key(row) < order_key(shipped):
+                continue
+            try:
+                events += self.apply(spec, row, after=shipped.record_id).events
+            except (MissingReference, Untranslatable, DomainError, InvalidCommand, VersionConflict) as exc:
+                log.warning("legacy source %s: stock of %s not reconciled after %s shipped: %s",
+                            spec.name, line.product_id, order.order_id, exc)
+        return events
 
     def _superseded(self, spec: SourceSpec, record: CanonicalRecord) -> bool:
         """A newer change of the same legacy row was applied already (a re-delivery or a retried letter

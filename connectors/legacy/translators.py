@@ -10,12 +10,15 @@ missing steps (confirm, ship).
 
 Legacy operation -> domain events (docs/legacy-cdc.md has the full table):
 - orders: new row -> (UserRegistered) + OrderPlaced + StockReserved; status confirmed / shipped /
-  delivered -> OrderConfirmed / OrderShipped / OrderDelivered (skipped steps filled in); cancelled ->
-  OrderCancelled + StockReleased; delete of a pending/confirmed order -> OrderCancelled.
+  delivered -> OrderConfirmed / OrderShipped + StockShipped / OrderDelivered (skipped steps filled
+  in); cancelled -> OrderCancelled + StockReleased; delete of a pending/confirmed order ->
+  OrderCancelled. A new row already shipped whose units the product no longer has (a snapshot's
+  inventory row is counted after the shipment) first gets them as a ``legacy_sync`` adjustment.
 - payments: new row -> PaymentInitiated; completed -> PaymentCompleted + OrderPaymentCaptured;
   failed -> PaymentFailed; delete of a pending payment -> PaymentFailed.
 - products: new row -> ProductRegistered; price change -> ProductPriceChanged.
-- inventory: quantity up -> StockReceived(delta).
+- inventory (quantity = units on hand, the shop decrements it when goods ship): quantity up ->
+  StockReceived(delta); down -> StockAdjusted(delta, legacy_sync).
 Everything else raises Untranslatable (dead letter, replayable after a mapping fix) or is ignored on
 purpose (``IGNORED`` notes say why).
 """
@@ -32,6 +35,8 @@ from domain.order import CANCELLABLE, CANCELLED, CONFIRMED, DELIVERED, PENDING, 
 from domain.payment import COMPLETED, FAILED, INITIATED, PAYMENT_METHODS, Payment
 from domain.product import Product
 from domain.user import User
+
+LEGACY_SYNC = "legacy_sync"
 
 ORDER_PATH = (PENDING, CONFIRMED, SHIPPED, DELIVERED)
 ORDER_STEP = {CONFIRMED: "order.confirm", SHIPPED: "order.ship", DELIVERED: "order.deliver"}
@@ -146,8 +151,14 @@ def translate_orders(record: CanonicalRecord, row: Row, state: DomainState, ids:
         user_id = ids.user(row.get("customer_id"))
         if not state.user(user_id).exists:
             return Step("user.register", None, {"user_id": user_id})
-        if not state.product(product_id).exists:
+        product = state.product(product_id)
+        if not product.exists:
             raise MissingReference(f"orders: product {product_id} is not known yet", product_id)
+        if desired in (SHIPPED, DELIVERED) and product.available < quantity:
+            # the units left before the legacy stock figure we hold was counted: bring them back so the
+            # order can be placed and shipped (the inventory row is reconciled again after the shipment)
+            return Step("product.adjust", product_id,
+                        {"delta": quantity - product.available, "reason": LEGACY_SYNC})
         channel = row.image.get(row.columns.get("channel", "channel")) or "legacy"
         return Step("order.place", None, {
             "order_id": order_id, "user_id": user_id, "currency": currency, "channel": str(channel),
@@ -238,9 +249,8 @@ def translate_inventory(record: CanonicalRecord, row: Row, state: DomainState, i
     delta = quantity - product.on_hand
     if delta > 0:
         return Step("product.restock", product_id, {"quantity": delta})
-    if delta < 0:
-        raise Untranslatable(f"inventory: {product_id} on hand fell from {product.on_hand} to {quantity}; "
-                             "stock leaves only through reservations (orders) in AgentFlow")
+    if delta < 0:  # counted down, written off, or shipped by the shop before its order row said so
+        return Step("product.adjust", product_id, {"delta": delta, "reason": LEGACY_SYNC})
     return None
 
 

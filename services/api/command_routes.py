@@ -126,7 +126,7 @@ COMMAND_ROUTES: list[HTTPRouteHandler] = [
     _create("/v1/payments", "payment.initiate"),
     *[
         _transition(f"/v1/products/{{entity_id:str}}/{action}", f"product.{action}")
-        for action in ("restock", "price", "reserve", "release")
+        for action in ("restock", "adjust", "price", "reserve", "release")
     ],
     *[
         _transition(f"/v1/orders/{{entity_id:str}}/{action}", f"order.{action}")

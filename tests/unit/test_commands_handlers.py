@@ -116,6 +116,7 @@ def test_command_names() -> None:
     assert {
         "product.register",
         "product.restock",
+        "product.adjust",
         "product.price",
         "product.reserve",
         "product.release",
@@ -398,6 +399,8 @@ def test_order_refund_partial_then_full(shop: App) -> None:
         "currency": "USD",
         "refunded_total_minor": 1000,
         "full": False,
+        "lines": [],
+        "restock": False,
     }
     assert shop.store.events[-1].data == {
         "payment_id": pid,
