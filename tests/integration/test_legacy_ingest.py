@@ -168,7 +168,8 @@ def test_stale_and_untranslatable_changes_go_where_they_should(parts: Any) -> No
     assert any("cannot go from cancelled to shipped" in r for _, r in reasons)
     assert any("'on_hold' has no mapping" in r for _, r in reasons)
     assert StoreState(store, TENANT).product("S-PROD-1").on_hand == 40
-    (adjusted,) = [e for e in store.load_stream(TENANT, "product", "S-PROD-1") if e.event_type == "StockAdjusted"]
+    stream = store.load_stream(TENANT, "product", "S-PROD-1")
+    (adjusted,) = [e for e in stream if e.event_type == "StockAdjusted"]
     assert adjusted.data == {"product_id": "S-PROD-1", "delta": -10, "reason": "legacy_sync"}
 
 
