@@ -54,6 +54,7 @@ class DemoState:
     outcomes: Counter[str] = field(default_factory=Counter)
     error_codes: Counter[str] = field(default_factory=Counter)
     accepted: Counter[str] = field(default_factory=Counter)  # "POST /v1/orders/{id}/ship"-style
+    returns: int = 0  # refunds that brought goods back
 
 
 class DemoTraffic:
@@ -108,8 +109,9 @@ class DemoTraffic:
     # ---- one step of traffic ------------------------------------------------------------
     def step(self) -> None:
         action = self.rng.choices(
-            ["session", "order", "advance", "restock", "price", "user", "malformed", "conflict", "retry"],
-            weights=[30, 25, 25, 5, 2, 4, 3, 2, 4],
+            ["session", "order", "advance", "restock", "adjust", "price", "user", "malformed", "conflict",
+             "retry"],
+            weights=[30, 25, 25, 5, 2, 2, 4, 3, 2, 4],
         )[0]
         getattr(self, f"do_{action}")()
 
@@ -162,6 +164,7 @@ class DemoTraffic:
                 "payment": None,
                 "key": key,
                 "body": body,
+                "lines": {str(ln["product_id"]): int(str(ln["quantity"])) for ln in lines},
             }
 
     def do_advance(self) -> None:
@@ -212,12 +215,24 @@ class DemoTraffic:
         elif status == "shipped":
             self._ok(self.post(f"/v1/orders/{oid}/deliver"), oid, "delivered")
         if order["status"] == "delivered" and self.rng.random() < 0.15:
-            amount = order["total"] if self.rng.random() < 0.5 else round(order["total"] / 2, 2)
-            r = self.post(f"/v1/orders/{oid}/refund", {"amount": str(amount)})
-            if r.status_code == 200 and amount == order["total"]:
-                order["status"] = "refunded"
-            # refunding more than was paid: 409
-            self.post(f"/v1/orders/{oid}/refund", {"amount": str(order["total"] * 3)})
+            self._refund(oid, order)
+
+    def _refund(self, oid: str, order: dict[str, Any]) -> None:
+        """A full or half refund; most bring goods back (a whole line, restocked unless damaged)."""
+        amount = order["total"] if self.rng.random() < 0.5 else round(order["total"] / 2, 2)
+        body: dict[str, Any] = {"amount": str(amount)}
+        if order["lines"] and self.rng.random() < 0.7:
+            pid, qty = self.rng.choice(sorted(order["lines"].items()))
+            body["lines"] = [{"product_id": pid, "quantity": qty}]
+            body["restock"] = self.rng.random() < 0.8
+        r = self.post(f"/v1/orders/{oid}/refund", body)
+        if r.status_code == 200 and "lines" in body:
+            order["lines"].pop(body["lines"][0]["product_id"])
+            self.state.returns += 1
+        if r.status_code == 200 and amount == order["total"]:
+            order["status"] = "refunded"
+        # refunding more than was paid: 409
+        self.post(f"/v1/orders/{oid}/refund", {"amount": str(order["total"] * 3)})
 
     def _cancel(self, oid: str) -> None:
         self._ok(self.post(f"/v1/orders/{oid}/cancel", {"reason": "customer_request"}), oid, "cancelled")
@@ -230,6 +245,16 @@ class DemoTraffic:
         if self.state.products:
             pid = self.rng.choice(list(self.state.products))
             self.post(f"/v1/products/{pid}/restock", {"quantity": self.rng.randint(10, 100)})
+
+    def do_adjust(self) -> None:
+        """A stock count or a write-off; now and then one that would dip into reserved stock (409)."""
+        if self.state.products:
+            pid = self.rng.choice(list(self.state.products))
+            reason = self.rng.choice(["count", "damage", "shrinkage", "correction"])
+            delta = self.rng.randint(1, 5) * (1 if reason in ("count", "correction") else -1)
+            if self.rng.random() < 0.1:
+                delta = -1_000_000
+            self.post(f"/v1/products/{pid}/adjust", {"delta": delta, "reason": reason})
 
     def do_price(self) -> None:
         if self.state.products:

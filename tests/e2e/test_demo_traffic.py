@@ -8,13 +8,15 @@ from services.child_process import AgentFlowProcess
 from services.demo import DemoTraffic
 
 EVERY_COMMAND = {
-    "/v1/products", "/v1/products/{id}/restock", "/v1/products/{id}/price", "/v1/users", "/v1/orders",
+    "/v1/products", "/v1/products/{id}/restock", "/v1/products/{id}/adjust", "/v1/products/{id}/price",
+    "/v1/users", "/v1/orders",
     "/v1/orders/{id}/confirm", "/v1/orders/{id}/cancel", "/v1/orders/{id}/ship", "/v1/orders/{id}/deliver",
     "/v1/orders/{id}/refund", "/v1/payments", "/v1/payments/{id}/complete", "/v1/payments/{id}/fail",
     "/v1/sessions/{id}/events",
 }  # fmt: skip
 REJECTIONS = {
     "insufficient_stock", "validation_failed", "version_conflict", "refund_exceeds_paid", "order_not_paid",
+    "stock_below_reserved",
 }  # fmt: skip
 
 
@@ -23,9 +25,11 @@ def test_demo_exercises_every_command_and_rejection(server: AgentFlowProcess, ap
     demo.seed_catalog()
     for _ in range(1500):
         demo.step()
-        if set(demo.state.accepted) >= EVERY_COMMAND and set(demo.state.error_codes) >= REJECTIONS:
+        if (set(demo.state.accepted) >= EVERY_COMMAND and set(demo.state.error_codes) >= REJECTIONS
+                and demo.state.returns):
             break
     assert EVERY_COMMAND - set(demo.state.accepted) == set()
+    assert demo.state.returns > 0  # refunds that bring goods back (StockReturned)
     assert REJECTIONS - set(demo.state.error_codes) == set()
     assert demo.state.outcomes.get("500", 0) == 0
     with httpx.Client(base_url=server.base, headers={"X-API-Key": api_key}) as api:
