@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,17 +57,27 @@ class AgentFlowProcess:
                 env=env,
                 cwd=PROJECT_ROOT,
             )
+        try:
+            self._await_ready(self.proc, timeout)
+        except BaseException:
+            self.stop()  # a failed start leaves nothing running (the child may hold a Postgres, a JVM...)
+            raise
+
+    def _await_ready(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Poll /v1/health/ready until it answers 200; fail when the child exits or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agentflow up exited with {self.proc.returncode}:\n{self.tail()}")
+        pause = threading.Event()  # never set: its wait() is the poll interval, not a sync point
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"agentflow up exited with {proc.returncode}:\n{self.tail()}")
             try:
-                if httpx.get(f"{self.base}/v1/health/ready", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.base}/v1/health/ready", timeout=5.0).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.25)
-        raise RuntimeError(f"agentflow up not ready after {timeout}s:\n{self.tail()}")
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"agentflow up not ready after {timeout}s:\n{self.tail()}")
+            pause.wait(0.25)
 
     def tail(self, chars: int = 4000) -> str:
         try:

@@ -1,5 +1,7 @@
 """A real HTTP webhook receiver on 127.0.0.1 (threaded http.server, keep-alive) for tests and the
-benchmark: records every request and answers from a per-path script (status, headers, delay)."""
+benchmark: records every request and answers from a per-path script (status, headers, body). A slow
+peer is a scripted reply held on a ``release`` event: it is recorded at once and answered only when the
+test sets the event (``stop()`` releases every held reply), so nothing depends on how slow "slow" is."""
 
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ class Received:
 class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    delay_s: float = 0.0
     body: bytes = b"ok"
+    release: threading.Event | None = None  # answer only once this is set (a peer that hangs)
 
 
 class Receiver:
@@ -40,6 +42,7 @@ class Receiver:
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
         self.on_receive: Any = None
+        self._held: list[threading.Event] = []
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,8 +78,8 @@ class Receiver:
                     receiver.cond.notify_all()
                 if receiver.on_receive is not None:
                     receiver.on_receive(rec)
-                if reply.delay_s:
-                    time.sleep(reply.delay_s)
+                if reply.release is not None:
+                    reply.release.wait()
                 try:  # one write: status line, headers and body
                     try:
                         phrase = HTTPStatus(reply.status).phrase
@@ -102,18 +105,23 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        with self.lock:
+            held, self._held = self._held, []
+        for release in held:  # a handler still holding its answer finishes (its client is long gone)
+            release.set()
         self.server.shutdown()
         self.server.server_close()
 
     def script(self, path: str, *replies: Reply) -> None:
         with self.lock:
             self.scripts[path].extend(replies)
+            self._held += [r.release for r in replies if r.release is not None]
 
     def at(self, path: str) -> list[Received]:
         with self.lock:
             return [r for r in self.received if r.path == path]
 
-    def wait_for(self, path: str, count: int, timeout: float = 30.0) -> list[Received]:
+    def wait_for(self, path: str, count: int, timeout: float = 60.0) -> list[Received]:
         deadline = time.monotonic() + timeout
         with self.cond:
             while True:

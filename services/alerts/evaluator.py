@@ -169,6 +169,11 @@ class AlertEvaluator:
             self._requested.add(rule_id)
         self._wake.set()
 
+    def wake(self) -> None:
+        """Look for due rules now: the thread otherwise sleeps until the earliest ``next_check_at`` as
+        measured by ``clock`` (a test that moves an injected clock forward calls this)."""
+        self._wake.set()
+
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(

@@ -27,7 +27,7 @@ from services.api.timeline_routes import TIMELINE_ROUTES
 from services.api.webhook_routes import WEBHOOK_ROUTES
 from services.auth import ApiKeys
 from services.event_stream import AppliedEventHub
-from services.rate_limit import RateLimiter
+from services.rate_limit import rate_limiter_from_env
 from services.runtime import Runtime
 from services.search_index import SearchIndex
 from services.slo import LatencyRecorder, SloTracker, objectives_from_env
@@ -92,7 +92,6 @@ def create_app(runtime: Runtime, api_keys: ApiKeys, manage_runtime: bool = True)
     app.state.inner_asgi = app.asgi_handler
     app.asgi_handler = LatencyRecorder(app.asgi_handler, slo)
     app.state.api_keys = api_keys
-    rpm = runtime.settings.rate_limit_rpm
-    app.state.rate_limiter = RateLimiter(rpm) if rpm else None
+    app.state.rate_limiter = rate_limiter_from_env(runtime.settings.rate_limit_rpm)
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
-
+from e2e.conftest import client
 from services.child_process import AgentFlowProcess
 from services.demo import DemoTraffic
 
@@ -22,16 +21,24 @@ REJECTIONS = {
 
 def test_demo_exercises_every_command_and_rejection(server: AgentFlowProcess, api_key: str) -> None:
     demo = DemoTraffic(server.base, api_key, rate=0, seed=11)
-    demo.seed_catalog()
-    for _ in range(1500):
-        demo.step()
-        if (set(demo.state.accepted) >= EVERY_COMMAND and set(demo.state.error_codes) >= REJECTIONS
-                and demo.state.returns):
-            break
+    try:
+        demo.seed_catalog()
+        for _ in range(1500):
+            demo.step()
+            if (set(demo.state.accepted) >= EVERY_COMMAND and set(demo.state.error_codes) >= REJECTIONS
+                    and demo.state.returns):
+                break
+    finally:
+        demo.client.close()
     assert EVERY_COMMAND - set(demo.state.accepted) == set()
     assert demo.state.returns > 0  # refunds that bring goods back (StockReturned)
     assert REJECTIONS - set(demo.state.error_codes) == set()
     assert demo.state.outcomes.get("500", 0) == 0
-    with httpx.Client(base_url=server.base, headers={"X-API-Key": api_key}) as api:
-        count = api.get("/v1/metrics/order_count", params={"window": "1h"}).json()
-    assert count["value"] > 0
+    with client(server, api_key) as api:
+        # a write after the demo's: read at its position, the demo's orders are all applied
+        marker = api.post("/v1/users", json={"name": "after the demo"})
+        assert marker.status_code == 201, marker.text
+        params = {"window": "1h", "min_position": marker.json()["position"]}
+        count = api.get("/v1/metrics/order_count", params=params)
+    assert count.status_code == 200, count.text
+    assert count.json()["value"] > 0

@@ -1,9 +1,12 @@
-"""Drives a real `agentflow up` over HTTP and checks reads against an independent computation."""
+"""Drives a real `agentflow up` over HTTP and checks reads against an independent computation.
+
+The tests share one server (and tenant) in any order, and the distributed suite runs some of them
+beside its own: tenant-wide metrics are compared with their values read at the start of the test.
+"""
 
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -12,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from e2e.conftest import recorded_instant
 from services.child_process import AgentFlowProcess
 
 
@@ -28,6 +32,7 @@ def _metric(api: httpx.Client, name: str, position: int, **params: str) -> dict[
 def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: httpx.Client) -> None:
     rng = random.Random(7)
     products: dict[str, tuple[str, Decimal, str]] = {}
+    position = 0
     for i, (cur, price_text) in enumerate([("USD", "19.99"), ("USD", "5.25"), ("EUR", "42.00")]):
         body = _ok(
             api.post(
@@ -38,10 +43,16 @@ def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: ht
         )
         pid = body["product_id"]
         assert pid.startswith("PROD-")
-        _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 500}), 200)
+        position = _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 500}), 200)["position"]
         products[pid] = (cur, Decimal(price_text), f"cat{i % 2}")
     user = _ok(api.post("/v1/users", json={"name": "Ada", "region": "eu-central"}), 201)["user_id"]
     assert user.startswith("USR-")
+    # the tenant's values before this test's orders (other tests of the server may have placed some)
+    base_revenue = _metric(api, "revenue", position, window="1h", currency="USD")
+    base_eur = base_revenue["components"]["by_currency"].get("EUR", 0)
+    base_count = _metric(api, "order_count", position, window="1h")["value"]
+    base_aov = _metric(api, "avg_order_value", position, window="1h", currency="USD")["components"]
+    base_b = _ok(api_b.get("/v1/metrics/order_count", params={"window": "1h"}), 200)["value"]
 
     expected_rev: dict[str, Decimal] = defaultdict(Decimal)
     expected_count = 0
@@ -80,14 +91,17 @@ def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: ht
     revenue = _metric(api, "revenue", last_position, window="1h", currency="USD")
     assert revenue["metric_name"] == "revenue" and revenue["window"] == "1h"
     assert revenue["meta"]["as_of_position"] >= last_position
-    assert abs(revenue["value"] - float(expected_rev["USD"])) < 1e-6
-    assert revenue["components"]["by_currency"].get("EUR", 0) == float(expected_rev["EUR"])
+    assert abs(revenue["value"] - (base_revenue["value"] + float(expected_rev["USD"]))) < 1e-6
+    eur = revenue["components"]["by_currency"].get("EUR", 0)
+    assert abs(eur - (base_eur + float(expected_rev["EUR"]))) < 1e-6
     count = _metric(api, "order_count", last_position, window="1h")
-    assert count["value"] == expected_count
+    assert count["value"] == base_count + expected_count
     aov = _metric(api, "avg_order_value", last_position, window="1h", currency="USD")
     usd_orders = sum(1 for o in order_ids[2:] if o[1] == "USD")
+    assert aov["components"]["order_count"] == base_aov["order_count"] + usd_orders
     if usd_orders:
-        assert abs(aov["value"] - float(expected_rev["USD"]) / usd_orders) < 1e-6
+        usd_total = base_aov["revenue"] + float(expected_rev["USD"])
+        assert abs(aov["value"] - usd_total / (base_aov["order_count"] + usd_orders)) < 1e-6
 
     # the user entity is folded from their orders
     ent = _ok(api.get(f"/v1/entity/user/{user}", params={"min_position": last_position}), 200)
@@ -96,7 +110,7 @@ def test_commands_move_metrics_and_entities_exactly(api: httpx.Client, api_b: ht
     assert ent["meta"]["is_historical"] is False
 
     # another tenant sees none of it
-    assert _ok(api_b.get("/v1/metrics/order_count", params={"window": "1h"}), 200)["value"] == 0
+    assert _ok(api_b.get("/v1/metrics/order_count", params={"window": "1h"}), 200)["value"] == base_b
     assert api_b.get(f"/v1/entity/user/{user}").status_code == 404
 
 
@@ -214,13 +228,12 @@ def test_catalog_lists_every_metric_and_entity(api: httpx.Client) -> None:
 
 
 def test_entity_as_of_folds_the_store_up_to_that_instant(api: httpx.Client) -> None:
-    pid = _ok(
+    registered = _ok(
         api.post("/v1/products", json={"name": "Clock", "category": "home", "price": "3", "currency": "USD"}),
         201,
-    )["product_id"]
-    time.sleep(0.05)
-    before_restock = datetime.now(UTC).isoformat()
-    time.sleep(0.05)
+    )
+    pid = registered["product_id"]
+    before_restock = recorded_instant(api, registered["position"])
     pos = _ok(api.post(f"/v1/products/{pid}/restock", json={"quantity": 9}), 200)["position"]
     now = _ok(api.get(f"/v1/entity/product/{pid}", params={"min_position": pos}), 200)
     assert now["data"]["stock_quantity"] == 9 and now["meta"]["is_historical"] is False

@@ -4,6 +4,7 @@ the lazily written tables), series, dimension filters, contracts and the contrac
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +14,10 @@ def _ok(resp: httpx.Response, status: int = 200) -> dict[str, Any]:
     assert resp.status_code == status, resp.text
     body: dict[str, Any] = resp.json()
     return body
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _order(api: httpx.Client, user: str, pid: str, channel: str) -> str:
@@ -62,9 +67,15 @@ def test_new_metrics_series_and_contracts_over_http(api: httpx.Client, api_b: ht
     series = _ok(
         api.get("/v1/metrics/order_count/series", params={"window": "1h", "grain": "5m", "min_position": pos})
     )
-    assert series["grain"] == "5m" and 12 <= len(series["points"]) <= 13
-    assert sum(p["value"] for p in series["points"]) == 2
-    assert set(series["points"][0]) == {"start", "end", "value", "components"}
+    points = series["points"]
+    assert series["grain"] == "5m" and set(points[0]) == {"start", "end", "value", "components"}
+    # 5-minute buckets end to end, from the one holding the window's start to the one holding its end:
+    # an hour is 12 grains, so 13 buckets whatever the minute (the first and last hold part of it)
+    edges = [(_at(p["start"]), _at(p["end"])) for p in points]
+    assert all(end - start == timedelta(minutes=5) for start, end in edges), edges
+    assert all(prev[1] == nxt[0] for prev, nxt in zip(edges, edges[1:], strict=False)), edges
+    assert len(points) == 13
+    assert sum(p["value"] for p in points) == 2
     assert (
         api.get("/v1/metrics/order_count/series", params={"window": "5m", "grain": "1d"}).status_code == 422
     )

@@ -5,14 +5,17 @@ package (an independent implementation)."""
 from __future__ import annotations
 
 import json
-import time
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy.engine import Engine
 from standardwebhooks import Webhook
-from webhook_helpers import append_order, eventually
+from waiting import eventually
+from webhook_helpers import append_order
 from webhook_receiver import Receiver, Reply
 
 from connectors.event_store import PostgresEventStore
@@ -23,8 +26,10 @@ from services.workers.settings import WebhookSettings
 
 pytestmark = pytest.mark.integration
 
+# quick retries; the attempt timeout is generous (a loaded machine must not turn a 200 into a timeout):
+# the test that needs a timeout holds its reply until it has seen the timeout
 FAST = WebhookSettings(
-    schedule=(0, 0.3, 0.3, 0.3), timeout_s=1.0, allow_private=True, lease_margin_s=2.0,
+    schedule=(0, 0.3, 0.3, 0.3), timeout_s=10.0, allow_private=True, lease_margin_s=2.0,
     sweep_interval_s=0.5, worker_threads=4,
 )  # fmt: skip
 
@@ -48,19 +53,32 @@ class Harness:
     def deliveries(self, ep: Endpoint) -> list[Delivery]:
         return self.hooks.list_deliveries(ep.tenant_id, ep.id, limit=500)
 
+    def positions(self, path: str) -> list[int]:
+        """The event positions received at ``path``, in arrival order."""
+        return [r.json()["position"] for r in self.receiver.at(path)]
+
     def close(self) -> None:
-        self.fleet.stop()
-        self.receiver.stop()
+        try:
+            self.fleet.stop()
+        finally:
+            self.receiver.stop()
+
+
+@contextmanager
+def running(engine: Engine, pg_url: str, settings: WebhookSettings, start: bool = True) -> Iterator[Harness]:
+    h = Harness(engine, pg_url, settings)
+    try:
+        if start:
+            h.fleet.start()
+        yield h
+    finally:
+        h.close()
 
 
 @pytest.fixture()
 def harness(engine: Engine, pg_url: str) -> Iterator[Harness]:
-    h = Harness(engine, pg_url, FAST)
-    h.fleet.start()
-    try:
+    with running(engine, pg_url, FAST) as h:
         yield h
-    finally:
-        h.close()
 
 
 def verify(secret: str, rec: object) -> dict[str, object]:
@@ -95,8 +113,10 @@ def test_event_is_delivered_signed_with_the_event_as_body(harness: Harness) -> N
     assert d.attempts == 1 and d.position == pos and d.message_id == rec.headers["webhook-id"]
     assert d.attempt_log[0]["status_code"] == 200 and d.attempt_log[0]["response_excerpt"] == "ok"
     assert d.attempt_log[0]["latency_ms"] is not None
-    time.sleep(0.5)
-    assert len(harness.receiver.at("/a")) == 1
+    # delivered once: a later event, relayed after both earlier ones, arrives right after it
+    marker = append_order(harness.store, "t1")
+    harness.receiver.wait_for("/a", 2)
+    assert harness.positions("/a") == [pos, marker]
 
 
 def test_filters_by_type_entity_and_payload_predicate(harness: Harness) -> None:
@@ -110,65 +130,86 @@ def test_filters_by_type_entity_and_payload_predicate(harness: Harness) -> None:
     p_42 = append_order(harness.store, "t1", 700, order_id="ORD-42")
     assert [r.json()["position"] for r in harness.receiver.wait_for("/big", 1)] == [p_big]
     assert [r.json()["position"] for r in harness.receiver.wait_for("/one", 1)] == [p_42]
-    time.sleep(0.5)
-    assert len(harness.receiver.at("/big")) == 1 and not harness.receiver.at("/other")
-    assert harness.deliveries(other) == []
+    # a later big order: the relay wrote the deliveries of every earlier event before this one's, and
+    # /big gets it right after p_big
+    marker = append_order(harness.store, "t1", 30000)
+    harness.receiver.wait_for("/big", 2)
+    assert harness.positions("/big") == [p_big, marker]
+    assert [d.position for d in harness.deliveries(big)] == [marker, p_big]  # newest first
+    assert [d.position for d in harness.deliveries(one)] == [p_42]
+    assert harness.deliveries(other) == [] and not harness.receiver.at("/other")
 
 
-def test_failures_and_timeouts_are_retried_with_the_same_webhook_id(harness: Harness) -> None:
-    ep, secret = harness.endpoint("/flaky")
-    harness.receiver.script("/flaky", Reply(500, body=b"boom"), Reply(200, delay_s=2.0))  # 2nd times out
-    append_order(harness.store, "t1")
-    recs = harness.receiver.wait_for("/flaky", 3)
-    assert len({r.headers["webhook-id"] for r in recs}) == 1
-    for r in recs:
-        verify(secret, r)
-    d = eventually(lambda: [x for x in harness.deliveries(ep) if x.status == "succeeded"])[0]
-    assert [a["outcome"] for a in d.attempt_log] == ["failed", "timeout", "succeeded"]
-    assert d.attempt_log[0]["status_code"] == 500 and d.attempt_log[0]["response_excerpt"] == "boom"
-    time.sleep(0.8)
-    assert len(harness.receiver.at("/flaky")) == 3
+def test_failures_and_timeouts_are_retried_with_the_same_webhook_id(engine: Engine, pg_url: str) -> None:
+    hang = threading.Event()  # the 2nd answer is held until the 3rd attempt arrived: it surely times out
+    with running(engine, pg_url, replace(FAST, timeout_s=3.0)) as h:
+        ep, secret = h.endpoint("/flaky")
+        h.receiver.script("/flaky", Reply(500, body=b"boom"), Reply(200, release=hang))
+        pos = append_order(h.store, "t1")
+        recs = h.receiver.wait_for("/flaky", 3)
+        hang.set()
+        assert len({r.headers["webhook-id"] for r in recs}) == 1
+        for r in recs:
+            verify(secret, r)
+        d = eventually(lambda: [x for x in h.deliveries(ep) if x.status == "succeeded"])[0]
+        assert [a["outcome"] for a in d.attempt_log] == ["failed", "timeout", "succeeded"]
+        assert d.attempt_log[0]["status_code"] == 500 and d.attempt_log[0]["response_excerpt"] == "boom"
+        # no 4th attempt: the next event is the next request
+        marker = append_order(h.store, "t1")
+        h.receiver.wait_for("/flaky", 4)
+        assert h.positions("/flaky") == [pos, pos, pos, marker]
 
 
 def test_exhausted_after_the_last_attempt_and_visible(harness: Harness) -> None:
     ep, _ = harness.endpoint("/down")
-    harness.receiver.script("/down", *[Reply(503)] * 10)
-    append_order(harness.store, "t1")
+    # 503 to every attempt the schedule allows; a request after those is answered 200
+    harness.receiver.script("/down", *[Reply(503)] * len(FAST.schedule))
+    pos = append_order(harness.store, "t1")
     d = eventually(lambda: [x for x in harness.deliveries(ep) if x.status == "exhausted"])[0]
     assert d.attempts == len(FAST.schedule) and len(d.attempt_log) == len(FAST.schedule)
     assert d.finished_at is not None and d.last_status == 503
-    time.sleep(0.8)
-    assert len(harness.receiver.at("/down")) == len(FAST.schedule)
+    # no further attempt: the next event is the next request
+    marker = append_order(harness.store, "t1")
+    harness.receiver.wait_for("/down", len(FAST.schedule) + 1)
+    assert harness.positions("/down") == [pos] * len(FAST.schedule) + [marker]
 
 
 def test_410_disables_the_endpoint(harness: Harness) -> None:
     ep, _ = harness.endpoint("/gone")
+    harness.endpoint("/witness")  # every event: shows how far the relay got
     harness.receiver.script("/gone", Reply(410))
-    append_order(harness.store, "t1")
+    first = append_order(harness.store, "t1")
     d = eventually(lambda: [x for x in harness.deliveries(ep) if x.status == "failed"])[0]
     assert d.attempt_log[0]["outcome"] == "gone"
-    got = harness.hooks.get_endpoint("t1", ep.id)
-    assert got is not None and got.status == "disabled" and "410" in (got.disabled_reason or "")
-    append_order(harness.store, "t1")
-    time.sleep(1.0)
-    assert len(harness.receiver.at("/gone")) == 1 and len(harness.deliveries(ep)) == 1
+    # the endpoint is disabled right after the failed attempt is recorded (its own statement)
+    got = eventually(
+        lambda: e if (e := harness.hooks.get_endpoint("t1", ep.id)) and e.status == "disabled" else None
+    )
+    assert "410" in (got.disabled_reason or "")
+    second = append_order(harness.store, "t1")
+    # the relay wrote the deliveries of `second` (the witness got it): none for the disabled endpoint
+    harness.receiver.wait_for("/witness", 2)
+    assert harness.positions("/witness") == [first, second]
+    assert harness.positions("/gone") == [first] and [x.position for x in harness.deliveries(ep)] == [first]
 
 
 def test_429_retry_after_is_honoured(engine: Engine, pg_url: str) -> None:
-    # the schedule would wait a minute; the receiver asks for 1 s
-    h = Harness(engine, pg_url, replace(FAST, schedule=(0, 60, 60)))
-    h.fleet.start()
-    try:
+    # the schedule would wait an hour (the retry would never come within the test); the receiver asks
+    # for 1 s
+    with running(engine, pg_url, replace(FAST, schedule=(0, 3600, 3600))) as h:
         ep, _ = h.endpoint("/busy")
         h.receiver.script("/busy", Reply(429, headers={"Retry-After": "1"}))
-        append_order(h.store, "t1")
-        recs = h.receiver.wait_for("/busy", 2, timeout=10)
-        gap = recs[1].at - recs[0].at
-        assert 0.9 <= gap < 5, gap
+        pos = append_order(h.store, "t1")
+        h.receiver.wait_for("/busy", 2)
         d = eventually(lambda: [x for x in h.deliveries(ep) if x.status == "succeeded"])[0]
         assert [a["status_code"] for a in d.attempt_log] == [429, 200]
-    finally:
-        h.close()
+        assert h.positions("/busy") == [pos, pos]
+    first, second = d.attempt_log
+    # the retry was scheduled for 1 s after the 429 was recorded, and not attempted before then
+    # (the worker's and the database's timestamps: both from this machine's clock)
+    retry_at = datetime.fromisoformat(first["retry_at"])
+    assert retry_at - datetime.fromisoformat(first["started_at"]) >= timedelta(seconds=1)
+    assert datetime.fromisoformat(second["started_at"]) >= retry_at
 
 
 def test_per_endpoint_order_by_position_survives_retries(harness: Harness) -> None:
@@ -192,7 +233,7 @@ def test_committed_delivery_without_a_message_is_swept(harness: Harness) -> None
     ep, secret = harness.endpoint("/swept")
     d = harness.hooks.add_delivery(ep.id, "t1", {"type": "alert.firing", "value": 3}, "alert", "alert.firing")
     assert d is not None
-    [rec] = harness.receiver.wait_for("/swept", 1, timeout=10)
+    [rec] = harness.receiver.wait_for("/swept", 1)
     assert verify(secret, rec) == {"type": "alert.firing", "value": 3}
     assert rec.headers["webhook-id"] == d.message_id
 
@@ -237,36 +278,31 @@ def test_ssrf_private_destinations_blocked_at_delivery(engine: Engine, pg_url: s
             ssrf.resolve(url, allow_private=False)
     assert ssrf.resolve("http://127.0.0.1:9/x", allow_private=True).address == "127.0.0.1"
     # an endpoint that passed a check once (or whose DNS changed) is re-checked at delivery time
-    h = Harness(engine, pg_url, replace(FAST, allow_private=False, schedule=(0,)))
-    h.fleet.start()
-    try:
+    with running(engine, pg_url, replace(FAST, allow_private=False, schedule=(0,))) as h:
         ep, _ = h.endpoint("/internal")
         append_order(h.store, "t1")
         d = eventually(lambda: [x for x in h.deliveries(ep) if x.status == "exhausted"])[0]
         assert d.attempt_log[0]["outcome"] == "blocked" and "non-public" in d.attempt_log[0]["error"]
         assert h.receiver.at("/internal") == []
-    finally:
-        h.close()
 
 
 def test_relay_restart_loses_nothing_and_duplicates_nothing(engine: Engine, pg_url: str) -> None:
-    h = Harness(engine, pg_url, FAST)
-    ep, _ = h.endpoint("/restart")
-    before = [append_order(h.store, "t1") for _ in range(3)]  # committed while no relay runs
-    h.fleet.start()
-    try:
+    with running(engine, pg_url, FAST, start=False) as h:
+        h.endpoint("/restart")
+        before = [append_order(h.store, "t1") for _ in range(3)]  # committed while no relay runs
+        h.fleet.start()
         h.receiver.wait_for("/restart", 3)
         h.fleet.stop()
         during = [append_order(h.store, "t1") for _ in range(3)]
         h.fleet = WebhookFleet.embedded(pg_url, FAST, engine=engine)
         h.store.add_commit_listener(h.fleet.wake)
         h.fleet.start()
-        recs = h.receiver.wait_for("/restart", 6)
-        time.sleep(1.0)
-        assert [r.json()["position"] for r in h.receiver.at("/restart")] == before + during
-        assert len({r.headers["webhook-id"] for r in recs}) == 6
-    finally:
-        h.close()
+        h.receiver.wait_for("/restart", 6)
+        # nothing sent twice: a later event is the very next request
+        marker = append_order(h.store, "t1")
+        recs = h.receiver.wait_for("/restart", 7)
+        assert h.positions("/restart") == before + during + [marker]
+        assert len({r.headers["webhook-id"] for r in recs}) == 7
 
 
 def test_body_bytes_are_stable_json(harness: Harness) -> None:

@@ -1,17 +1,12 @@
-"""Shared pieces of the webhook tests: appending events, a running fleet, polling the delivery log."""
+"""Shared pieces of the webhook tests: appending events. (Polling is ``waiting.eventually``.)"""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from commands.ports import StreamWrite
 from connectors.event_store import PostgresEventStore
 from domain.events import NewEvent
-
-T = TypeVar("T")
 
 
 def append_order(
@@ -27,14 +22,3 @@ def append_order(
         tenant, [StreamWrite("order", oid, 0, [NewEvent("order", oid, "OrderPlaced", data, 2)])], {}
     )
     return res.positions[-1]
-
-
-def eventually(fn: Callable[[], T | None], timeout: float = 20.0, interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met after {timeout}s (last: {last!r})")
