@@ -3,10 +3,11 @@
 Postgres -> Debezium on Kafka Connect -> Kafka (KRaft) -> Flink job (mini-cluster) -> serving loader ->
 ClickHouse (chdb in the API process) -> the API; and Flink -> Iceberg (JDBC catalog in Postgres).
 
-The embedded suite's exactness scenarios run unchanged against this path (imported below, with the
-``server`` fixture overridden), then: an invalid event written straight into the store is dead-lettered
-and moves nothing, and Flink and Kafka Connect are killed and restarted mid-stream without losing or
-double-counting anything. The first run on a fresh machine fetches ~400 MB of jars and the PyFlink venv.
+The embedded suite's exactness and inventory scenarios run unchanged against this path (imported
+below, with the ``server`` fixture overridden), then: an invalid event written straight into the store
+is dead-lettered and moves nothing, and Flink and Kafka Connect are killed and restarted mid-stream
+without losing or double-counting anything. The first run on a fresh machine fetches ~400 MB of jars
+and the PyFlink venv.
 
 The tests run in any order on one tenant: each compares tenant-wide values with those read at its
 start, and the lake test writes the orders it looks for. Nothing waits for time to pass: reads at a
@@ -39,6 +40,7 @@ from e2e.test_embedded_end_to_end import (  # noqa: F401  (collected here agains
     test_errors_idempotency_and_if_match,
     test_order_lifecycle_payment_and_refund,
 )
+from e2e.test_inventory import test_shipping_returns_and_adjustments_move_stock  # noqa: F401
 from migrations import run_migrations
 from services.child_process import AgentFlowProcess
 from services.distributed.flink_job import latest_checkpoint

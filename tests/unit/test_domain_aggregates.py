@@ -8,7 +8,7 @@ from domain import flows
 from domain.base import Aggregate, make_event
 from domain.errors import DomainError
 from domain.events import EVENT_TYPES, NewEvent
-from domain.order import Order, OrderLine
+from domain.order import Order, OrderLine, ReturnLine
 from domain.payment import Payment
 from domain.product import Product
 from domain.user import User
@@ -451,3 +451,95 @@ def test_refund_payment_pairs_with_order() -> None:
     events = flows.refund_payment(p, o, 3000)
     assert [e.event_type for e in events] == ["PaymentRefunded", "OrderRefunded"]
     assert events[1].data["full"] is True
+
+
+def test_shipping_consumes_the_reservation_and_falls_back_on_free_stock() -> None:
+    p1, p2 = product("PROD-001", 5), product("PROD-002", 5)
+    o = paid(placed([OrderLine("PROD-001", 2, 100), OrderLine("PROD-002", 3, 100)]))
+    fold(p1, p1.decide_reserve(OID, 2))
+    fold(p2, p2.decide_reserve(OID, 3))
+    fold(p2, p2.decide_release(OID, 1))  # released by hand: 1 of the 3 comes from free stock
+    fold(o, o.decide_confirm())
+    events = flows.ship_order(o, {"PROD-001": p1, "PROD-002": p2})
+    moves = [(e.event_type, e.stream_id, e.data.get("quantity"), e.data.get("from_reserved")) for e in events]
+    assert moves == [
+        ("OrderShipped", OID, None, None),
+        ("StockShipped", "PROD-001", 2, 2),
+        ("StockShipped", "PROD-002", 3, 2),
+    ]
+    for p in (p1, p2):
+        fold(p, [e for e in events if e.stream_id == p.product_id])
+    assert (p1.on_hand, p1.reserved, p1.reservations) == (3, 0, {})
+    assert (p2.on_hand, p2.reserved, p2.reservations) == (2, 0, {})
+
+
+def test_shipping_refused_when_free_stock_cannot_cover_a_released_reservation() -> None:
+    p = product(stock=3)
+    fold(p, p.decide_reserve(OID, 3))
+    fold(p, p.decide_release(OID, 3))
+    fold(p, p.decide_reserve("OTHER", 3))  # someone else holds the units now
+    with pytest.raises(DomainError) as exc:
+        p.decide_ship(OID, 3)
+    assert code(exc) == "insufficient_stock"
+
+
+def test_returns_only_after_shipment_and_at_most_what_shipped() -> None:
+    o = paid(placed([OrderLine("PROD-001", 2, 100)]))
+    back = [ReturnLine("PROD-001", 1)]
+    with pytest.raises(DomainError) as exc:
+        o.decide_refund(50, back, True)
+    assert code(exc) == "return_before_shipment"
+    fold(o, o.decide_confirm())
+    fold(o, o.decide_ship())
+    for lines, expected in [
+        ([ReturnLine("PROD-001", 3)], "return_exceeds_shipped"),
+        ([ReturnLine("PROD-009", 1)], "unknown_order_line"),
+        ([ReturnLine("PROD-001", 1), ReturnLine("PROD-001", 1)], "duplicate_line"),
+        ([ReturnLine("PROD-001", 0)], "return_exceeds_shipped"),
+    ]:
+        with pytest.raises(DomainError) as exc:
+            o.decide_refund(50, lines, True)
+        assert code(exc) == expected, lines
+    fold(o, o.decide_refund(50, back, True))
+    assert o.returned == {"PROD-001": 1}
+    with pytest.raises(DomainError) as exc:
+        o.decide_refund(50, [ReturnLine("PROD-001", 2)], True)
+    assert code(exc) == "return_exceeds_shipped"  # one came back already
+
+
+def test_refund_with_returns_brings_units_back_into_stock_or_not() -> None:
+    p = product(stock=5)
+    pay = initiated(200)
+    fold(pay, pay.decide_complete())
+    o = paid(placed([OrderLine("PROD-001", 2, 100)]), 200, pay.payment_id)
+    fold(p, p.decide_reserve(OID, 2))
+    fold(o, o.decide_confirm())
+    shipped = flows.ship_order(o, {"PROD-001": p})
+    fold(o, shipped[:1])
+    fold(p, shipped[1:])
+    assert p.on_hand == 3
+    events = flows.refund_order(o, {pay.payment_id: pay}, 100, {"PROD-001": p}, [ReturnLine("PROD-001", 1)],
+                                restock=True)
+    refunded, returned = events[0], events[-1]
+    assert refunded.data["lines"] == [{"product_id": "PROD-001", "quantity": 1}] and refunded.data["restock"]
+    assert (returned.event_type, returned.data["restocked"]) == ("StockReturned", True)
+    fold(p, [returned])
+    assert p.on_hand == 4
+    written_off = p.decide_return(OID, 1, restock=False)
+    fold(p, written_off)
+    assert p.on_hand == 4  # damaged: counted as returned, not sellable
+
+
+def test_adjustments_never_fall_below_what_is_reserved() -> None:
+    p = product(stock=10)
+    fold(p, p.decide_reserve(OID, 6))
+    fold(p, p.decide_adjust(-4, "shrinkage"))
+    assert (p.on_hand, p.reserved) == (6, 6)
+    refusals = [(-1, "damage", "stock_below_reserved"), (0, "count", "invalid_adjustment"),
+                (2, "theft", "invalid_adjustment"), (1_000_001, "count", "invalid_adjustment")]
+    for delta, reason, expected in refusals:
+        with pytest.raises(DomainError) as exc:
+            p.decide_adjust(delta, reason)
+        assert code(exc) == expected, (delta, reason)
+    fold(p, p.decide_adjust(3, "count"))
+    assert (p.on_hand, p.available) == (9, 3)

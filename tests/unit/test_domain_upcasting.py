@@ -59,3 +59,12 @@ def test_upcast_errors() -> None:
 def test_registered_upcasters_reach_current_versions() -> None:
     for event_type, from_version in upcasting.UPCASTERS:
         assert from_version < EVENT_TYPES[event_type][1]
+
+
+def test_order_refunded_v1_returned_nothing() -> None:
+    v1 = {"order_id": "ORD-1", "amount_minor": 500, "currency": "USD", "refunded_total_minor": 500,
+          "full": True}
+    version, data = upcast("OrderRefunded", 1, v1)
+    assert version == EVENT_TYPES["OrderRefunded"][1] == 2
+    assert data == {**v1, "lines": [], "restock": False}
+    assert set(data) == set(EVENT_TYPES["OrderRefunded"][2])

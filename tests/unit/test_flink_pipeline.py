@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from test_commands_handlers import App
 
-from domain.events import RecordedEvent
+from domain.events import EVENT_TYPES, RecordedEvent
 from domain.validation import event_problems
 from projections.flink.pipeline import (
     PARSE,
@@ -39,6 +39,8 @@ def busy_shop() -> App:
     app.run("order.ship", o1)
     app.run("order.deliver", o1)
     app.run("order.refund", o1, {"amount": "10"})
+    app.run("order.refund", o1, {"amount": "1", "lines": [{"product_id": "PROD-001", "quantity": 1}]})
+    app.run("product.adjust", "PROD-001", {"delta": -1, "reason": "damage"})
     o2 = app.order(qty=1)
     failed = app.pay(o2, amount="15.00", complete=False)
     app.run("payment.fail", failed, {"reason": "card declined"})
@@ -105,7 +107,8 @@ def run_all(values: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any
 def test_every_event_the_commands_emit_is_valid() -> None:
     events = busy_shop().store.events
     types = {e.event_type for e in events}
-    assert {"OrderPlaced", "OrderRefunded", "PaymentFailed", "OrderCancelled", "StockReleased"} <= types
+    assert {"OrderPlaced", "OrderRefunded", "PaymentFailed", "OrderCancelled", "StockReleased",
+            "StockShipped", "StockReturned", "StockAdjusted"} <= types
     for e in events:
         assert event_problems(e.event_type, e.stream_type, e.stream_id, e.schema_version, e.data) == [], e
 
@@ -162,10 +165,19 @@ def test_every_event_the_commands_emit_is_valid() -> None:
             },
             "quantity",
         ),  # fmt: skip
+        ("StockAdjusted", "product", {"product_id": "O", "delta": 0, "reason": "count"}, "non-zero"),
+        ("StockAdjusted", "product", {"product_id": "O", "delta": 3, "reason": "theft"}, "reason"),
+        ("StockShipped", "product", {"product_id": "O", "order_id": "x", "quantity": 2, "from_reserved": 3},
+         "from_reserved"),
+        ("StockReturned", "product", {"product_id": "O", "order_id": "x", "quantity": 1, "restocked": "yes"},
+         "restocked"),
+        ("OrderRefunded", "order", {"order_id": "O", "amount_minor": 1, "currency": "USD",
+                                    "refunded_total_minor": 1, "full": False, "restock": True,
+                                    "lines": [{"product_id": "P", "quantity": 0}]}, "returned line 1"),
     ],
 )
 def test_invalid_events_are_named(event_type: str, stream_type: str, data: Any, fragment: str) -> None:
-    version = 2 if event_type == "OrderPlaced" else 1
+    version = EVENT_TYPES[event_type][1] if event_type in EVENT_TYPES else 1
     problems = event_problems(event_type, stream_type, "O", version, data)
     assert any(fragment in p for p in problems), problems
 
@@ -271,7 +283,7 @@ def test_lake_records_carry_history_rows_in_column_order() -> None:
     orders = tables["orders_history"]
     cols = [c for c, _ in LAKE_TABLES["orders_history"]]
     rows = [dict(zip(cols, v, strict=True)) for v in orders]
-    assert "cancelled" in {r["status"] for r in rows} and max(r["refunded_minor"] for r in rows) == 1000
+    assert "cancelled" in {r["status"] for r in rows} and max(r["refunded_minor"] for r in rows) == 1100
     first = dict(zip(cols, orders[0], strict=True))
     assert first["event_type"] == "OrderPlaced" and isinstance(first["placed_at"], int)
     assert json.loads(first["lines"])[0]["product_id"] == "PROD-001"
