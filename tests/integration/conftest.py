@@ -60,14 +60,14 @@ def reset_database(url: str) -> None:
             tables = [
                 r[0]
                 for r in conn.exec_driver_sql(
-                    "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
+                    "SELECT quote_ident(schemaname) || '.' || quote_ident(tablename) FROM pg_tables "
                     "WHERE schemaname IN ('public', 'dramatiq') AND tablename <> 'alembic_version'"
                 )
             ]
             if tables:
                 conn.exec_driver_sql(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
             for (seq,) in conn.exec_driver_sql(
-                "SELECT format('%I.%I', schemaname, sequencename) FROM pg_sequences "
+                "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename) FROM pg_sequences "
                 "WHERE schemaname IN ('public', 'dramatiq')"
             ).all():
                 conn.exec_driver_sql(f"ALTER SEQUENCE {seq} RESTART")
