@@ -10,6 +10,7 @@ At the end of the session any such process still alive — a Postgres, JVM, Redi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -62,10 +63,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not leaked:
         return
     for pid in leaked:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     lines = "\n".join(f"  {pid}: {cmd}" for pid, cmd in sorted(leaked.items()))
     session.config.get_terminal_writer().line(
         f"\nLEAK: {len(leaked)} process(es) started by the tests were still alive (now killed):\n{lines}",
