@@ -10,7 +10,6 @@ call ``reset()`` for a clean slate (it also drops ``agentflow_*`` slots/publicat
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,6 +18,7 @@ import psycopg
 import pymysql
 import pytest
 from legacy_app import LegacyShopWriter, create_schema, drop_schema, read_tables
+from waiting import eventually
 
 from connectors.mariadb_server import MariaDBServer
 from connectors.postgres_cluster import PostgresCluster
@@ -120,24 +120,23 @@ class LegacyDatabase:
 
 def _drop_pg_replication(conn: Any, prefix: str) -> None:
     pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    left: list[Any] = []
+
+    def dropped() -> bool:
+        left[:] = conn.execute(
+            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
+        ).fetchall()
+        for slot, pid in left:
+            if pid is not None:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                continue
+            with contextlib.suppress(psycopg.errors.ObjectInUse):  # walsender still exiting: next round
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        return not left
+
     conn.autocommit = True
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            rows = conn.execute(
-                "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
-            ).fetchall()
-            if not rows:
-                break
-            for slot, pid in rows:
-                if pid is not None:
-                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                    continue
-                with contextlib.suppress(psycopg.errors.ObjectInUse):  # walsender still exiting: next round
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"could not drop replication slots {rows}")
-            time.sleep(0.1)
+        eventually(dropped, 60, interval=0.1, what=lambda: f"replication slots dropped (left: {left})")
         for (pub,) in conn.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE %s", (pattern,)):
             conn.execute(f'DROP PUBLICATION IF EXISTS "{pub}"')
     finally:
@@ -209,12 +208,10 @@ def _missing(what: str, e: Exception) -> str:
 @pytest.fixture(scope="session")
 def legacy_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyDatabase]:
     """A legacy shop on its own Postgres cluster (database ``shop``, schema ``public``)."""
-    started = time.monotonic()
     try:
         cluster, db = start_legacy_postgres(tmp_path_factory.mktemp("legacy-pg") / "pg")
     except FileNotFoundError as e:
         pytest.fail(_missing("Postgres", e), pytrace=False)
-    _note_start("postgres", started)
     try:
         yield db
     finally:
@@ -224,20 +221,11 @@ def legacy_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Legacy
 @pytest.fixture(scope="session")
 def legacy_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyDatabase]:
     """A legacy shop on its own MariaDB server (database ``shop``)."""
-    started = time.monotonic()
     try:
         server, db = start_legacy_mariadb(tmp_path_factory.mktemp("legacy-mariadb") / "mariadb")
     except FileNotFoundError as e:
         pytest.fail(_missing("MariaDB", e), pytrace=False)
-    _note_start("mariadb", started)
     try:
         yield db
     finally:
         server.stop()
-
-
-START_SECONDS: dict[str, float] = {}  # how long each fixture took to start (for reports)
-
-
-def _note_start(kind: str, started: float) -> None:
-    START_SECONDS[kind] = time.monotonic() - started
