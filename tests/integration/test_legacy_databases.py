@@ -190,8 +190,8 @@ def test_failed_transaction_leaves_model_untouched(legacy: LegacyDatabase) -> No
     assert tables["inventory"][1]["quantity"] == 0
 
 
-def test_mariadb_server_lifecycle(tmp_path: Path) -> None:
-    data = tmp_path / "m"
+def test_mariadb_server_lifecycle(server_tmp_path: Path) -> None:
+    data = server_tmp_path / "m"
     with MariaDBServer(data, die_with_parent=True) as server:
         assert server.is_running() and server.port is not None
         server.create_database("probe")
@@ -208,8 +208,11 @@ def test_mariadb_server_lifecycle(tmp_path: Path) -> None:
     assert _mariadbd_pids(data / "data") == []
 
 
-def test_mariadb_start_failure_quotes_the_log(tmp_path: Path) -> None:
-    server = MariaDBServer(tmp_path / "bad", settings={"no-such-option": "1"})
-    with pytest.raises(RuntimeError, match="no-such-option"):
-        server.start(timeout=30)
-    assert not server.is_running() and _mariadbd_pids(tmp_path / "bad" / "data") == []
+def test_mariadb_start_failure_quotes_the_log(server_tmp_path: Path) -> None:
+    server = MariaDBServer(server_tmp_path / "bad", settings={"no-such-option": "1"})
+    try:
+        with pytest.raises(RuntimeError, match="no-such-option"):
+            server.start(timeout=60)
+        assert not server.is_running() and _mariadbd_pids(server_tmp_path / "bad" / "data") == []
+    finally:
+        server.stop()  # only when the check above failed is there anything to stop
