@@ -2,23 +2,31 @@
 server, each with the shop schema (``legacy_app``) and a capture user Debezium can log in as.
 
 tests/conftest.py registers the fixtures ``legacy_postgres`` and ``legacy_mariadb`` for the whole
-session (one server each). Both fixtures are session-scoped, start their server under pytest's tmp dir
-on a free 127.0.0.1 port and stop it at the end of the session. The tables exist and are empty at first;
+session (one server each). Both fixtures are session-scoped, start their server in a ``server_dir`` on a
+free 127.0.0.1 port and stop it at the end of the session. The tables exist and are empty at first;
 call ``reset()`` for a clean slate (it also drops ``agentflow_*`` slots/publications on Postgres).
+
+``server_dir`` / the ``server_tmp_path`` fixture: a directory for a server that runs as another OS
+user (``mysql``, or ``postgres`` when the tests run as root), outside pytest's tmp root. Every pytest
+session that starts resets ``/tmp/pytest-of-<user>`` to mode 0700 (pytest's privacy fix-up), which cuts
+a server starting at that moment in another session off its files ("Permission denied").
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import psycopg
 import pymysql
 import pytest
 from legacy_app import LegacyShopWriter, create_schema, drop_schema, read_tables
+from waiting import eventually
 
 from connectors.mariadb_server import MariaDBServer
 from connectors.postgres_cluster import PostgresCluster
@@ -120,24 +128,23 @@ class LegacyDatabase:
 
 def _drop_pg_replication(conn: Any, prefix: str) -> None:
     pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    left: list[Any] = []
+
+    def dropped() -> bool:
+        left[:] = conn.execute(
+            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
+        ).fetchall()
+        for slot, pid in left:
+            if pid is not None:
+                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                continue
+            with contextlib.suppress(psycopg.errors.ObjectInUse):  # walsender still exiting: next round
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        return not left
+
     conn.autocommit = True
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            rows = conn.execute(
-                "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
-            ).fetchall()
-            if not rows:
-                break
-            for slot, pid in rows:
-                if pid is not None:
-                    conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                    continue
-                with contextlib.suppress(psycopg.errors.ObjectInUse):  # walsender still exiting: next round
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"could not drop replication slots {rows}")
-            time.sleep(0.1)
+        eventually(dropped, 60, interval=0.1, what=lambda: f"replication slots dropped (left: {left})")
         for (pub,) in conn.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE %s", (pattern,)):
             conn.execute(f'DROP PUBLICATION IF EXISTS "{pub}"')
     finally:
@@ -149,8 +156,8 @@ def start_legacy_postgres(data_dir: Any) -> tuple[PostgresCluster, LegacyDatabas
     ``debezium`` role (LOGIN REPLICATION SUPERUSER: Debezium's publication autocreate works in any mode).
     pg_hba is initdb's ``trust`` for 127.0.0.1, so the password is accepted but not checked."""
     cluster = PostgresCluster(data_dir, settings={"shared_buffers": "64MB", "max_connections": "100"})
-    cluster.start()
     try:
+        cluster.start()
         assert cluster.port is not None
         with psycopg.connect(host="127.0.0.1", port=cluster.port, user="postgres", dbname="postgres",
                              autocommit=True) as conn:
@@ -183,8 +190,8 @@ def start_legacy_mariadb(data_dir: Any, die_with_parent: bool = True) -> tuple[M
     """Start a MariaDB server (ROW/FULL binlog) with database ``shop``, the schema and a ``debezium``
     user holding the CDC grants (``connectors.mariadb_server.CDC_GRANTS``)."""
     server = MariaDBServer(data_dir, die_with_parent=die_with_parent)
-    server.start()
     try:
+        server.start()
         assert server.port is not None
         server.create_database(DATABASE)
         server.create_user(CAPTURE_USER, CAPTURE_PASSWORD)
@@ -206,38 +213,46 @@ def _missing(what: str, e: Exception) -> str:
     return f"cannot start the legacy {what} ({e}); run `make system-deps` to install the servers"
 
 
+@contextlib.contextmanager
+def server_dir(prefix: str) -> Iterator[Path]:
+    """A fresh directory outside pytest's tmp root (see the module docstring), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture()
+def server_tmp_path() -> Iterator[Path]:
+    """Like ``tmp_path``, for the data of a server that runs as another OS user."""
+    with server_dir("agentflow-test-server-") as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def legacy_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyDatabase]:
+def legacy_postgres() -> Iterator[LegacyDatabase]:
     """A legacy shop on its own Postgres cluster (database ``shop``, schema ``public``)."""
-    started = time.monotonic()
-    try:
-        cluster, db = start_legacy_postgres(tmp_path_factory.mktemp("legacy-pg") / "pg")
-    except FileNotFoundError as e:
-        pytest.fail(_missing("Postgres", e), pytrace=False)
-    _note_start("postgres", started)
-    try:
-        yield db
-    finally:
-        cluster.stop()
+    with server_dir("agentflow-legacy-pg-") as root:
+        try:
+            cluster, db = start_legacy_postgres(root / "pg")
+        except FileNotFoundError as e:
+            pytest.fail(_missing("Postgres", e), pytrace=False)
+        try:
+            yield db
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture(scope="session")
-def legacy_mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LegacyDatabase]:
+def legacy_mariadb() -> Iterator[LegacyDatabase]:
     """A legacy shop on its own MariaDB server (database ``shop``)."""
-    started = time.monotonic()
-    try:
-        server, db = start_legacy_mariadb(tmp_path_factory.mktemp("legacy-mariadb") / "mariadb")
-    except FileNotFoundError as e:
-        pytest.fail(_missing("MariaDB", e), pytrace=False)
-    _note_start("mariadb", started)
-    try:
-        yield db
-    finally:
-        server.stop()
-
-
-START_SECONDS: dict[str, float] = {}  # how long each fixture took to start (for reports)
-
-
-def _note_start(kind: str, started: float) -> None:
-    START_SECONDS[kind] = time.monotonic() - started
+    with server_dir("agentflow-legacy-mariadb-") as root:
+        try:
+            server, db = start_legacy_mariadb(root / "mariadb")
+        except FileNotFoundError as e:
+            pytest.fail(_missing("MariaDB", e), pytrace=False)
+        try:
+            yield db
+        finally:
+            server.stop()

@@ -6,8 +6,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from waiting import eventually
 
 from connectors.postgres_cluster import free_port
 
@@ -23,23 +24,32 @@ class RedisServer:
         self.dir = Path(tempfile.mkdtemp(prefix="agentflow-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 60.0) -> RedisServer:
+        """Start it and return once it answers PING; stopped again if it does not within ``timeout``
+        (a bound on a hang, not a start-time requirement)."""
         self.proc = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
              "--dir", str(self.dir), "--daemonize", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        proc = self.proc
+
+        def answers() -> bool:
+            if proc.poll() is not None:  # not a condition to wait for: fail at once
+                raise RuntimeError(f"redis-server exited with {proc.returncode} on port {self.port}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
+                    return s.recv(16).startswith(b"+PONG")
             except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
+                return False
+
+        try:
+            eventually(answers, timeout, what=f"redis-server answering PING on port {self.port}")
+        except BaseException:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -298,11 +298,17 @@ class EmbeddedCapture:
         handle_batch: Callable[[list[CdcMessage]], None],
         *,
         topic_prefix: str = "legacy",
+        backoff_initial: float = BACKOFF_INITIAL,
+        backoff_max: float = BACKOFF_MAX,
     ) -> None:
+        """``backoff_initial``/``backoff_max``: seconds between a failure and the next attempt (doubling
+        from the first to the second; tests set them to tell a retry from an interrupted wait)."""
         self.spec = spec
         self.state_dir = Path(state_dir).absolute()
         self.handle_batch = handle_batch
         self.topic_prefix = topic_prefix
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
         self.name = f"legacy-{spec.name}"
         self._heartbeat_topic = heartbeat_topic(spec, topic_prefix)
         self._lock = threading.Lock()
@@ -403,7 +409,7 @@ class EmbeddedCapture:
 
     # -- engine thread ------------------------------------------------------------------------------
     def _loop(self) -> None:
-        backoff = BACKOFF_INITIAL
+        backoff = self.backoff_initial
         while not self._stopping.is_set():
             self._failure = None
             committed_before = self.batches
@@ -429,12 +435,12 @@ class EmbeddedCapture:
                 break
             self._error = self._failure or "engine stopped unexpectedly"
             if self.batches > committed_before:
-                backoff = BACKOFF_INITIAL  # it worked for a while: a fresh failure, not a flapping one
+                backoff = self.backoff_initial  # it worked for a while: a fresh failure, not a flapping one
             log.warning("debezium engine %s failed (retrying in %.0fs): %s", self.name, backoff, self._error)
             self.restarts += 1
             if self._stopping.wait(backoff):
                 break
-            backoff = min(backoff * 2, BACKOFF_MAX)
+            backoff = min(backoff * 2, self.backoff_max)
 
     def _check_resume_point(self) -> None:
         """Refuse to resume a Postgres stream whose slot is gone.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import httpx
 import yaml
 from legacy_app import LegacyShopWriter
 from legacy_databases import LegacyDatabase
+from waiting import eventually
 
 from services.child_process import PROJECT_ROOT, AgentFlowProcess
 
@@ -81,26 +81,49 @@ def differences(db: LegacyDatabase, writer: LegacyShopWriter, api: httpx.Client)
     return problems
 
 
-def wait_in_sync(db: LegacyDatabase, writer: LegacyShopWriter, api: httpx.Client, what: str) -> float:
-    started = time.monotonic()
-    deadline = started + SYNC_TIMEOUT
+def wait_in_sync(db: LegacyDatabase, writer: LegacyShopWriter, api: httpx.Client, what: str) -> None:
     problems: list[str] = []
-    while time.monotonic() < deadline:
-        problems = differences(db, writer, api)
-        if not problems:
-            return time.monotonic() - started
-        time.sleep(0.5)
-    letters = api.get("/v1/deadletter", params={"pipeline": "cdc"}).json()
-    sources = api.get("/v1/admin/sources").json()
-    raise AssertionError(f"{db.kind} {what}: not in sync after {SYNC_TIMEOUT:.0f}s: {problems[:10]}\n"
-                         f"dead letters: {letters}\nsources: {sources}")
+
+    def in_sync() -> bool:
+        problems[:] = differences(db, writer, api)
+        return not problems
+
+    def diagnosis() -> str:
+        letters = api.get("/v1/deadletter", params={"pipeline": "cdc"}).json()
+        sources = api.get("/v1/admin/sources").json()
+        return (f"{db.kind} {what}: read models differ from the legacy tables: {problems[:10]}\n"
+                f"dead letters: {letters}\nsources: {sources}")
+
+    eventually(in_sync, SYNC_TIMEOUT, interval=0.5, what=diagnosis)
+
+
+def cdc_letters(api: httpx.Client, **filters: str) -> list[dict[str, Any]]:
+    """Every cdc dead letter of the client's tenant matching ``filters`` (all pages), newest first."""
+    out: list[dict[str, Any]] = []
+    params: dict[str, str | int] = {"pipeline": "cdc", **filters, "limit": 500}
+    while True:
+        got = api.get("/v1/deadletter", params=params)
+        assert got.status_code == 200, got.text
+        page = got.json()
+        out.extend(page["data"])
+        if page["next_cursor"] is None:
+            return out
+        params["cursor"] = page["next_cursor"]
 
 
 def failed_letters(api: httpx.Client) -> list[dict[str, Any]]:
     """Unresolved cdc dead letters (parked ones that were applied later are ``replayed``)."""
-    got = api.get("/v1/deadletter", params={"pipeline": "cdc", "status": "failed"})
-    assert got.status_code == 200, got.text
-    return [{k: x[k] for k in ("id", "stage", "reason", "event_type")} for x in got.json()["data"]]
+    return [{k: x[k] for k in ("id", "stage", "reason", "event_type")}
+            for x in cdc_letters(api, status="failed")]
+
+
+def assert_only_parked_and_replayed(api: httpx.Client, except_ids: set[int]) -> None:
+    """Besides ``except_ids``, the only cdc letters are ``cdc_reference`` ones (a row that named an
+    order or product not seen yet, e.g. a payment snapshotted before its order) that were applied
+    later (``replayed``)."""
+    others = [(x["id"], x["stage"], x["status"], x["reason"])
+              for x in cdc_letters(api) if x["id"] not in except_ids]
+    assert [x for x in others if x[1:3] != ("cdc_reference", "replayed")] == [], others
 
 
 def run_legacy_scenario(
@@ -164,14 +187,14 @@ def run_legacy_scenario(
         cur.execute("UPDATE orders SET status = 'on_hold' WHERE id = %s", (oid,))
         writer.conn.commit()
         api = clients["postgres"]
-        deadline = time.monotonic() + SYNC_TIMEOUT
-        letters: list[dict[str, Any]] = []
-        while time.monotonic() < deadline and not letters:
-            letters = api.get("/v1/deadletter", params={"pipeline": "cdc"}).json()["data"]
-            time.sleep(0.3)
+        letters = eventually(lambda: cdc_letters(api, stage="cdc_translate", status="failed"), SYNC_TIMEOUT,
+                             what="a failed cdc_translate dead letter for the on_hold order")
         assert len(letters) == 1, letters
         letter = letters[0]
-        assert letter["stage"] == "cdc_translate" and "'on_hold' has no mapping" in letter["reason"]
+        assert (letter["stage"], letter["status"]) == ("cdc_translate", "failed"), letter
+        assert "'on_hold' has no mapping" in letter["reason"], letter
+        assert [x["id"] for x in failed_letters(api)] == [letter["id"]]  # the only unresolved one
+        assert_only_parked_and_replayed(api, {letter["id"]})
         canonical = letter["record"]["canonical"]
         assert canonical["source"]["table"] == "orders" and canonical["entity_id"] == str(oid)
         corrected = {**canonical["after"], "status": "confirmed"}
@@ -182,6 +205,10 @@ def run_legacy_scenario(
         writer.conn.commit()
         writer.orders[oid]["status"] = "confirmed"
         wait_in_sync(pg, writer, api, "after the replay")
+        assert failed_letters(api) == []
+        assert_only_parked_and_replayed(api, {letter["id"]})
+        (replayed,) = [x for x in cdc_letters(api, stage="cdc_translate") if x["id"] == letter["id"]]
+        assert replayed["status"] == "replayed", replayed
 
         # remove: capture stops and the legacy database's replication slot is released
         removed = cli(srv, "pg-key", "remove", "shop_pg")

@@ -16,11 +16,12 @@ pytestmark = pytest.mark.timeout(1800)
 
 
 def test_legacy_postgres_and_mariadb_are_captured_distributed(
-    tmp_path: Path, legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase
+    tmp_path: Path, server_tmp_path: Path, legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase
 ) -> None:
-    srv = AgentFlowProcess(tmp_path / "data", KEYS, extra_args=("--distributed",))
-    srv.start(timeout=600)
+    # agentflow's own Postgres runs as another OS user when we are root: its data outside pytest's tmp root
+    srv = AgentFlowProcess(server_tmp_path / "data", KEYS, extra_args=("--distributed",))
     try:
+        srv.start(timeout=600)  # inside the try: a start that times out leaves a process to stop
         run_legacy_scenario(srv, legacy_postgres, legacy_mariadb, tmp_path, start_timeout=600)
     finally:
         srv.stop()

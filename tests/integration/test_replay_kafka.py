@@ -7,9 +7,10 @@ import uuid
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 from event_log import order_write
 from sqlalchemy.engine import Engine
+from waiting import eventually
 
 from connectors.event_store import PostgresEventStore
 from projections.flink.pipeline import decode
@@ -18,18 +19,39 @@ from services.replay import replay_range_to_kafka
 pytestmark = pytest.mark.integration
 
 
-def _consume(bootstrap: str, topic: str, expected: int) -> list[Any]:
+MARKER = b"end-of-test-marker"
+
+
+def _consume_all(bootstrap: str, topic: str) -> list[Any]:
+    """Every message on ``topic`` produced so far: a marker is produced to each of its partitions after
+    them and read back, so the messages before it on every partition have been read (no waiting for
+    "nothing more")."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    partitions = producer.list_topics(topic, timeout=30).topics[topic].partitions
+    assert partitions, f"{topic} has no partitions"
+    for partition in partitions:
+        producer.produce(topic, key=MARKER, value=MARKER, partition=partition)
+    assert producer.flush(30) == 0, "markers not delivered"
     c = Consumer(
         {"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex, "auto.offset.reset": "earliest"}
     )
     c.subscribe([topic])
     out: list[Any] = []
+    marked: set[int] = set()
+
+    def all_marked() -> bool:
+        for m in c.consume(500, 0.5):
+            if m.error() is not None:
+                continue
+            if m.key() == MARKER:
+                marked.add(m.partition())
+            else:
+                out.append(m)
+        return marked == set(partitions)
+
     try:
-        for _ in range(60):
-            out.extend(m for m in c.consume(500, 0.5) if m.error() is None)
-            if len(out) >= expected:
-                break
-        out.extend(m for m in c.consume(500, 1.0) if m.error() is None)  # nothing more may come
+        eventually(all_marked, 120, interval=0.0,
+                   what=lambda: f"the markers of partitions {sorted(partitions)} (seen: {sorted(marked)})")
     finally:
         c.close()
     return out
@@ -46,7 +68,7 @@ def test_range_replay_produces_the_tenants_events_in_cdc_format(engine: Engine, 
     topic = f"replay-{uuid.uuid4().hex[:8]}"
     result = replay_range_to_kafka(store, kafka_broker.bootstrap_servers, topic, "t-a", first, last)
     assert result["produced"] == len(wanted) == 6
-    got = _consume(kafka_broker.bootstrap_servers, topic, len(wanted))
+    got = _consume_all(kafka_broker.bootstrap_servers, topic)
     assert len(got) == len(wanted)  # nothing of tenant t-b, nothing outside the range
     decoded = sorted((decode(m.value()).event for m in got), key=lambda e: e.position)
     assert [(e.position, e.event_id, e.stream_id, e.data) for e in decoded] == [
