@@ -61,7 +61,7 @@ def prefix(kafka_bootstrap: str) -> Iterator[str]:
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     topics = [NewTopic(f"{p}.serving", SERVING_PARTITIONS, 1), NewTopic(f"{p}.deadletter", 2, 1)]
     for f in admin.create_topics(topics).values():
-        f.result(timeout=30)
+        f.result(timeout=HANG_S)
     yield p
     for f in admin.delete_topics([t.topic for t in topics]).values():
         with contextlib.suppress(Exception):  # best effort
