@@ -141,10 +141,12 @@ class IcebergSink:
         max_age_seconds: float = 5.0,
         cursor_factory: CursorFactory = _default_cursor,
         name: str = "iceberg",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.catalog = catalog
         self.max_rows = max_rows
         self.max_age = max_age_seconds
+        self._clock = clock  # ages the buffer against max_age_seconds (seconds, monotonic)
         self.cursor_factory = cursor_factory
         self.name = name
         self._lock = threading.Lock()
@@ -242,14 +244,14 @@ class IcebergSink:
             self.pending_watermark = max(self.pending_watermark, watermark)
         if self.first_buffered_at is None:
             if events:
-                self.first_buffered_at = time.monotonic()
+                self.first_buffered_at = self._clock()
             else:  # nothing buffered: the lake already holds every event up to this watermark
                 self.committed_watermark = max(self.committed_watermark, watermark)
         if sum(len(b) for b in self.buffers.values()) >= self.max_rows:
             self._commit()
 
     def tick(self) -> None:
-        if self.first_buffered_at is not None and time.monotonic() - self.first_buffered_at >= self.max_age:
+        if self.first_buffered_at is not None and self._clock() - self.first_buffered_at >= self.max_age:
             self.flush()
 
     def flush(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,7 @@ class ReadCache:
         metric_ttl_s: float = 1.0,
         max_entries: int = 50_000,
         refresh_after_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # event type -> metrics it moves
         self._moved_by: dict[str, set[str]] = {}
@@ -48,6 +49,7 @@ class ReadCache:
         # popular windowed metric never expires under load and readers never queue behind its query
         self._refresh_after = metric_ttl_s / 2 if refresh_after_s is None else refresh_after_s
         self._max = max_entries
+        self._clock = clock  # ages metric entries (seconds, monotonic)
         self._lock = threading.Lock()
         self._metrics: OrderedDict[MetricKey, _Entry] = OrderedDict()
         self._entities: OrderedDict[EntityKey, _Entry] = OrderedDict()
@@ -75,7 +77,7 @@ class ReadCache:
             if entry is None:
                 self.misses += 1
                 return None, False
-            age = time.monotonic() - entry.stored_at
+            age = self._clock() - entry.stored_at
             if age > self._ttl:
                 self.misses += 1
                 return None, False
@@ -91,7 +93,7 @@ class ReadCache:
         with self._lock:
             if not self.metric_valid_since(key, computed_from_gen):
                 return
-            self._metrics[key] = _Entry(value, time.monotonic())
+            self._metrics[key] = _Entry(value, self._clock())
             self._metrics.move_to_end(key)
             if len(self._metrics) > self._max:
                 self._metrics.popitem(last=False)
@@ -114,7 +116,7 @@ class ReadCache:
         with self._lock:
             if not self.entity_valid_since(key, computed_from_gen):
                 return
-            self._entities[key] = _Entry(value, time.monotonic())
+            self._entities[key] = _Entry(value, self._clock())
             self._entities.move_to_end(key)
             if len(self._entities) > self._max:
                 self._entities.popitem(last=False)

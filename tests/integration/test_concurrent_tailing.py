@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -22,6 +21,7 @@ pytestmark = pytest.mark.integration
 T = "tenant-c"
 WRITERS = 8
 APPENDS_PER_WRITER = 30
+HANG_S = 120.0  # bounds a hang; a correct run never waits that long
 
 
 class Rollback(Exception):
@@ -57,25 +57,42 @@ def test_tailer_never_skips_under_concurrent_out_of_order_commits(engine: Engine
     store = PostgresEventStore(engine)
     committed: set[int] = set()
     rolled_back: set[int] = set()
+    slow_committed: set[int] = set()  # committed after a later position had committed and been polled
     lock = threading.Lock()
     writers_done = threading.Event()
     errors: list[BaseException] = []
+    # completed tailer turns (fetch + naive poll): writers interleave with the readers on this signal
+    polled = threading.Condition()
+    polls = [0]
+
+    def readers_polled(turns: int) -> None:
+        """Return once ``turns`` whole reader turns have started (and finished) after this call."""
+        with polled:
+            target = polls[0] + turns + 1  # the turn under way may have started before the call
+            assert polled.wait_for(lambda: polls[0] >= target, HANG_S), "the tailer stopped polling"
 
     def writer(w: int) -> None:
         rng = random.Random(w)
-        sid = f"ORD-W{w}"
-        version = 0
+        sid, side = f"ORD-W{w}", f"ORD-W{w}-SIDE"
+        version = side_version = 0
         try:
             for _ in range(APPENDS_PER_WRITER):
                 n = rng.randint(1, 3)
                 roll = rng.random()
-                if roll < 0.25:  # slow: take positions now, commit (or roll back) 200-500 ms later
+                if roll < 0.25:  # slow: take positions now, commit (or roll back) after later commits
                     rollback = rng.random() < 0.3
                     positions: list[int] = []
                     try:
                         with engine.begin() as conn:
                             positions = store.append_on(conn, T, [write(sid, version, n)], {}).positions
-                            time.sleep(rng.uniform(0.2, 0.5))
+                            # a later position commits while these are in flight, and the readers
+                            # poll in between: this commit lands below what they have already seen
+                            res = store.append(T, [write(side, side_version, 1)], {"w": w})
+                            side_version += 1
+                            with lock:
+                                committed.update(res.positions)
+                            assert min(res.positions) > max(positions)
+                            readers_polled(rng.randint(1, 2))
                             if rollback:
                                 raise Rollback
                     except Rollback:
@@ -84,13 +101,15 @@ def test_tailer_never_skips_under_concurrent_out_of_order_commits(engine: Engine
                         continue
                     with lock:
                         committed.update(positions)
+                        slow_committed.update(positions)
                     version += n
                 else:
                     res = store.append(T, [write(sid, version, n)], {"w": w})
                     with lock:
                         committed.update(res.positions)
                     version += n
-                    time.sleep(rng.uniform(0, 0.01))
+                    if rng.random() < 0.3:
+                        readers_polled(1)  # let the readers see this state
             # a little contention on a shared stream too: conflicts consume no committed positions
             for _ in range(5):
                 shared = f"ORD-SHARED-{rng.randint(0, 1)}"
@@ -119,6 +138,9 @@ def test_tailer_never_skips_under_concurrent_out_of_order_commits(engine: Engine
                 cursor = batch.cursor
                 reports.append((batch.watermark, len(yielded)))
                 naive.poll()
+                with polled:
+                    polls[0] += 1
+                    polled.notify_all()
                 if batch.caught_up:
                     if writers_done.is_set():
                         final = tailer.fetch(cursor, 1000)
@@ -128,17 +150,21 @@ def test_tailer_never_skips_under_concurrent_out_of_order_commits(engine: Engine
                             return
                         cursor = final.cursor
                         continue
-                    tailer.wait(0.02)
+                    tailer.wait(0.02)  # woken by NOTIFY; the timeout only paces idle polls
 
     tailer_thread = threading.Thread(target=tail)
     tailer_thread.start()
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(WRITERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    writers_done.set()
-    tailer_thread.join(timeout=60)
+    try:
+        for t in threads:
+            t.start()
+    finally:
+        for t in threads:
+            if t.ident is not None:
+                t.join(timeout=HANG_S)
+        writers_done.set()
+        tailer_thread.join(timeout=HANG_S)
+    assert not any(t.is_alive() for t in threads)
     assert not tailer_thread.is_alive()
     assert not errors, errors
 
@@ -157,9 +183,12 @@ def test_tailer_never_skips_under_concurrent_out_of_order_commits(engine: Engine
         assert not missing, f"watermark {watermark} reported before {sorted(missing)[:10]} were yielded"
     assert watermarks[-1] >= max(committed)
 
-    # the same scenario defeats the naive reader (slow transactions commit below its high-water mark)
+    # the same scenario defeats the naive reader: every committed slow transaction landed below its
+    # high-water mark (a later position had committed and been polled first), so it skipped them all
     naive.poll()
-    assert committed - set(naive.seen), "naive reader skipped nothing: the scenario is not out of order"
+    assert slow_committed, "no slow transaction committed: the scenario is not out of order"
+    skipped = committed - set(naive.seen)
+    assert slow_committed <= skipped, f"naive reader saw {sorted(slow_committed - skipped)[:10]}"
 
 
 def test_naive_reader_skips_a_slow_commit_the_tailer_does_not(engine: Engine) -> None:

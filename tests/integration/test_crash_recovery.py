@@ -14,16 +14,22 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import eventually
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 TENANT = "crash-t"
 TENANT2 = "crash-u"
+HANG_S = 120.0  # bounds a hang (a projector subprocess on a loaded machine); never a latency
+LAG = 300  # writers stay at most this many positions ahead of what a projector has applied
+MIN_STEPS = 15  # each writer's completed steps before the last kill: enough rows to compare
 
 
 # --- subprocess side --------------------------------------------------------------------------
@@ -60,7 +66,9 @@ def _projector(pg_url: str, chdb_path: str, batch_size: int, progress: Path, kil
 
     def report(events: Any, watermark: int) -> None:
         tmp = progress.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"watermark": watermark, "applied": runner.status.applied}))
+        tmp.write_text(
+            json.dumps({"watermark": watermark, "applied": runner.status.applied, "pid": os.getpid()})
+        )
         tmp.replace(progress)
 
     runner = ProjectionRunner(
@@ -123,9 +131,12 @@ def _verify(pg_url: str, chdb_path: str, target: int) -> None:
 # --- test side --------------------------------------------------------------------------------
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
+@contextmanager
+def _spawned(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """This file as a subprocess; killed (if still running) and reaped on the way out, whatever
+    happened in between."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.Popen(
         [sys.executable, __file__, *args],
         cwd=ROOT,
         env=env,
@@ -133,6 +144,12 @@ def _spawn(*args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=HANG_S)  # reap it and close its pipes
 
 
 class Writer:
@@ -296,20 +313,21 @@ def _progress(path: Path) -> dict[str, int]:
     try:
         return json.loads(path.read_text())  # type: ignore[no-any-return]
     except (OSError, ValueError):
-        return {"watermark": 0, "applied": 0}
+        return {"watermark": 0, "applied": 0, "pid": 0}
 
 
-def _wait_progress(path: Path, proc: subprocess.Popen[str], cond: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond(_progress(path)):
-            return
+def _wait_progress(path: Path, proc: subprocess.Popen[str], cond: Any) -> None:
+    """Until ``proc`` reported progress that satisfies ``cond``; fails at once if it exited."""
+
+    def reached() -> bool:
+        p = _progress(path)
+        if p.get("pid") == proc.pid and cond(p):
+            return True
         if proc.poll() is not None:
-            raise AssertionError(
-                f"projector exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}"
-            )
-        time.sleep(0.05)
-    raise AssertionError(f"timeout; progress {_progress(path)}")
+            pytest.fail(f"projector exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        return False
+
+    eventually(reached, timeout=HANG_S, what=lambda: f"progress {_progress(path)} of pid {proc.pid}")
 
 
 def test_kill_9_mid_batch_then_restart_equals_rebuild(engine: Any, pg_url: str, tmp_path: Path) -> None:
@@ -323,12 +341,19 @@ def test_kill_9_mid_batch_then_restart_equals_rebuild(engine: Any, pg_url: str, 
     progress = tmp_path / "progress.json"
     stop = threading.Event()
     errors: list[BaseException] = []
+    rnd = random.Random(7)
 
     def write_loop(w: Writer) -> None:
         try:
             while not stop.is_set():
                 w.step()
-                time.sleep(0.01)
+                # paced by the projectors, not by time: at most LAG positions ahead of the last
+                # watermark a projector reported (a killed one's report stands until the next runs)
+                eventually(
+                    lambda: stop.is_set() or _progress(progress)["watermark"] >= w.last_position - LAG,
+                    timeout=HANG_S,
+                    what=lambda: f"a projector applying up to {w.last_position - LAG}",
+                )
         except BaseException as exc:  # surfaced by the test
             errors.append(exc)
 
@@ -338,34 +363,37 @@ def test_kill_9_mid_batch_then_restart_equals_rebuild(engine: Any, pg_url: str, 
         t.start()
     try:
         # 1) rows written, checkpoint not saved: the process dies inside apply() on its 3rd save
-        proc = _spawn("project", pg_url, chdb_path, "50", str(progress), "3")
-        assert proc.wait(60) == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
-        # 2) kill -9 at arbitrary moments while the writers append
-        for _ in range(2):
-            proc = _spawn("project", pg_url, chdb_path, "50", str(progress), "0")
-            seen = _progress(progress)["applied"]
-            _wait_progress(progress, proc, lambda p, s=seen: p["applied"] > s, 60)
-            time.sleep(random.uniform(0.0, 0.3))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(30)
+        with _spawned("project", pg_url, chdb_path, "50", str(progress), "3") as proc:
+            assert proc.wait(HANG_S) == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
+        # 2) kill -9 at arbitrary moments while the writers append: once the projector has applied
+        #    a random number of events (including any it re-applies after the previous kill)
+        for last in (False, True):
+            with _spawned("project", pg_url, chdb_path, "50", str(progress), "0") as proc:
+                target = rnd.randint(1, 150)
+                _wait_progress(progress, proc, lambda p, n=target: p["applied"] >= n)
+                if last:  # the projector runs, so the writers do too (step n is done once n+1 began)
+                    eventually(lambda: min(w.n for w in writers) > MIN_STEPS, timeout=HANG_S)
+                proc.send_signal(signal.SIGKILL)
+                assert proc.wait(HANG_S) == -signal.SIGKILL
     finally:
         stop.set()
         for t in threads:
-            t.join(30)
+            t.join(HANG_S)
+    assert not any(t.is_alive() for t in threads)
     assert not errors, errors
     head = max(w.last_position for w in writers)
     print(f"\nwriters done at {time.monotonic() - t0:.1f}s, head {head}, progress {_progress(progress)}")
 
     # 3) restart, catch up, stop; then verify against a rebuild from position 0
-    proc = _spawn("project", pg_url, chdb_path, "500", str(progress), "0")
-    try:
-        _wait_progress(progress, proc, lambda p: p["watermark"] >= head, 120)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
+    with _spawned("project", pg_url, chdb_path, "500", str(progress), "0") as proc:
+        try:
+            _wait_progress(progress, proc, lambda p: p["watermark"] >= head)
+        finally:
+            proc.send_signal(signal.SIGTERM)  # orderly stop: flushes the sink
+        assert proc.wait(HANG_S) == 0, proc.stderr.read() if proc.stderr else ""
     print(f"caught up at {time.monotonic() - t0:.1f}s")
-    verify = _spawn("verify", pg_url, chdb_path, str(head))
-    out, err = verify.communicate(timeout=300)
+    with _spawned("verify", pg_url, chdb_path, str(head)) as verify:
+        out, err = verify.communicate(timeout=300)
     assert verify.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])
     print(f"verified at {time.monotonic() - t0:.1f}s")

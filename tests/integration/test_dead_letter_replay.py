@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,6 +39,7 @@ from services.replay import (
 pytestmark = pytest.mark.integration
 
 T = "t-replay"
+HANG_S = 120.0  # bounds a hang (projector, rebuild and chdb on a loaded machine); never a latency
 LINE = {"product_id": "PROD-1", "quantity": 2, "unit_price_minor": 500}
 
 
@@ -181,7 +182,7 @@ def test_rebuild_swaps_in_an_identical_read_model_while_the_projector_runs(
     from connectors.tailer import PostgresTailer, TailCursor
     from projections.runner import ProjectionRunner
 
-    tenant = f"rb-{time.monotonic_ns()}"
+    tenant = f"rb-{uuid.uuid4().hex[:12]}"
     store = PostgresEventStore(engine)
     writer = Writer(store, tenant, 7)
     writer.setup()
@@ -195,21 +196,22 @@ def test_rebuild_swaps_in_an_identical_read_model_while_the_projector_runs(
     thread.start()
     swapped: list[bool] = []
     try:
-        assert runner.wait_for(writer.last_position, 60)
+        assert runner.wait_for(writer.last_position, HANG_S)
         rebuilds = Rebuilds(store, ch, gate, lambda: runner.status.watermark,
                             on_swapped=lambda: swapped.append(True), batch_size=40)  # fmt: skip
         rebuilds.start("clickhouse")
         for _ in range(40):  # the store keeps moving during the rebuild
             writer.step()
-        progress = rebuilds.wait("clickhouse", 120)
+        progress = rebuilds.wait("clickhouse", HANG_S)
         assert progress.state == "done", progress.error
         assert swapped == [True] and progress.events > 0 and progress.public()["percent"] == 100.0
-        assert runner.wait_for(writer.last_position, 60)
+        assert runner.wait_for(writer.last_position, HANG_S)
         gate.flush()
         rebuilt = _snapshot(ch, tenant)
     finally:
         stop.set()
-        thread.join(30)
+        thread.join(HANG_S)
+    assert not thread.is_alive()
     # the reference: the same events projected from scratch in a fresh database
     ref = ClickHouseStore(ch.dsn, database="dl_replay_ref")
     try:

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
 import threading
-import time
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
+from waiting import eventually
 
 from commands.ports import IdempotencyRecord, IdempotencyReplay, StreamWrite, VersionConflict
 from connectors.database import connect_raw
@@ -17,6 +16,7 @@ from domain.events import NewEvent
 pytestmark = pytest.mark.integration
 
 T = "tenant-a"
+HANG_S = 60.0  # bounds a hang; a correct run never waits that long
 
 
 def ev(stream_id: str, n: int, stream_type: str = "order", event_type: str = "OrderConfirmed") -> NewEvent:
@@ -92,20 +92,51 @@ def test_expected_version_conflict(store: PostgresEventStore) -> None:
 def test_race_on_unique_index_is_a_version_conflict(engine: Engine, store: PostgresEventStore) -> None:
     """The loser passed the version check (winner not committed yet) and fails on the unique index."""
     taken = threading.Event()
+    release = threading.Event()
+    winner_pid: list[int] = []
+    outcome: list[BaseException | None] = []
 
-    def slow_winner() -> None:
+    def winner() -> None:
         with engine.begin() as conn:
+            winner_pid.append(int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()))
             store.append_on(conn, T, [write("ORD-R", 0)], {})
             taken.set()
-            time.sleep(0.4)
+            assert release.wait(HANG_S)  # commits only once the loser is blocked on it
 
-    t = threading.Thread(target=slow_winner)
-    t.start()
-    assert taken.wait(5)
-    with pytest.raises(VersionConflict) as info:
-        store.append(T, [write("ORD-R", 0)], {})  # blocks on the index until the winner commits
-    t.join()
-    assert (info.value.expected, info.value.actual) == (0, 1)
+    def loser() -> None:
+        try:
+            store.append(T, [write("ORD-R", 0)], {})
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    w = threading.Thread(target=winner)
+    w.start()
+    lo = threading.Thread(target=loser)
+    try:
+        assert taken.wait(HANG_S)
+        lo.start()
+
+        def loser_blocked_on_winner() -> bool:
+            with engine.connect() as conn:
+                return bool(
+                    conn.exec_driver_sql(
+                        "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                        (winner_pid[0],),
+                    ).scalar_one()
+                )
+
+        # the loser passed the version check and waits on the index entry of the open transaction
+        eventually(loser_blocked_on_winner, what="the loser waiting on the winner's transaction")
+    finally:
+        release.set()
+        w.join(HANG_S)
+        if lo.ident is not None:
+            lo.join(HANG_S)
+    assert not w.is_alive() and not lo.is_alive()
+    (err,) = outcome
+    assert isinstance(err, VersionConflict)
+    assert (err.expected, err.actual) == (0, 1)
     assert [e.stream_version for e in store.load_stream(T, "order", "ORD-R")] == [1]
 
 
@@ -223,8 +254,15 @@ def test_record_rejection(engine: Engine, store: PostgresEventStore) -> None:
 
 def test_read_all_and_time_travel(store: PostgresEventStore) -> None:
     store.append(T, [write("ORD-1", 0, 2)], {})
-    middle = datetime.now(UTC)
-    time.sleep(0.02)
+    # occurred_at is the appending transaction's start (the database clock): the first two events
+    # share it, and the later appends must start after it
+    middle = store.load_stream(T, "order", "ORD-1")[-1].occurred_at
+
+    def db_clock_past_middle() -> bool:
+        with store.engine.connect() as conn:
+            return bool(conn.exec_driver_sql("SELECT clock_timestamp() > %s", (middle,)).scalar_one())
+
+    eventually(db_clock_past_middle, what="the database clock passing the first append")
     store.append("tenant-b", [write("ORD-9", 0)], {})
     store.append(T, [write("ORD-1", 2)], {})
     assert [e.position for e in store.read_all()] == [1, 2, 3, 4]
@@ -233,7 +271,7 @@ def test_read_all_and_time_travel(store: PostgresEventStore) -> None:
     assert [e.position for e in store.read_all(until=middle)] == [1, 2]
     assert [e.position for e in store.read_all(max_position=3)] == [1, 2, 3]
     assert [e.stream_version for e in store.read_stream_until(T, "order", "ORD-1", middle)] == [1, 2]
-    later = datetime.now(UTC) + timedelta(seconds=1)
+    later = max(e.occurred_at for e in store.read_all())
     assert [e.stream_version for e in store.read_stream_until(T, "order", "ORD-1", later)] == [1, 2, 3]
     assert store.head_position() == 4
     assert store.stream_version(T, "order", "ORD-1") == 3
@@ -252,7 +290,7 @@ def test_append_notifies_last_position(pg_url: str, store: PostgresEventStore) -
     with connect_raw(pg_url) as listener:
         listener.execute("LISTEN agentflow_events")
         res = store.append(T, [write("ORD-1", 0, 3)], {})
-        payloads = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
+        payloads = [n.payload for n in listener.notifies(timeout=HANG_S, stop_after=1)]
     assert payloads == [str(res.last_position)]
 
 
@@ -296,9 +334,7 @@ def test_cluster_restart_and_kill9_recovery(tmp_path_factory: pytest.TempPathFac
         PostgresEventStore(eng).append(T, [write("ORD-1", 1)], {})
         eng.dispose()
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while cluster.is_running() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        eventually(lambda: not cluster.is_running(), what="the killed postmaster gone")
         assert (data / "pgdata" / "postmaster.pid").exists()  # stale
 
         url = PostgresCluster(data).start()  # a new owner recovers the data dir

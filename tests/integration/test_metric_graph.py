@@ -271,7 +271,7 @@ def _stale_reads(moved_by: dict[str, set[str]], transitions: list[Transition]) -
     a hit must equal the value after the event (a client that asked for its position sees it)."""
     stale = []
     for t in transitions:
-        cache = ReadCache(moved_by, metric_ttl_s=60)
+        cache = ReadCache(moved_by, metric_ttl_s=60, clock=lambda: 0.0)  # time stands still: no expiry
         event = dataclasses.replace(t.event, tenant_id="L")
         for metric in METRICS:
             cache.put_metric(("L", metric, "w", "USD"), t.before[metric], cache.generation())

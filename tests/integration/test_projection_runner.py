@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import eventually
 
 from projections.entities import fold_entity_row
 from projections.runner import ProjectionRunner
@@ -20,6 +22,7 @@ from readmodels.iceberg_sink import IcebergSink, latest_rows, make_catalog
 pytestmark = pytest.mark.integration
 
 TENANT = "runner-t"
+HANG_S = 120.0  # bounds a hang (two runners and a lake commit on a loaded machine), not a latency
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +49,7 @@ def test_runners_follow_the_store(engine: Any, pg_url: str, ch: ClickHouseStore,
     for _ in range(30):
         writer.step()
 
-    name = f"ch-{time.monotonic_ns()}"
+    name = f"ch-{uuid.uuid4().hex[:12]}"
     applied: list[int] = []
     sink = ClickHouseSink(ch, CheckpointStore(engine), name=name)
     ch_runner = ProjectionRunner(
@@ -72,19 +75,22 @@ def test_runners_follow_the_store(engine: Any, pg_url: str, ch: ClickHouseStore,
     for t in threads:
         t.start()
     try:
-        assert ch_runner.wait_for(writer.last_position, 30), ch_runner.status
-        # live: a new write is visible soon after commit (read-your-writes via wait_for)
+        assert ch_runner.wait_for(writer.last_position, HANG_S), ch_runner.status
+        # live: a new write becomes visible (read-your-writes via wait_for, woken by the runner)
         started = time.perf_counter()
         writer.step()
-        assert ch_runner.wait_for(writer.last_position, 10)
-        lag = time.perf_counter() - started
-        deadline = time.monotonic() + 30
-        while lake.committed_watermark < writer.last_position and time.monotonic() < deadline:
-            time.sleep(0.1)
+        assert ch_runner.wait_for(writer.last_position, HANG_S), ch_runner.status
+        lag = time.perf_counter() - started  # reported, never asserted: latency is a benchmark figure
+        eventually(
+            lambda: lake.committed_watermark >= writer.last_position,
+            timeout=HANG_S,
+            what=lambda: f"lake watermark {lake.committed_watermark} < {writer.last_position}",
+        )
     finally:
         stop.set()
         for t in threads:
-            t.join(30)
+            t.join(HANG_S)
+    assert not any(t.is_alive() for t in threads)
     print(f"\nwrite->ClickHouse visible in {lag * 1000:.0f} ms; status {ch_runner.status}")
     st = ch_runner.status
     assert st.caught_up and st.last_error is None and st.applied == sum(applied) > 0

@@ -230,7 +230,11 @@ def _outcome(store: ClickHouseStore, sql: str) -> tuple[str, Any]:
     return "rows", page
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(sql=sql_inputs())
 def test_fuzz_guard_never_leaks(stores: tuple[ClickHouseStore, ClickHouseStore], sql: str) -> None:
     mixed, only_a = stores

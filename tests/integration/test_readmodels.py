@@ -251,22 +251,34 @@ def test_hostile_ids_are_data_not_sql(store: ClickHouseStore) -> None:
     assert fold_entity("user", evil, log.events) == found.data
 
 
-def test_batch_write_latency(store: ClickHouseStore) -> None:
-    """1,000-event batches: one INSERT per table; report the measured cost."""
+def test_batch_write_latency(store: ClickHouseStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000-event batches: one INSERT per table; report the measured cost (a benchmark figure,
+    not asserted)."""
     log = shop("tenant-perf", n_orders=400, seed=3)
     sink = ClickHouseSink(store, None)
+    inserts: list[str] = []
+    real_insert = store.insert_rows
+
+    def counting_insert(table: str, rows: Any) -> None:
+        inserts.append(table)
+        real_insert(table, rows)
+
+    monkeypatch.setattr(store, "insert_rows", counting_insert)
     timings = []
     writes = []
     for i in range(0, len(log.events), 1000):
+        inserts.clear()
         started = time.perf_counter()
         sink.apply(log.events[i : i + 1000], None, 0)
         timings.append(time.perf_counter() - started)
         writes.append(sink.last_write_seconds)
+        assert inserts and len(inserts) == len(set(inserts)) and set(inserts) <= set(TABLES), inserts
     print(
         f"\n{len(log.events)} events; per 1000-event batch: total {[round(t * 1000) for t in timings]} ms, "
         f"inserts {[round(w * 1000) for w in writes]} ms, misses {sink.misses}"
     )
-    assert max(timings) < 5.0
+    assert len(timings) >= 2  # several full batches
+    assert len(table_rows(store, "tenant-perf")["events"]) == len(log.events)
 
 
 class _Checkpoints:

@@ -24,6 +24,16 @@ from readmodels.iceberg_sink import (
 pytestmark = pytest.mark.integration
 
 
+class ManualClock:
+    """The sink's clock (buffer age), moved only by the test."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def _events(tenant: str) -> list[RecordedEvent]:
     from test_readmodels import shop
 
@@ -46,11 +56,13 @@ def _cursor(e: RecordedEvent) -> tuple[int, int]:
 
 def test_batched_commits_carry_the_checkpoint(catalog: SqlCatalog) -> None:
     events = _events("ice-a")
-    sink = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600)
+    clock = ManualClock()
+    sink = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600, clock=clock)
     assert sink.load_checkpoint() == (None, 0)
     for i in range(0, len(events), 50):
         chunk = events[i : i + 50]
         sink.apply(chunk, _cursor(chunk[-1]), chunk[-1].position)
+    clock.now += 3599
     sink.tick()
     assert sink.commits == 0  # neither count nor age reached: nothing committed yet
     sink.flush()
@@ -77,7 +89,7 @@ def test_batched_commits_carry_the_checkpoint(catalog: SqlCatalog) -> None:
     assert {k[1] for k, r in payments.items() if r["status"] == "failed"} == failed
 
     # restart: resumes from the snapshot properties; replaying the tail adds nothing
-    again = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600)
+    again = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600, clock=ManualClock())
     assert again.load_checkpoint() == (_cursor(events[-1]), events[-1].position)
     again.apply(events[-30:], _cursor(events[-1]), events[-1].position)
     again.flush()
@@ -87,11 +99,17 @@ def test_batched_commits_carry_the_checkpoint(catalog: SqlCatalog) -> None:
 
 def test_commit_by_count_and_age(catalog: SqlCatalog) -> None:
     events = _events("ice-b")
-    sink = IcebergSink(catalog, max_rows=200, max_age_seconds=0.0)
+    clock = ManualClock()
+    sink = IcebergSink(catalog, max_rows=200, max_age_seconds=5.0, clock=clock)
     sink.apply(events[:300], _cursor(events[299]), events[299].position)
     assert sink.commits == 1  # count threshold
+    clock.now += 60  # the buffer's age counts from its first event, not from the last commit
     sink.apply(events[300:310], _cursor(events[309]), events[309].position)
-    sink.tick()  # age threshold 0 s
+    clock.now += 4.5
+    sink.tick()
+    assert sink.commits == 1  # younger than max_age_seconds: still buffered
+    clock.now += 0.5
+    sink.tick()  # age threshold reached
     assert sink.commits == 2
     assert len(_rows(sink, "events")) == 310
 
@@ -99,7 +117,7 @@ def test_commit_by_count_and_age(catalog: SqlCatalog) -> None:
 def test_crash_between_table_commits_loses_and_duplicates_nothing(catalog: SqlCatalog) -> None:
     events = _events("ice-c")
     first, rest = events[:200], events[200:]
-    sink = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600)
+    sink = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600, clock=ManualClock())
     sink.apply(first, _cursor(first[-1]), first[-1].position)
     sink.flush()
     # second batch: "crash" after the events table committed, before the history tables
@@ -114,7 +132,7 @@ def test_crash_between_table_commits_loses_and_duplicates_nothing(catalog: SqlCa
         },
     )
 
-    restarted = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600)
+    restarted = IcebergSink(catalog, max_rows=10_000, max_age_seconds=3600, clock=ManualClock())
     assert restarted.load_checkpoint() == (_cursor(first[-1]), first[-1].position)  # the oldest table
     restarted.apply(rest, _cursor(rest[-1]), rest[-1].position)
     restarted.flush()

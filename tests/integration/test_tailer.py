@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from event_log import order_write as write
@@ -11,13 +11,14 @@ from sqlalchemy.engine import Engine
 from commands.ports import StreamWrite
 from connectors.checkpoints import CheckpointStore
 from connectors.database import connect_raw
-from connectors.event_store import PostgresEventStore
+from connectors.event_store import NOTIFY_CHANNEL, PostgresEventStore
 from connectors.tailer import PostgresTailer, TailBatch, TailCursor
 from domain.events import NewEvent
 
 pytestmark = pytest.mark.integration
 
 T = "tenant-a"
+HANG_S = 60.0  # bounds a hang; a correct run never waits that long
 
 
 @pytest.fixture()
@@ -120,37 +121,75 @@ def test_resume_from_cursor(engine: Engine, store: PostgresEventStore, tailer: P
     assert resumed.watermark == 4
 
 
-def test_wait_wakes_on_notify_and_times_out(store: PostgresEventStore, tailer: PostgresTailer) -> None:
-    tailer.fetch(None, 10)  # establishes LISTEN
-    t0 = time.monotonic()
-    assert tailer.wait(0.2) is False
-    assert time.monotonic() - t0 >= 0.15
+class NotifiesSpy:
+    """Wraps the tailer's LISTEN connection's ``notifies``: records each call's timeout and says when
+    a wait is under way."""
 
-    threading.Timer(0.1, lambda: store.append(T, [write("ORD-1", 0)], {})).start()
-    t0 = time.monotonic()
-    assert tailer.wait(5) is True
-    assert time.monotonic() - t0 < 2
+    def __init__(self, conn: Any) -> None:
+        self.inner = conn.notifies
+        self.timeouts: list[float | None] = []
+        self.waiting = threading.Event()
+        conn.notifies = self
+
+    def __call__(self, *, timeout: float | None = None, stop_after: int | None = None) -> Any:
+        self.timeouts.append(timeout)
+        self.waiting.set()
+        return self.inner(timeout=timeout, stop_after=stop_after)
+
+
+def test_wait_wakes_on_notify_and_times_out(
+    pg_url: str, store: PostgresEventStore, tailer: PostgresTailer
+) -> None:
+    tailer.fetch(None, 10)  # establishes LISTEN
+    listener = tailer._listener
+    assert listener is not None
+    spy = NotifiesSpy(listener)
+    assert tailer.wait(0.2) is False  # nothing notified: times out ...
+    assert spy.timeouts == [0.2]  # ... after waiting for notifications for the whole timeout
+
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(tailer.wait(HANG_S)))
+    spy.waiting.clear()
+    waiter.start()
+    try:
+        assert spy.waiting.wait(HANG_S)  # the wait is under way ...
+        store.append(T, [write("ORD-1", 0)], {})  # ... when the NOTIFY comes
+    finally:
+        waiter.join(HANG_S)
+    assert not waiter.is_alive()
+    assert woken == [True]
+
     for i in range(20):  # a burst wakes once, then the queue is drained
         store.append(T, [write(f"ORD-B{i}", 0)], {})
-    time.sleep(0.1)
-    assert tailer.wait(1) is True
-    assert tailer.wait(0.1) is False
+    # a round trip on the LISTEN connection: Postgres sends the notifications it has for a session
+    # before its ReadyForQuery, so all 20 are now with the client (psycopg keeps them for notifies())
+    listener.execute("SELECT 1")
+    assert tailer.wait(HANG_S) is True
+    # nothing of the burst is left: a NOTIFY sent now is the next one the connection gets
+    with connect_raw(pg_url) as other:
+        other.execute("SELECT pg_notify(%s, 'marker')", (NOTIFY_CHANNEL,))
+        other.commit()
+    assert [n.payload for n in spy.inner(timeout=HANG_S, stop_after=1)] == ["marker"]
 
 
 def test_wait_reconnects_after_connection_loss(
     pg_url: str, store: PostgresEventStore, tailer: PostgresTailer
 ) -> None:
     tailer.fetch(None, 10)
+    lost = tailer._listener
     with connect_raw(pg_url) as admin:
         killed = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'agentflow-tailer'"
         ).fetchall()
     assert killed
-    assert tailer.wait(2) is True  # loss is reported as a wake-up: poll rather than trust silence
+    # loss is reported as a wake-up (poll rather than trust silence); nothing is appended meanwhile
+    assert tailer.wait(HANG_S) is True
+    assert tailer._listener is None
     tailer.fetch(None, 10)  # re-LISTENs
-    threading.Timer(0.1, lambda: store.append(T, [write("ORD-1", 0)], {})).start()
-    assert tailer.wait(5) is True
+    assert tailer._listener is not None and tailer._listener is not lost
+    store.append(T, [write("ORD-1", 0)], {})
+    assert tailer.wait(HANG_S) is True  # the new LISTEN connection gets the NOTIFY
 
 
 def test_checkpoint_store(engine: Engine) -> None:

@@ -352,10 +352,13 @@ def test_time_travel_is_bounded(engine: Engine, live: ClickHouseStore) -> None:
     )
 
 
-def test_leftover_scratch_databases_are_swept(live: ClickHouseStore, engine: Engine) -> None:
+def test_leftover_scratch_databases_are_swept(
+    live: ClickHouseStore, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stale = f"{SCRATCH_PREFIX}1000_{uuid.uuid4().hex}"
     live.client.command(f"CREATE DATABASE {stale}")
-    time_travel._SWEPT.discard(live.dsn)
+    # a process that has not swept yet, whatever this one's earlier reads did (restored afterwards)
+    monkeypatch.setattr(time_travel, "_SWEPT", set())
     historical_metric(PostgresEventStore(engine), live, "tenant-s", "revenue", "1h", "USD", T_NOW)
     left = live.query(
         "SELECT name FROM system.databases WHERE startsWith(name, {p:String})", {"p": SCRATCH_PREFIX}

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from waiting import eventually
 
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner, rebuild
@@ -44,6 +45,9 @@ class FakeTailer:
         self.fail_times = fail_times
         self.fetches: list[tuple[Any, int]] = []
         self.waits = 0
+        # the runner's stop event: no news ever arrives, so a wait ends when the test stops the
+        # runner (or after the runner's own timeout)
+        self.stop = threading.Event()
 
     def fetch(self, cursor: Any, limit: int) -> Batch:
         self.fetches.append((cursor, limit))
@@ -56,9 +60,9 @@ class FakeTailer:
         top = self.events[-1].position if self.events else 0
         return Batch(batch, last, last, last >= top)
 
-    def wait(self, timeout: float) -> None:
+    def wait(self, timeout: float) -> bool:
         self.waits += 1
-        time.sleep(0.01)
+        return self.stop.wait(timeout)
 
 
 class FakeSink:
@@ -89,17 +93,14 @@ class FakeSink:
         self.flushes += 1
 
 
-def run_until(runner: ProjectionRunner, cond: Any, timeout: float = 5.0) -> None:
-    stop = threading.Event()
-    t = threading.Thread(target=runner.run, args=(stop,))
+def run_until(runner: ProjectionRunner, tailer: FakeTailer, cond: Any) -> None:
+    t = threading.Thread(target=runner.run, args=(tailer.stop,))
     t.start()
-    deadline = time.monotonic() + timeout
     try:
-        while not cond() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        eventually(cond, what=lambda: f"runner status {runner.status}")
     finally:
-        stop.set()
-        t.join(5)
+        tailer.stop.set()
+        t.join(60)
     assert cond()
     assert not t.is_alive()
 
@@ -107,16 +108,17 @@ def run_until(runner: ProjectionRunner, cond: Any, timeout: float = 5.0) -> None
 def test_runner_applies_in_batches_and_checkpoints() -> None:
     events = [ev(i) for i in range(1, 26)]
     sink = FakeSink()
+    tailer = FakeTailer(events)
     seen: list[tuple[int, int]] = []
     runner = ProjectionRunner(
         "fake",
-        FakeTailer(events),
+        tailer,
         sink,
         batch_size=10,
         on_applied=lambda evs, wm: seen.append((len(evs), wm)),
         start_cursor=0,
     )
-    run_until(runner, lambda: runner.status.caught_up and runner.status.applied == 25)
+    run_until(runner, tailer, lambda: runner.status.caught_up and runner.status.applied == 25)
     assert sink.applied == list(range(1, 26))
     assert seen == [(10, 10), (10, 20), (5, 25)]
     st = runner.status
@@ -131,7 +133,7 @@ def test_runner_resumes_from_checkpoint() -> None:
     sink = FakeSink(checkpoint=(7, 7))
     tailer = FakeTailer(events)
     runner = ProjectionRunner("fake", tailer, sink, start_cursor=0)
-    run_until(runner, lambda: runner.status.applied == 3)
+    run_until(runner, tailer, lambda: runner.status.applied == 3)
     assert sink.applied == [8, 9, 10]
     assert tailer.fetches[0][0] == 7
 
@@ -141,7 +143,7 @@ def test_runner_retries_without_skipping() -> None:
     tailer = FakeTailer(events, fail_times=2)
     sink = FakeSink(fail_times=2)
     runner = ProjectionRunner("fake", tailer, sink, batch_size=2, start_cursor=0, max_backoff=0.05)
-    run_until(runner, lambda: runner.status.applied == 5)
+    run_until(runner, tailer, lambda: runner.status.applied == 5)
     assert sink.applied == [1, 2, 3, 4, 5]
     assert runner.status.last_error is not None and "sink down" in runner.status.last_error
 
@@ -155,12 +157,13 @@ def test_rebuild_replays_without_checkpoint() -> None:
 
 def test_wait_for_wakes_up_on_progress() -> None:
     events = [ev(i) for i in range(1, 4)]
-    runner = ProjectionRunner("fake", FakeTailer(events), FakeSink(), start_cursor=0)
-    stop = threading.Event()
-    t = threading.Thread(target=runner.run, args=(stop,))
+    tailer = FakeTailer(events)
+    runner = ProjectionRunner("fake", tailer, FakeSink(), start_cursor=0)
+    t = threading.Thread(target=runner.run, args=(tailer.stop,))
     t.start()
     try:
-        assert runner.wait_for(3, 5.0)
+        assert runner.wait_for(3, 60.0)  # the deadline bounds a hang: progress notifies the waiter
     finally:
-        stop.set()
-        t.join(5)
+        tailer.stop.set()
+        t.join(60)
+    assert not t.is_alive()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 import sqlglot
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
@@ -181,7 +181,7 @@ _ATOMS = st.sampled_from(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_ATOMS, min_size=1, max_size=25).map(" ".join) | st.text(max_size=200))
 def test_guard_never_crashes_and_never_lets_an_unscoped_table_through(sql: str) -> None:
     try:
