@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -443,6 +443,53 @@ class PostgresEventStore:
                 {"t": tenant_id, "st": stream_type, "sid": stream_id, "u": until},
             ).all()
         return [row_to_event(r) for r in rows]
+
+    # -- history for time travel (readmodels.ports.EventHistory) ---------------------------------
+    def _select(self, where: str, params: dict[str, Any], limit: int) -> list[RecordedEvent]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT %(limit)s"
+        with self._ac.connect() as conn:
+            rows = conn.exec_driver_sql(sql, {**params, "limit": limit}).all()
+        return [row_to_event(r) for r in rows]
+
+    def streams_touched(
+        self, tenant_id: str, stream_type: str, since: datetime | None, until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        params: dict[str, Any] = {"t": tenant_id, "u": until, "st": stream_type, "s": since}
+        if since is None:
+            where = "tenant_id = %(t)s AND stream_type = %(st)s AND occurred_at <= %(u)s"
+        else:
+            where = (
+                "tenant_id = %(t)s AND stream_type = %(st)s AND occurred_at <= %(u)s AND stream_id IN ("
+                "SELECT DISTINCT stream_id FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
+                "AND occurred_at >= %(s)s AND occurred_at <= %(u)s)"
+            )
+        return self._select(where, params, limit)
+
+    def recorded_between(
+        self, tenant_id: str, since: datetime | None, until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        if since is None:
+            params0 = {"t": tenant_id, "u": until}
+            return self._select("tenant_id = %(t)s AND recorded_at <= %(u)s", params0, limit)
+        # recorded_at >= occurred_at (transaction start); the occurred_at bound only lets the
+        # (tenant_id, occurred_at) index cut the scan: an append's transaction never spans an hour
+        params = {"t": tenant_id, "u": until, "s": since, "s0": since - timedelta(hours=1)}
+        return self._select(
+            "tenant_id = %(t)s AND occurred_at > %(s0)s AND occurred_at <= %(u)s "
+            "AND recorded_at > %(s)s AND recorded_at <= %(u)s",
+            params,
+            limit,
+        )
+
+    def registrations(
+        self, tenant_id: str, product_ids: Sequence[str], until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        return self._select(
+            "tenant_id = %(t)s AND stream_type = 'product' AND stream_id = ANY(%(ids)s) "
+            "AND event_type = 'ProductRegistered' AND occurred_at <= %(u)s",
+            {"t": tenant_id, "u": until, "ids": list(product_ids)},
+            limit,
+        )
 
     def read_entity_events_until(
         self, tenant_id: str, entity_type: str, entity_id: str, until: datetime

@@ -34,13 +34,13 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from sqlalchemy.engine import Engine
 
 from connectors.checkpoints import CheckpointStore
+from connectors.clickhouse import ClickHouseStore
 from connectors.contiguous import Contiguity
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.tailer import NEW_XID_SQL, SEQUENCE_SQL, PostgresTailer, TailCursor
 from domain.events import EVENT_TYPES, RecordedEvent
 from projections.rows import EVENTS, KEY_COLUMNS, TABLES, Row
 from projections.runner import wait_for_watermark
-from readmodels.clickhouse import ClickHouseStore
 
 log = logging.getLogger(__name__)
 

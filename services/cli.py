@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 from services.config import settings_from_env
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "up":
         from services.launcher import run_up
 
-        overrides: dict[str, object] = {
+        overrides: dict[str, Any] = {
             "host": args.host,
             "port": args.port,
             "data_dir": args.data_dir,

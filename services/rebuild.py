@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.event_store import PostgresEventStore
 from domain.events import RecordedEvent
 from projections.rows import TABLES
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 
 log = logging.getLogger("agentflow.rebuild")
 
@@ -255,7 +255,7 @@ class Rebuilds:
         assert gate is not None and tailer is not None
         import pyarrow as pa
 
-        from readmodels.iceberg_sink import SCHEMAS
+        from connectors.iceberg_sink import SCHEMAS
 
         progress.phase = "truncating"
         with gate.paused() as lake:

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from connectors.checkpoints import CheckpointStore
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.database import make_service_engine
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
@@ -27,8 +29,6 @@ from connectors.tailer import PostgresTailer, TailCursor
 from connectors.webhook_store import WebhookStore
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import METRICS
 from services.config import Settings
 from services.read_cache import ReadCache
@@ -132,7 +132,7 @@ class Runtime:
         self.serving_runner = ProjectionRunner("clickhouse", serving, sink, on_applied=self._on_applied)
         self._spawn(self.serving_runner)
         if self.settings.iceberg_enabled:
-            from readmodels.iceberg_sink import IcebergSink, make_catalog
+            from connectors.iceberg_sink import IcebergSink, make_catalog
 
             catalog = make_catalog(self.database_url, self.settings.data_dir.resolve())
             lake = IcebergSink(

@@ -34,7 +34,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from readmodels.clickhouse import COLUMNS
+from readmodels.schema import COLUMNS
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)  # "falling back to Command" is a 400 here
 

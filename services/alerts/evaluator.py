@@ -61,8 +61,8 @@ def metrics_by_event() -> dict[str, tuple[str, ...]]:
 
 def runtime_metric(runtime: Any) -> MetricFn:
     """The metric as ``GET /v1/metrics/{name}`` computes it (serving read models, no cache)."""
-    from readmodels.clickhouse_sink import METRIC_TABLES
     from readmodels.metrics import compute_metric
+    from readmodels.schema import METRIC_TABLES
 
     def compute(
         tenant_id: str, metric: str, window: str, currency: str | None, filters: dict[str, str], now: datetime

@@ -70,6 +70,7 @@ async def metric_series(request: Request[Any, Any, Any], metric_name: str) -> Re
                     currency,
                     as_of,
                     filters,
+                    max_events=runtime.settings.time_travel_max_events,
                 )
             except TimeTravelTooLarge as exc:
                 raise ApiError(

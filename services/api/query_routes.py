@@ -21,11 +21,11 @@ from typing import Any
 from anyio import to_thread
 from litestar import Request, Response, post
 
-from readmodels.clickhouse_sink import METRIC_TABLES
 from readmodels.query import semantic
 from readmodels.query.question import parse_question
 from readmodels.query.semantic import SemanticError, SemanticQuery
 from readmodels.query.sql_guard import DEFAULT_LIMIT, MAX_LIMIT, GuardError, guard, run_page
+from readmodels.schema import METRIC_TABLES
 from readmodels.windows import WINDOWS
 from services.api.context import json_body, json_response, runtime_of, tenant_of
 from services.api.errors import ApiError

@@ -17,10 +17,10 @@ from litestar.types import Receive, Scope, Send
 from domain.events import STREAM_TYPES
 from projections.entities import fold_entity
 from projections.rows import invalid_reason
-from readmodels.clickhouse_sink import METRIC_TABLES
 from readmodels.contract_registry import DIMENSION_COLUMNS
 from readmodels.entities import get_entity
 from readmodels.metrics import METRICS, WINDOWS, MetricDef, MetricResult, compute_metric
+from readmodels.schema import METRIC_TABLES
 from readmodels.time_travel import TimeTravelTooLarge, historical_metric
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
@@ -318,7 +318,8 @@ def _historical_metric(
 ) -> MetricResult:
     try:
         return historical_metric(
-            runtime.store, runtime.clickhouse, tenant, name, window, currency, as_of, rejected, filters
+            runtime.store, runtime.clickhouse, tenant, name, window, currency, as_of, rejected, filters,
+            max_events=runtime.settings.time_travel_max_events,
         )
     except TimeTravelTooLarge as exc:
         raise ApiError(422, "time_travel_too_large", str(exc), {"max_events": exc.max_events}) from exc

@@ -275,7 +275,7 @@ def test_iceberg_lake_holds_every_valid_event(
     api: httpx.Client, postgres: PostgresCluster, stack: DistributedStack
 ) -> None:
     """Flink's Iceberg sink commits on checkpoints into the JDBC catalog that pyiceberg reads."""
-    from readmodels.iceberg_sink import make_catalog
+    from connectors.iceberg_sink import make_catalog
 
     # this test's own orders: one cancelled, one paid and refunded
     product, user = _shop(api)

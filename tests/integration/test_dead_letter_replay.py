@@ -14,6 +14,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from commands.ports import StreamWrite
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.dead_letters import (
     DISMISSED,
     FAILED,
@@ -26,8 +28,6 @@ from connectors.event_store import PostgresEventStore
 from connectors.webhook_store import WebhookStore
 from domain.events import EVENT_TYPES, NewEvent, RecordedEvent
 from projections.rows import TABLES
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from services.rebuild import Rebuilds, SinkGate
 from services.replay import (
     DeadLetterReplayer,

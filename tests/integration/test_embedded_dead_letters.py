@@ -9,10 +9,10 @@ from event_log import EventLog
 from sqlalchemy.engine import Engine
 from test_readmodels import chdb_dsn
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from domain.events import RecordedEvent
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 
 pytestmark = pytest.mark.integration
 

@@ -31,13 +31,13 @@ from sqlalchemy.engine import Engine
 
 from commands.handlers import CommandContext, execute
 from connectors.checkpoints import CheckpointStore
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.event_store import PostgresEventStore
 from connectors.tailer import PostgresTailer, TailCursor
 from domain.errors import DomainError
 from domain.product import Product
 from projections.runner import ProjectionRunner
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.entities import get_entity
 from readmodels.metrics import compute_metric
 

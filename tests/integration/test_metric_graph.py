@@ -19,10 +19,10 @@ import pytest
 from chdb_store import chdb_dsn
 from event_log import EventLog
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from domain.events import EVENT_TYPES, RecordedEvent
 from domain.validation import event_problems
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.contract_registry import REGISTRY
 from readmodels.metrics import METRICS, NOW, compute_metric
 from services.read_cache import ReadCache

@@ -13,8 +13,8 @@ import pytest
 from chdb_store import chdb_dsn
 from event_log import EventLog
 
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import (
     UnsupportedDimension,
     UnsupportedGrain,

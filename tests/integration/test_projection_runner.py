@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from waiting import eventually
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
+from connectors.iceberg_sink import IcebergSink, latest_rows, make_catalog
 from projections.entities import fold_entity_row
 from projections.runner import ProjectionRunner
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.entities import get_entity
-from readmodels.iceberg_sink import IcebergSink, latest_rows, make_catalog
 
 pytestmark = pytest.mark.integration
 

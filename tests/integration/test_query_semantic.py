@@ -9,8 +9,8 @@ import pytest
 from chdb_store import chdb_dsn
 from test_readmodels import NOW, shop
 
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import compute_metric, compute_series
 from readmodels.query import semantic
 from readmodels.query.question import QuestionError, parse_question

@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_readmodels import shop
 
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from readmodels.query.sql_guard import GuardError, guard, run_page, verify_scoped
 
 A, B = "tenant-qa", "tenant-qb"

@@ -12,11 +12,11 @@ import pytest
 from chdb_store import chdb_dsn
 from event_log import EventLog
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from domain.events import RecordedEvent
 from projections.entities import fold_entity, fold_entity_row
 from projections.rows import TABLES
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.entities import get_entity
 from readmodels.metrics import METRICS, UnknownMetric, UnsupportedWindow, compute_metric
 

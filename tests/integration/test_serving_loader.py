@@ -28,13 +28,13 @@ from waiting import eventually
 
 from commands.ports import StreamWrite
 from connectors.checkpoints import CheckpointStore
+from connectors.clickhouse import ClickHouseStore, normalize_row
 from connectors.dead_letters import DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.serving_loader import PositionTailer, ServingLoader
 from connectors.tailer import PostgresTailer
 from domain.events import NewEvent, RecordedEvent
 from projections.rows import TABLES, MemoryLookup, dumps_row, project
-from readmodels.clickhouse import ClickHouseStore, normalize_row
 
 pytestmark = pytest.mark.integration
 

@@ -21,11 +21,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from connectors.clickhouse import ClickHouseStore, normalize_row
 from domain.events import RecordedEvent
 from projections.rows import (
     EVENTS,
-    ORDERS,
-    SESSIONS,
     TABLES,
     Key,
     Row,
@@ -34,7 +33,7 @@ from projections.rows import (
     lookup_keys,
     project,
 )
-from readmodels.clickhouse import ClickHouseStore, normalize_row
+from readmodels.schema import METRIC_TABLES
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +94,6 @@ class _BatchLookup:
         return found
 
 
-# the tables the hot baseline metrics read, written before the watermark moves; a reader of a metric over
-# any other table (events, order lines, payments, products) flushes the deferred rows first
-METRIC_TABLES = frozenset({ORDERS, SESSIONS})
 
 
 class ClickHouseSink:

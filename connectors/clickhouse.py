@@ -8,8 +8,12 @@ Writes are SQL ``INSERT ... FORMAT JSONEachRow`` through ``client.command`` (on 
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Iterable, Sequence
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -18,118 +22,9 @@ import clickhouse_connect
 import msgspec
 
 from projections.rows import KEY_COLUMNS, TABLES, Key, Row
+from readmodels.schema import INDEXES, JSON_COLUMNS, columns
 
-TS = "DateTime64(3, 'UTC')"
-NTS = f"Nullable({TS})"
-
-# table -> ordered (column, type); tenant_id and version are added around these
-COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "orders": [
-        ("order_id", "String"),
-        ("user_id", "String"),
-        ("status", "LowCardinality(String)"),
-        ("currency", "LowCardinality(String)"),
-        ("channel", "LowCardinality(String)"),
-        ("total_minor", "Int64"),
-        ("paid_minor", "Int64"),
-        ("refunded_minor", "Int64"),
-        ("payment_id", "String"),
-        ("payment_status", "LowCardinality(String)"),
-        ("lines", "String"),
-        ("placed_at", TS),
-        ("confirmed_at", NTS),
-        ("shipped_at", NTS),
-        ("delivered_at", NTS),
-        ("cancelled_at", NTS),
-        ("refunded_at", NTS),
-        ("updated_at", TS),
-    ],
-    "order_lines": [
-        ("order_id", "String"),
-        ("line_no", "UInt32"),
-        ("product_id", "String"),
-        ("category", "LowCardinality(String)"),
-        ("quantity", "Int64"),
-        ("unit_price_minor", "Int64"),
-        ("currency", "LowCardinality(String)"),
-        ("user_id", "String"),
-        ("placed_at", TS),
-        ("cancelled", "UInt8"),
-    ],
-    "payments": [
-        ("payment_id", "String"),
-        ("order_id", "String"),
-        ("amount_minor", "Int64"),
-        ("currency", "LowCardinality(String)"),
-        ("method", "LowCardinality(String)"),
-        ("status", "LowCardinality(String)"),
-        ("refunded_minor", "Int64"),
-        ("failure_reason", "String"),
-        ("initiated_at", TS),
-        ("completed_at", NTS),
-        ("failed_at", NTS),
-    ],
-    "products": [
-        ("product_id", "String"),
-        ("name", "String"),
-        ("category", "LowCardinality(String)"),
-        ("price_minor", "Int64"),
-        ("currency", "LowCardinality(String)"),
-        ("on_hand", "Int64"),
-        ("reserved", "Int64"),
-        ("updated_at", TS),
-    ],
-    "users": [
-        ("user_id", "String"),
-        ("name", "String"),
-        ("email", "String"),
-        ("region", "LowCardinality(String)"),
-        ("registered_at", TS),
-    ],
-    "sessions": [
-        ("session_id", "String"),
-        ("user_id", "String"),
-        ("started_at", TS),
-        ("last_event_at", TS),
-        ("event_count", "UInt32"),
-        ("pages", "Array(String)"),
-        ("funnel_stage", "LowCardinality(String)"),
-        ("is_conversion", "UInt8"),
-    ],
-    "stock_movements": [
-        ("position", "Int64"),
-        ("product_id", "String"),
-        ("category", "LowCardinality(String)"),
-        ("kind", "LowCardinality(String)"),
-        ("units", "Int64"),
-        ("on_hand_delta", "Int64"),
-        ("order_id", "String"),
-        ("reason", "LowCardinality(String)"),
-        ("moved_at", TS),
-    ],
-    "events": [
-        ("position", "Int64"),
-        ("event_id", "String"),
-        ("event_type", "LowCardinality(String)"),
-        ("stream_type", "LowCardinality(String)"),
-        ("stream_id", "String"),
-        ("stream_version", "Int64"),
-        ("schema_version", "UInt16"),
-        ("occurred_at", TS),
-        ("recorded_at", TS),
-        ("command_id", "String"),
-        ("correlation_id", "String"),
-        ("data", "String"),
-        ("metadata", "String"),
-    ],
-}
-JSON_COLUMNS = {("orders", "lines")}
-# secondary lookups (user entity, lineage)
-INDEXES = {
-    "orders": ["INDEX idx_user user_id TYPE bloom_filter GRANULARITY 4"],
-    "order_lines": ["INDEX idx_user user_id TYPE bloom_filter GRANULARITY 4"],
-    "events": ["INDEX idx_stream stream_id TYPE bloom_filter GRANULARITY 4"],
-}
+log = logging.getLogger(__name__)
 
 
 def _fmt_ts(value: datetime | None) -> str | None:
@@ -191,27 +86,31 @@ class ClickHouseStore:
             for t in TABLES
         }
         self._times = {t: [c for c, ty in self.columns(t) if "DateTime64" in ty] for t in TABLES}
+        self._swept = False
         self.ensure_schema()
 
     # --- schema -----------------------------------------------------------------------------
 
     @staticmethod
     def columns(table: str) -> list[tuple[str, str]]:
-        return [("tenant_id", "String"), *COLUMNS[table], ("version", "UInt64")]
+        return columns(table)
 
     def t(self, table: str) -> str:
         return f"{self.database}.{table}"
+
+    def _create_table(self, table: str) -> str:
+        cols = [f"{c} {ty}" for c, ty in self.columns(table)] + INDEXES.get(table, [])
+        order_by = ", ".join(("tenant_id", *KEY_COLUMNS[table]))
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.t(table)} ({', '.join(cols)}) "
+            f"ENGINE = ReplacingMergeTree(version) ORDER BY ({order_by})"
+        )
 
     def ensure_schema(self) -> None:
         with self._lock:
             self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
             for table in TABLES:
-                cols = [f"{c} {ty}" for c, ty in self.columns(table)] + INDEXES.get(table, [])
-                order_by = ", ".join(("tenant_id", *KEY_COLUMNS[table]))
-                self.client.command(
-                    f"CREATE TABLE IF NOT EXISTS {self.t(table)} ({', '.join(cols)}) "
-                    f"ENGINE = ReplacingMergeTree(version) ORDER BY ({order_by})"
-                )
+                self.client.command(self._create_table(table))
 
     def drop_all(self) -> None:
         with self._lock:
@@ -298,16 +197,68 @@ class ClickHouseStore:
         with self._lock:
             self.client.close()
 
+    # --- scratch databases (time travel) -----------------------------------------------------
 
-def ms(value: datetime) -> int:
-    """Epoch milliseconds, for binding as ``fromUnixTimestamp64Milli({x:Int64}, 'UTC')``."""
-    return int(_aware(value).timestamp() * 1000)
+    @contextmanager
+    def scratch(self, tables: Sequence[str]) -> Iterator[ClickHouseStore]:
+        """A fresh database with ``tables`` on this engine (chdb: one data path per process), dropped
+        on exit. The first use also drops scratch databases a crashed process left behind."""
+        if not self._swept:
+            self._swept = True
+            self._sweep_scratch()
+        scratch = _ScratchStore(self, f"{SCRATCH_PREFIX}{int(time.time())}_{uuid.uuid4().hex}")
+        try:
+            scratch.create(tables)
+            yield scratch
+        finally:
+            scratch.drop_all()
+
+    def _sweep_scratch(self) -> None:
+        cutoff = int(time.time()) - SCRATCH_MAX_AGE_S
+        try:
+            rows = self.query(
+                "SELECT name FROM system.databases WHERE startsWith(name, {p:String})", {"p": SCRATCH_PREFIX}
+            )
+            for r in rows:
+                stamp = str(r["name"])[len(SCRATCH_PREFIX) :].split("_", 1)[0]
+                if stamp.isdigit() and int(stamp) < cutoff:
+                    _ScratchStore(self, str(r["name"])).drop_all()
+        except Exception:  # housekeeping: never fail a read for it
+            log.warning("could not sweep leftover time-travel databases", exc_info=True)
+
+
+SCRATCH_PREFIX = "agentflow_tt_"
+SCRATCH_MAX_AGE_S = 3600  # scratch databases older than this are leftovers of a crashed process
+
+
+class _ScratchStore(ClickHouseStore):
+    """A throwaway database on the live store's engine, client and lock. Built from the live store
+    (its __init__ would open another client and create every table)."""
+
+    def __init__(self, live: ClickHouseStore, database: str) -> None:
+        self.__dict__.update(vars(live))
+        if not database.startswith(SCRATCH_PREFIX) or not database.replace("_", "").isalnum():
+            raise ValueError(f"bad scratch database name {database!r}")
+        self.database = database
+
+    def create(self, tables: Sequence[str]) -> None:
+        with self._lock:
+            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            for table in tables:
+                self.client.command(self._create_table(table))
+
+    def drop_all(self) -> None:
+        with self._lock:
+            self.client.command(f"DROP DATABASE IF EXISTS {self.database} SYNC")
+
+    def close(self) -> None:
+        """The client is the live store's: never closed here."""
 
 
 def normalize_row(table: str, row: Row) -> Row:
     """A projected row as it reads back from ClickHouse (ms timestamps, tz-aware UTC)."""
     out = dict(row)
-    for col, ty in ClickHouseStore.columns(table):
+    for col, ty in columns(table):
         v = out.get(col)
         if "DateTime64" in ty and isinstance(v, datetime):
             out[col] = _trunc_ms(_aware(v).astimezone(UTC))

@@ -1,0 +1,67 @@
+"""What the read side needs from storage; connectors/ implements these (and nothing here imports it).
+
+``ReadModelStore`` is the ClickHouse read model (chdb or a server); ``EventHistory`` the parts of the
+event store that time travel, timelines and lineage read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from domain.events import RecordedEvent
+from projections.rows import Key, Row
+
+
+class ReadModelStore(Protocol):
+    database: str
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """A SELECT; ``{db}`` in the SQL stands for the store's database (code-supplied SQL only)."""
+        ...
+
+    def get_rows(self, table: str, keys: Iterable[Key]) -> dict[Key, Row]: ...
+
+    def get_row(self, table: str, key: Key) -> Row | None: ...
+
+    def select_rows(
+        self, table: str, tenant_id: str, where: str = "", parameters: dict[str, Any] | None = None,
+        order_by: str = "",
+    ) -> list[Row]: ...
+
+    def insert_rows(self, table: str, rows: Sequence[Row]) -> None: ...
+
+    def scratch(self, tables: Sequence[str]) -> AbstractContextManager[ReadModelStore]:
+        """A throwaway store with ``tables`` on the same engine, dropped on exit (time travel)."""
+        ...
+
+
+class EventHistory(Protocol):
+    def load_stream(
+        self, tenant_id: str, stream_type: str, stream_id: str, after_version: int = 0
+    ) -> list[RecordedEvent]: ...
+
+    def read_stream_until(
+        self, tenant_id: str, stream_type: str, stream_id: str, until: datetime
+    ) -> list[RecordedEvent]: ...
+
+    def streams_touched(
+        self, tenant_id: str, stream_type: str, since: datetime | None, until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        """Every event (occurred_at <= until, position order, at most ``limit``) of the streams of
+        ``stream_type`` with an event in [since, until]; of every such stream when ``since`` is None."""
+        ...
+
+    def recorded_between(
+        self, tenant_id: str, since: datetime | None, until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        """The tenant's events recorded in (since, until] (all up to ``until`` when since is None)."""
+        ...
+
+    def registrations(
+        self, tenant_id: str, product_ids: Sequence[str], until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        """ProductRegistered of these products, up to ``until``."""
+        ...
