@@ -70,16 +70,17 @@ def cancel_order(order: Order, products: Mapping[str, Product], reason: str) -> 
 
 
 def ship_order(order: Order, products: Mapping[str, Product]) -> list[NewEvent]:
-    """OrderShipped plus StockShipped on every line's product: the goods, and the reservation that
-    held them, leave the warehouse together."""
-    events = order.decide_ship()
+    """StockShipped on every line's product, then OrderShipped: the goods, and the reservation that held
+    them, leave the warehouse together (the order's event last, so the command's position is its)."""
+    shipped = order.decide_ship()
+    events: list[NewEvent] = []
     for line in order.lines:
         product = products.get(line.product_id)
         if product is None or not product.exists:
             raise DomainError(errors.UNKNOWN_PRODUCT, f"product {line.product_id} does not exist",
                               {"product_id": line.product_id})
         events += product.decide_ship(order.order_id, line.quantity)
-    return events
+    return events + shipped
 
 
 def _returns(

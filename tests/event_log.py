@@ -51,7 +51,7 @@ class EventLog:
     ) -> None:
         """The first refund of an order paid by one payment: OrderRefunded + PaymentRefunded."""
         self.add("OrderRefunded", order_id, at, order_id=order_id, amount_minor=amount_minor,
-                 currency=currency, refunded_total_minor=amount_minor, full=full)
+                 currency=currency, refunded_total_minor=amount_minor, full=full, lines=[], restock=False)
         self.add("PaymentRefunded", payment_id, at, payment_id=payment_id, order_id=order_id,
                  amount_minor=amount_minor, currency=currency)
 

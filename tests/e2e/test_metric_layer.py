@@ -86,9 +86,12 @@ def test_new_metrics_series_and_contracts_over_http(api: httpx.Client, api_b: ht
 
     catalog = _ok(api.get("/v1/catalog"))
     assert catalog["metrics"]["stock_on_hand"]["source_events"] == [
+        "StockAdjusted",
         "StockReceived",
         "StockReleased",
         "StockReserved",
+        "StockReturned",
+        "StockShipped",
     ]
     assert catalog["metrics"]["revenue"]["contract_version"] == "1.1.0"
     contracts = _ok(api.get("/v1/contracts"))

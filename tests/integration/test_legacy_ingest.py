@@ -110,8 +110,8 @@ def test_legacy_rows_become_domain_events_once(parts: Any, kind: str) -> None:
     types = [t for t, _ in _events(store)]
     assert types == [
         "ProductRegistered", "StockReceived", "UserRegistered", "OrderPlaced", "StockReserved",
-        "PaymentInitiated", "PaymentCompleted", "OrderPaymentCaptured", "OrderConfirmed", "OrderShipped",
-        "StockShipped", "StockReceived", "ProductPriceChanged",
+        "PaymentInitiated", "PaymentCompleted", "OrderPaymentCaptured", "OrderConfirmed", "StockShipped",
+        "OrderShipped", "StockReceived", "ProductPriceChanged",
     ]
     state = StoreState(store, TENANT)
     assert state.order("S-ORD-100").status == "shipped"

@@ -64,7 +64,8 @@ def _product(log: EventLog, tag: str, stock: int = 50) -> str:
 
 
 def story_lifecycle(log: EventLog, tag: str) -> None:
-    """Register, order, pay, confirm, ship, deliver, refund in full."""
+    """Register, order, pay, confirm, ship (the stock leaves), deliver, refund in full with the units
+    back in stock; then a stock count."""
     pid = _product(log, tag)
     log.add("UserRegistered", f"USR-{tag}", user_id=f"USR-{tag}", name="U", email="u@x.io", region="EU")
     oid = _order(log, tag, pid)
@@ -82,6 +83,7 @@ def story_lifecycle(log: EventLog, tag: str) -> None:
     log.add("OrderPaymentCaptured", oid, order_id=oid, payment_id=pay, amount_minor=3000, currency="USD")
     log.add("OrderConfirmed", oid, order_id=oid)
     log.add("OrderShipped", oid, order_id=oid)
+    log.add("StockShipped", pid, product_id=pid, order_id=oid, quantity=2, from_reserved=2)
     log.add("OrderDelivered", oid, order_id=oid)
     log.add(
         "OrderRefunded",
@@ -91,8 +93,12 @@ def story_lifecycle(log: EventLog, tag: str) -> None:
         currency="USD",
         refunded_total_minor=3000,
         full=True,
+        lines=[{"product_id": pid, "quantity": 2}],
+        restock=True,
     )
     log.add("PaymentRefunded", pay, payment_id=pay, order_id=oid, amount_minor=3000, currency="USD")
+    log.add("StockReturned", pid, product_id=pid, order_id=oid, quantity=2, restocked=True)
+    log.add("StockAdjusted", pid, product_id=pid, delta=-3, reason="count")
 
 
 def story_cancel(log: EventLog, tag: str) -> None:

@@ -297,7 +297,7 @@ def test_as_of_before_a_cancellation_and_a_refund_is_the_value_before_them(
         amount_minor=3000,
         currency="USD",
         refunded_total_minor=3000,
-        full=True,
+        full=True, lines=[], restock=False
     )
     write(engine, log.events)
     pg = PostgresEventStore(engine)

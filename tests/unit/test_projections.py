@@ -147,7 +147,7 @@ def test_order_lifecycle() -> None:
         amount_minor=1000,
         currency="USD",
         refunded_total_minor=1000,
-        full=False,
+        full=False, lines=[], restock=False
     )
     fold(log.events[-1:], mem)
     order = mem.get(ORDERS, (TENANT, "ORD-20240501-0001"))
@@ -159,7 +159,7 @@ def test_order_lifecycle() -> None:
         amount_minor=3598,
         currency="USD",
         refunded_total_minor=4598,
-        full=True,
+        full=True, lines=[], restock=False
     )
     fold(log.events[-1:], mem)
     order = mem.get(ORDERS, (TENANT, "ORD-20240501-0001"))
@@ -437,7 +437,7 @@ def test_fold_entity_user_aggregates() -> None:
         amount_minor=598,
         currency="USD",
         refunded_total_minor=598,
-        full=False,
+        full=False, lines=[], restock=False
     )
     user = fold_entity("user", "USR-00001", log.events)
     assert user is not None
