@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
 PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 
-.PHONY: run test unit integration e2e lint bench bench-distributed setup setup-distributed system-deps \
+.PHONY: run test unit integration e2e lint openapi bench bench-distributed setup setup-distributed system-deps \
 	up-distributed down-distributed clean
 
 setup: $(STAMP) system-deps
@@ -66,6 +66,10 @@ integration: setup-distributed
 
 e2e: setup-distributed
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e
+
+# docs/openapi.json: the schema the API serves (a test fails when they differ)
+openapi: setup
+	$(VENV)/bin/python -m services.api.app > docs/openapi.json
 
 lint: setup
 	$(VENV)/bin/ruff check .

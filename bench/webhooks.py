@@ -84,12 +84,12 @@ def _append(store: Any, tenant: str, i: int) -> tuple[int, float]:
 def _latency(url: str, receiver: _ReceiverProcess, events: int, rate: float) -> dict[str, Any]:
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
+    from services.config import WebhookSettings
     from services.workers import signing
     from services.workers.fleet import WebhookFleet
-    from services.workers.settings import webhook_settings_from_env
 
     engine = make_engine(url, pool_size=4, max_overflow=4)
-    settings = webhook_settings_from_env(allow_private=True)
+    settings = WebhookSettings(allow_private=True)
     fleet = WebhookFleet.embedded(url, settings)
     store = PostgresEventStore(engine, notify=False)
     store.add_commit_listener(fleet.wake)

@@ -2,8 +2,8 @@
 
 ``settings_from_env()`` builds the server's :class:`Settings` (``agentflow up``, ``agentflow worker``,
 the benchmarks and the tests all go through it); ``client_settings_from_env()`` the admin CLIs' target.
-The table in docs/configuration.md lists every variable; ``ENV_VARS`` is its source and a test keeps
-them equal.
+``ENV_VARS`` lists every variable; docs/configuration.md is ``configuration_table()``, and a test keeps
+both equal to the variables the code reads.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from connectors.database import DEFAULT_DB_THREADS
+
 # seconds before each webhook attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
-DEFAULT_MAX_STREAMS = 64
-DEFAULT_DB_THREADS = 16
+DEFAULT_MAX_STREAMS = 5
 DEFAULT_TIME_TRAVEL_MAX_EVENTS = 100_000
 
 # variable -> what it sets (docs/configuration.md is generated from the same words)
@@ -56,7 +57,7 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_WEBHOOK_SWEEP_S": "seconds between relay sweeps for due work (1)",
     "AGENTFLOW_WEBHOOK_RELAY_POLL_S": "seconds between relay polls of the event store (0.1)",
     "AGENTFLOW_PG_BIN": "directory of initdb/pg_ctl/postgres for the own cluster",
-    "AGENTFLOW_JVM_OPTS": "extra JVM options for Kafka, Connect and Debezium",
+    "AGENTFLOW_JVM_OPTS": "extra JVM options for the embedded Debezium engine (legacy sources)",
     "AGENTFLOW_URL": "admin CLIs: the running API (default http://HOST:PORT)",
     "AGENTFLOW_API_KEY": "admin CLIs: the key they send",
 }
@@ -79,7 +80,8 @@ def _number(env: Mapping[str, str], name: str, kind: type[float] | type[int], mi
     try:
         value = kind(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from exc
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}")
     return value
@@ -270,3 +272,13 @@ def client_settings_from_env(
         except OSError:
             key = None
     return ClientSettings(target, key)
+
+
+def configuration_table() -> str:
+    """docs/configuration.md."""
+    rows = "\n".join(f"| `{name}` | {what} |" for name, what in ENV_VARS.items())
+    return (
+        "# Configuration\n\nEvery setting is an environment variable, read once at start by "
+        "`services/config.py`\n(command-line flags of `agentflow up` win over them).\n\n"
+        f"| variable | meaning |\n|---|---|\n{rows}\n"
+    )

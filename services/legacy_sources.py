@@ -46,7 +46,9 @@ class LegacySources:
         topic_prefix: str = "agentflow",
         connect_url: str | None = None,
         group_id: str | None = None,
+        jvm_opts: tuple[str, ...] = (),
     ) -> None:
+        self.jvm_opts = jvm_opts
         self.letters = letters
         self.registry = SourceRegistry(store.engine)
         self.ingestor = LegacyIngestor(store, letters, self.registry)
@@ -225,7 +227,9 @@ class LegacySources:
                 self.registry.record_error(spec.name, str(exc))
                 raise
 
-        capture = EmbeddedCapture(spec, self._source_dir(spec.name), handle, topic_prefix=self.topic_prefix)
+        capture = EmbeddedCapture(
+            spec, self._source_dir(spec.name), handle, topic_prefix=self.topic_prefix, jvm_opts=self.jvm_opts
+        )
         capture.start()
         log.info("legacy source %s: embedded capture started", spec.name)
         return capture

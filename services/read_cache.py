@@ -58,6 +58,7 @@ class ReadCache:
         self._entity_gen: dict[EntityKey, int] = {}
         self._tenant_users_gen: dict[str, int] = {}
         self._entity_floor = -1  # generation of the last _entity_gen reset: older reads are stale
+        self._metric_floor = -1  # generation of the last clear(): older metric reads are stale
         self._order_owner: dict[tuple[str, str], str] = {}
         self.hits = 0
         self.misses = 0
@@ -87,7 +88,7 @@ class ReadCache:
     def metric_valid_since(self, key: MetricKey, gen: int) -> bool:
         """True when nothing that moves ``key`` was invalidated after generation ``gen``: a value
         computed from a read started at ``gen`` reflects every event applied so far."""
-        return self._metric_gen.get((key[0], key[1]), -1) <= gen
+        return gen >= self._metric_floor and self._metric_gen.get((key[0], key[1]), -1) <= gen
 
     def put_metric(self, key: MetricKey, value: Any, computed_from_gen: int) -> None:
         with self._lock:
@@ -122,6 +123,18 @@ class ReadCache:
                 self._entities.popitem(last=False)
 
     # ---- invalidation ------------------------------------------------------------
+    def clear(self) -> None:
+        """Forget every entry (after a read-model swap); a value read before this is never stored."""
+        with self._lock:
+            self._generation += 1
+            self._metric_floor = self._entity_floor = self._generation
+            self._metrics.clear()
+            self._entities.clear()
+            self._metric_gen.clear()
+            self._entity_gen.clear()
+            self._tenant_users_gen.clear()
+            self._order_owner.clear()
+
     def invalidate_metric(self, tenant: str, metric: str) -> None:
         """For inputs that are not events (rejected commands move error_rate)."""
         with self._lock:

@@ -15,8 +15,6 @@ change them.
 from __future__ import annotations
 
 import bisect
-import json
-import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -250,25 +248,24 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
-def objectives_from_env(env: dict[str, str] | None = None) -> tuple[Objective, ...]:
-    """DEFAULT_OBJECTIVES, replaced by ``AGENTFLOW_SLO_FILE`` and adjusted by ``AGENTFLOW_SLO_OVERRIDES``."""
-    env = dict(os.environ) if env is None else env
+def objectives_from_settings(
+    slo_file: Path | None = None, overrides: dict[str, Any] | None = None
+) -> tuple[Objective, ...]:
+    """DEFAULT_OBJECTIVES, replaced by the objectives of ``slo_file`` (``AGENTFLOW_SLO_FILE``) and
+    adjusted by ``overrides`` (``AGENTFLOW_SLO_OVERRIDES``)."""
     objectives = {o.name: o for o in DEFAULT_OBJECTIVES}
-    path = env.get("AGENTFLOW_SLO_FILE")
-    if path:
+    if slo_file is not None:
         import yaml
 
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        doc = yaml.safe_load(Path(slo_file).read_text(encoding="utf-8")) or {}
         objectives = {}
         for item in doc.get("slos", []):
             o = _objective(item)
             objectives[o.name] = o
-    raw = env.get("AGENTFLOW_SLO_OVERRIDES")
-    if raw:
-        for name, changes in json.loads(raw).items():
-            if name not in objectives:
-                raise ValueError(f"AGENTFLOW_SLO_OVERRIDES names unknown objective {name!r}")
-            objectives[name] = _adjust(objectives[name], changes)
+    for name, changes in (overrides or {}).items():
+        if name not in objectives:
+            raise ValueError(f"AGENTFLOW_SLO_OVERRIDES names unknown objective {name!r}")
+        objectives[name] = _adjust(objectives[name], changes)
     return tuple(objectives.values())
 
 

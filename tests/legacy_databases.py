@@ -26,9 +26,9 @@ import psycopg
 import pymysql
 import pytest
 from legacy_app import LegacyShopWriter, create_schema, drop_schema, read_tables
+from mariadb_server import MariaDBServer
 from waiting import eventually
 
-from connectors.mariadb_server import MariaDBServer
 from connectors.postgres_cluster import PostgresCluster
 
 DATABASE = "shop"
@@ -188,7 +188,7 @@ def start_legacy_postgres(data_dir: Any) -> tuple[PostgresCluster, LegacyDatabas
 
 def start_legacy_mariadb(data_dir: Any, die_with_parent: bool = True) -> tuple[MariaDBServer, LegacyDatabase]:
     """Start a MariaDB server (ROW/FULL binlog) with database ``shop``, the schema and a ``debezium``
-    user holding the CDC grants (``connectors.mariadb_server.CDC_GRANTS``)."""
+    user holding the CDC grants (``mariadb_server.CDC_GRANTS``)."""
     server = MariaDBServer(data_dir, die_with_parent=die_with_parent)
     try:
         server.start()

@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,8 +126,9 @@ def jvm_start_seconds() -> float | None:
     return _jvm_start_seconds
 
 
-def ensure_jvm() -> None:
-    """Start the process's JVM with the embedded-engine classpath, once; later calls return at once."""
+def ensure_jvm(extra_opts: Sequence[str] = ()) -> None:
+    """Start the process's JVM with the embedded-engine classpath, once; later calls return at once.
+    ``extra_opts`` (``AGENTFLOW_JVM_OPTS``) apply to the start only."""
     global _jvm_start_seconds
     import jpype
 
@@ -157,7 +158,7 @@ def ensure_jvm() -> None:
             # one LoggerContext for every class loader, so the Python appender sees all of Debezium
             "-Dlog4j2.contextSelector=org.apache.logging.log4j.core.selector.BasicContextSelector",
         ]
-        opts.extend(os.environ.get("AGENTFLOW_JVM_OPTS", "").split())
+        opts.extend(extra_opts)
         jpype.startJVM(_jvm_path(), *opts, classpath=cp, interrupt=False)
         _install_logging()
         _jvm_start_seconds = time.monotonic() - started
@@ -300,6 +301,7 @@ class EmbeddedCapture:
         topic_prefix: str = "legacy",
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
+        jvm_opts: Sequence[str] = (),
     ) -> None:
         """``backoff_initial``/``backoff_max``: seconds between a failure and the next attempt (doubling
         from the first to the second; tests set them to tell a retry from an interrupted wait)."""
@@ -309,6 +311,7 @@ class EmbeddedCapture:
         self.topic_prefix = topic_prefix
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.jvm_opts = tuple(jvm_opts)
         self.name = f"legacy-{spec.name}"
         self._heartbeat_topic = heartbeat_topic(spec, topic_prefix)
         self._lock = threading.Lock()
@@ -415,7 +418,7 @@ class EmbeddedCapture:
             committed_before = self.batches
             try:
                 self._check_resume_point()
-                ensure_jvm()
+                ensure_jvm(self.jvm_opts)
                 engine = self._build()
                 with self._lock:
                     if self._stopping.is_set():

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 import time
 import uuid
@@ -133,7 +132,7 @@ class AlertEvaluator:
         compute: MetricFn,
         webhook_store: WebhookStore | None = None,
         kick: Callable[[str], None] | None = None,
-        sweep_s: float | None = None,
+        sweep_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.engine = engine
@@ -141,9 +140,7 @@ class AlertEvaluator:
         self.webhooks = webhook_store or WebhookStore(engine)
         self.compute = compute
         self.kick = kick
-        self.sweep_s = (
-            sweep_s if sweep_s is not None else float(os.environ.get("AGENTFLOW_ALERT_SWEEP_S", "5"))
-        )
+        self.sweep_s = sweep_s
         self.clock = clock
         self._by_event = metrics_by_event()
         self._lock = threading.Lock()

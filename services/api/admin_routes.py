@@ -7,7 +7,6 @@ A rebuild covers every tenant. Any valid API key may call these unless ``AGENTFL
 
 from __future__ import annotations
 
-import os
 import secrets
 from typing import Any
 
@@ -23,7 +22,7 @@ from services.replay import replay_range_to_kafka
 
 def _admin(request: Request[Any, Any, Any]) -> None:
     tenant_of(request)  # a valid key at all (401 otherwise)
-    allowed = [k.strip() for k in os.environ.get("AGENTFLOW_ADMIN_API_KEYS", "").split(",") if k.strip()]
+    allowed = request.app.state.container.settings.admin_api_keys
     if not allowed:
         return
     key = request.headers.get("x-api-key") or ""

@@ -9,10 +9,8 @@ import msgspec
 from anyio import CapacityLimiter
 from litestar import Request, Response
 
-from connectors.database import db_threads
+from services.api.dependencies import authenticate
 from services.api.errors import ApiError
-from services.auth import ApiKeys
-from services.rate_limit import RateLimiter, retry_after_header
 from services.runtime import Runtime
 
 JSON = "application/json"
@@ -23,33 +21,14 @@ def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
 
 
 def db_limiter(request: Request[Any, Any, Any]) -> CapacityLimiter:
-    """The worker threads for command (database) work: as many as the engine pools connections for
-    (connectors.database.make_service_engine), so commands never open overflow connections."""
-    state = request.app.state
-    limiter: CapacityLimiter | None = state.get("db_limiter")
-    if limiter is None:
-        limiter = CapacityLimiter(db_threads())
-        state["db_limiter"] = limiter
-    return limiter
+    """The worker threads for command (database) work (transitional: routes on dependency injection
+    declare ``db_limiter`` instead)."""
+    return request.app.state.db_limiter()  # type: ignore[no-any-return]
 
 
 def tenant_of(request: Request[Any, Any, Any]) -> str:
-    """The caller's tenant, from X-API-Key; also applies the per-key rate limit when one is set."""
-    keys: ApiKeys = request.app.state.api_keys
-    key = request.headers.get("x-api-key")
-    tenant = keys.tenant_for(key)
-    if tenant is None:
-        raise ApiError(401, "unauthorized", "missing or invalid X-API-Key")
-    limiter: RateLimiter | None = request.app.state.get("rate_limiter")
-    if limiter is not None and (wait := limiter.acquire(key or "")):
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"more than {int(limiter.capacity)} requests a minute for this API key",
-            {"retry_after_seconds": round(wait, 3)},
-            headers={"Retry-After": retry_after_header(wait)},
-        )
-    return tenant
+    """The caller's tenant (transitional: routes on dependency injection declare ``tenant``)."""
+    return authenticate(request, request.app.state.container)
 
 
 def correlation_id(request: Request[Any, Any, Any]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from typing import Any
 
 import msgspec
@@ -30,12 +29,6 @@ from services.runtime import Runtime
 
 _encode = msgspec.json.Encoder().encode
 REPLAY_PAGE = 500
-DEFAULT_MAX_STREAMS = 5
-
-
-def stream_slots_from_env() -> StreamSlots:
-    raw = os.environ.get("AGENTFLOW_SSE_MAX_STREAMS")
-    return StreamSlots(int(raw) if raw else DEFAULT_MAX_STREAMS)
 
 
 def sse_frame(event: RecordedEvent) -> bytes:

@@ -15,8 +15,8 @@ from sqlalchemy.engine import make_url
 
 from connectors.database import connect_raw, libpq_conninfo
 from connectors.webhook_store import WebhookStore
+from services.config import WebhookSettings
 from services.workers.delivery import Drainer, Sender
-from services.workers.settings import WebhookSettings
 
 log = logging.getLogger("agentflow.workers")
 

@@ -8,12 +8,15 @@ Also runnable as ``python -m services.workers.cli``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import threading
 from types import FrameType
+
+from services.config import Settings, settings_from_env
 
 log = logging.getLogger("agentflow.workers")
 
@@ -34,17 +37,18 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-relay", action="store_true", help="only deliver; never run the relay")
 
 
-def run_worker_command(args: argparse.Namespace) -> int:
-    database_url = args.database_url or os.environ.get("AGENTFLOW_DATABASE_URL")
+def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
+    database_url = args.database_url or server.database_url
     if not database_url:
         print("error: --database-url or AGENTFLOW_DATABASE_URL is required", file=sys.stderr)
         return 2
-    redis_url = args.redis_url or os.environ.get("AGENTFLOW_REDIS_URL")
+    redis_url = args.redis_url or server.redis_url
     from services.workers.broker import postgres_broker, redis_broker
     from services.workers.fleet import WebhookFleet
-    from services.workers.settings import webhook_settings_from_env
 
-    settings = webhook_settings_from_env(worker_threads=args.threads)
+    settings = server.webhooks
+    if args.threads:
+        settings = dataclasses.replace(settings, worker_threads=args.threads)
     broker = redis_broker(redis_url) if redis_url else postgres_broker(database_url)
     fleet = WebhookFleet(database_url, broker, settings, relay=not args.no_relay)
     stop = threading.Event()
@@ -70,11 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agentflow worker", description=__doc__)
     _add_arguments(parser)
     args = parser.parse_args(argv)
+    server = settings_from_env()
     logging.basicConfig(
-        level=os.environ.get("AGENTFLOW_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )  # fmt: skip
-    return run_worker_command(args)
+        level=server.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return run_worker_command(args, server)
 
 
 if __name__ == "__main__":

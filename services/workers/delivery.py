@@ -26,8 +26,8 @@ from typing import Any
 import psycopg
 
 from connectors.webhook_store import Endpoint, OpenDelivery, WebhookStore
+from services.config import WebhookSettings
 from services.workers import signing, ssrf
-from services.workers.settings import WebhookSettings
 
 log = logging.getLogger("agentflow.webhooks")
 

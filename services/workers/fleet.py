@@ -21,9 +21,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from connectors.database import make_engine
 from connectors.webhook_store import Delivery, WebhookStore
+from services.config import WebhookSettings
 from services.workers.broker import WebhookActors, close_broker, postgres_broker
 from services.workers.relay import WebhookRelay
-from services.workers.settings import WebhookSettings, webhook_settings_from_env
 
 log = logging.getLogger("agentflow.workers")
 
@@ -44,7 +44,7 @@ class WebhookFleet:
         relay: bool = True,
         workers: bool = True,
     ) -> None:
-        self.settings = settings or webhook_settings_from_env()
+        self.settings = settings or WebhookSettings()
         self.database_url = database_url
         self._own_engine = engine is None
         self.engine = engine or make_engine(

@@ -28,7 +28,7 @@ from connectors.database import connect_raw
 from connectors.tailer import PostgresTailer, TailCursor
 from connectors.webhook_store import Endpoint, WebhookStore, event_body
 from domain.events import RecordedEvent
-from services.workers.settings import WebhookSettings
+from services.config import WebhookSettings
 
 log = logging.getLogger("agentflow.webhooks.relay")
 

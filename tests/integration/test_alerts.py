@@ -23,9 +23,9 @@ from connectors.database import make_engine
 from connectors.webhook_store import Endpoint, WebhookStore
 from services.alerts.evaluator import AlertEvaluator
 from services.alerts.store import AlertRule, AlertStore
+from services.config import WebhookSettings
 from services.workers import signing
 from services.workers.fleet import WebhookFleet
-from services.workers.settings import WebhookSettings
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from webhook_receiver import Receiver, Reply
 
 from connectors.event_store import PostgresEventStore
 from connectors.webhook_store import Delivery, Endpoint, WebhookStore
+from services.config import WebhookSettings
 from services.workers import signing, ssrf
 from services.workers.fleet import WebhookFleet
-from services.workers.settings import WebhookSettings
 
 pytestmark = pytest.mark.integration
 
