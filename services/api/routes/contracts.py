@@ -102,7 +102,10 @@ def diff_contract(tenant: str, name: Name, from_version: Version, to_version: Ve
 
 
 @post(
-    "/v1/contracts/{name:str}/validate", status_code=200, responses=errors(401, 404, 422), sync_to_thread=False
+    "/v1/contracts/{name:str}/validate",
+    status_code=200,
+    responses=errors(401, 404, 422),
+    sync_to_thread=False,
 )
 def validate_contract(tenant: str, name: Name, data: dict[str, Any]) -> dict[str, Any]:
     """Body: a proposed next version (or ``{"contract": {...}}``). 200 with ``valid`` and the reasons
