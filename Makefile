@@ -36,7 +36,7 @@ system-deps:
 setup-distributed: setup
 	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null)
-	$(VENV)/bin/python -m services.distributed.jars
+	$(VENV)/bin/python -m connectors.jars
 	$(VENV)/bin/python -c "from services.distributed.flink_job import ensure_venv; ensure_venv()"
 
 run: setup

@@ -23,6 +23,7 @@ from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.canonical import UnknownSource
 from connectors.legacy.ingest import LegacyIngestor
+from connectors.legacy.jvm import EmbeddedJvm
 from connectors.legacy.registry import SourceNotFound, SourceRegistry, SourceStatus
 from connectors.legacy.sources import SourceSpec
 
@@ -48,7 +49,8 @@ class LegacySources:
         group_id: str | None = None,
         jvm_opts: tuple[str, ...] = (),
     ) -> None:
-        self.jvm_opts = jvm_opts
+        # the process's JVM for embedded captures (started by the first one; JPype: one JVM per process)
+        self.jvm = EmbeddedJvm(jvm_opts)
         self.letters = letters
         self.registry = SourceRegistry(store.engine)
         self.ingestor = LegacyIngestor(store, letters, self.registry)
@@ -228,7 +230,7 @@ class LegacySources:
                 raise
 
         capture = EmbeddedCapture(
-            spec, self._source_dir(spec.name), handle, topic_prefix=self.topic_prefix, jvm_opts=self.jvm_opts
+            spec, self._source_dir(spec.name), handle, self.jvm, topic_prefix=self.topic_prefix
         )
         capture.start()
         log.info("legacy source %s: embedded capture started", spec.name)

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MAVEN_DIR = PROJECT_ROOT / "deploy" / "maven"
 CACHE_DIR = PROJECT_ROOT / "deploy" / ".cache"
 JARS_DIR = CACHE_DIR / "jars"
