@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from commands.cache import AggregateCache
 from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.database import make_service_engine
@@ -42,6 +43,7 @@ class Container:
     clickhouse: ClickHouseStore
     webhook_store: WebhookStore
     read_cache: ReadCache
+    aggregates: AggregateCache
     runtime: Runtime
     hub: AppliedEventHub
     search: SearchIndex
@@ -66,8 +68,11 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     clickhouse = ClickHouseStore(settings.resolved_clickhouse_dsn)
     webhook_store = WebhookStore(engine)
     cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
+    # the folded aggregates of this process: HTTP commands and legacy CDC execute through one cache
+    aggregates = AggregateCache()
     runtime = Runtime(
-        settings, database_url, engine, store, checkpoints, dead_letters, clickhouse, cache, webhook_store
+        settings, database_url, engine, store, checkpoints, dead_letters, clickhouse, cache, webhook_store,
+        aggregates,
     )
     # the read surface that follows applied events: SSE hub (position order), search index, SLOs
     hub = AppliedEventHub(previous_watermark=lambda: runtime.watermark)
@@ -86,6 +91,7 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         clickhouse=clickhouse,
         webhook_store=webhook_store,
         read_cache=cache,
+        aggregates=aggregates,
         runtime=runtime,
         hub=hub,
         search=search,

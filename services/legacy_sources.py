@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from commands.cache import AggregateCache
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.canonical import UnknownSource
@@ -48,12 +49,14 @@ class LegacySources:
         connect_url: str | None = None,
         group_id: str | None = None,
         jvm_opts: tuple[str, ...] = (),
+        aggregates: AggregateCache | None = None,
     ) -> None:
+        """``aggregates``: the process's aggregate cache (shared with HTTP commands; default: its own)."""
         # the process's JVM for embedded captures (started by the first one; JPype: one JVM per process)
         self.jvm = EmbeddedJvm(jvm_opts)
         self.letters = letters
         self.registry = SourceRegistry(store.engine)
-        self.ingestor = LegacyIngestor(store, letters, self.registry)
+        self.ingestor = LegacyIngestor(store, letters, aggregates or AggregateCache(), self.registry)
         self.state_dir = state_dir
         self.mode = mode
         self.kafka_bootstrap = kafka_bootstrap

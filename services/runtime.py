@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.engine import Engine
 
+from commands.cache import AggregateCache
 from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.clickhouse_sink import ClickHouseSink
@@ -73,6 +74,7 @@ class Runtime:
         clickhouse: ClickHouseStore,
         cache: ReadCache,
         webhook_store: WebhookStore,
+        aggregates: AggregateCache,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -93,6 +95,7 @@ class Runtime:
         self.dead_letters = dead_letters
         self.clickhouse = clickhouse
         self.cache = cache
+        self.aggregates = aggregates  # folded aggregates: every command of this process goes through it
         self.started_at = time.time()
         self._stop = threading.Event()
         self._threads: list[_Thread] = []
@@ -177,7 +180,7 @@ class Runtime:
             self.store, self.dead_letters, self.settings.data_dir.resolve() / "legacy", mode=self.mode,
             kafka_bootstrap=self.kafka_bootstrap, topic_prefix=self.topic_prefix,
             connect_url=self.settings.connect_url, group_id=f"{self.topic_prefix}-legacy-ingest",
-            jvm_opts=self.settings.jvm_opts,
+            jvm_opts=self.settings.jvm_opts, aggregates=self.aggregates,
         )
         self.legacy.start()
 

@@ -10,9 +10,10 @@ from anyio import to_thread
 from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 
-from commands.handlers import CommandContext, InvalidCommand, execute
+from commands.bus import CommandContext, execute
 from commands.idempotency import IdempotencyClaim, IdempotencyKeyReused
 from commands.ports import VersionConflict
+from commands.validation import InvalidCommand
 from domain.errors import DomainError, NotFound
 from services.api.context import correlation_id, db_limiter, json_body, json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
@@ -62,6 +63,7 @@ async def run_command(request: Request[Any, Any, Any], name: str, entity_id: str
         tenant_id=tenant,
         store=runtime.store,
         metadata=metadata,
+        cache=runtime.aggregates,
         if_match=if_match,
         optimistic=True,
         idempotency=claim,
