@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from commands.ports import (
     AppendResult,
+    DuplicateEventId,
     IdempotencyRecord,
     IdempotencyReplay,
     StreamKey,
@@ -35,35 +36,14 @@ from commands.ports import (
 )
 from connectors.database import pooled_psycopg
 from domain.events import RecordedEvent
+from domain.upcasting import upcast_event
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "agentflow_events"
 VERSION_KEY = "events_stream_version_key"
+EVENT_ID_KEY = "events_event_id_key"
 ID_KINDS = ("order", "payment", "product", "user")
-
-Upcast = Callable[[str, int, dict[str, Any]], tuple[int, dict[str, Any]]]
-_upcast_fn: Upcast | None = None
-
-
-def _identity_upcast(
-    event_type: str, schema_version: int, data: dict[str, Any]
-) -> tuple[int, dict[str, Any]]:
-    return schema_version, data
-
-
-def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """domain.upcasting.upcast, resolved lazily (identity if that module is absent)."""
-    global _upcast_fn
-    if _upcast_fn is None:
-        try:
-            from domain.upcasting import upcast as fn
-        except ImportError:
-            log.warning("domain.upcasting not available; events are not upcast")
-            fn = _identity_upcast
-        _upcast_fn = fn
-    return _upcast_fn(event_type, schema_version, data)
-
 
 _encode = msgspec.json.Encoder().encode
 
@@ -79,12 +59,11 @@ EVENT_COLUMNS = (
 
 
 def row_to_event(row: Sequence[Any]) -> RecordedEvent:
-    """A row selected with EVENT_COLUMNS -> an upcast RecordedEvent."""
+    """A row selected with EVENT_COLUMNS -> a RecordedEvent at the current schema (domain/upcasting.py)."""
     data = row[8]
     if isinstance(data, str):
         data = json.loads(data)
-    version, data = upcast(row[6], row[7], data)
-    return RecordedEvent(
+    return upcast_event(RecordedEvent(
         position=row[0],
         tenant_id=row[1],
         stream_type=row[2],
@@ -92,13 +71,13 @@ def row_to_event(row: Sequence[Any]) -> RecordedEvent:
         stream_version=row[4],
         event_id=row[5],
         event_type=row[6],
-        schema_version=version,
+        schema_version=row[7],
         data=data,
         occurred_at=row[9],
         recorded_at=row[10],
         transaction_id=row[11],
         metadata=row[12] if row[12] is not None else {},
-    )
+    ))
 
 
 # One statement: xid first (CTE x is scanned before any row reaches the INSERT, i.e. before nextval),
@@ -255,9 +234,9 @@ class PostgresEventStore:
     ) -> AppendResult:
         """Append on a caller's connection: inside its transaction the events commit (and the notify
         fires) with that transaction; commit listeners are NOT called (call ``committed`` after the
-        COMMIT). On VersionConflict/IdempotencyReplay nothing was written by this call; when the
-        conflict came from a race (unique violation, deadlock) the caller's transaction has already
-        been rolled back."""
+        COMMIT). On VersionConflict, IdempotencyReplay or DuplicateEventId nothing was written by this
+        call; when the refusal came from a unique violation or a deadlock, the caller's transaction has
+        already been rolled back."""
         params = self._append_params(tenant_id, writes, metadata, idempotency)
 
         def query(sql: str, p: dict[str, Any]) -> list[Any]:
@@ -284,6 +263,9 @@ class PostgresEventStore:
         except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as e:
             # UniqueViolation: a concurrent writer committed the same stream version after our check.
             # Deadlock: two multi-stream appends raced on the same versions; one of them must lose.
+            if isinstance(e, psycopg.errors.UniqueViolation) and e.diag.constraint_name == EVENT_ID_KEY:
+                rollback()
+                raise DuplicateEventId(str(e.diag.message_detail or e)) from None
             if isinstance(e, psycopg.errors.UniqueViolation) and e.diag.constraint_name != VERSION_KEY:
                 raise
             rollback()
