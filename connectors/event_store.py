@@ -37,6 +37,7 @@ from commands.ports import (
 from connectors.database import pooled_psycopg
 from domain.events import RecordedEvent
 from domain.upcasting import upcast_event
+from projections.feeds import FEEDERS, looked_up_streams, own_stream
 
 log = logging.getLogger(__name__)
 
@@ -476,30 +477,36 @@ class PostgresEventStore:
     def read_entity_events_until(
         self, tenant_id: str, entity_type: str, entity_id: str, until: datetime
     ) -> list[RecordedEvent]:
-        """Every event that feeds one entity, as of ``until`` (time travel folds these).
-
-        A user is fed by their own stream, the streams of their orders and the products
-        those orders contain (for categories); the other entities by their own stream.
-        """
-        if entity_type != "user":
-            return self.read_stream_until(tenant_id, entity_type, entity_id, until)
-        sql = f"""
-            WITH orders AS (
-                SELECT stream_id, data FROM events
-                WHERE tenant_id = %(t)s AND event_type = 'OrderPlaced'
-                  AND data->>'user_id' = %(id)s AND occurred_at <= %(u)s
-            ), products AS (
-                SELECT DISTINCT line->>'product_id' AS product_id
-                FROM orders, jsonb_array_elements(orders.data->'lines') AS line
+        """Every event that feeds one entity, as of ``until`` (time travel and lineage fold these), in
+        position order: its own stream, the streams linked to it and the streams a fold of it looks up
+        (projections/feeds.py says which)."""
+        streams = {own_stream(entity_type, entity_id)}
+        for link in FEEDERS.get(entity_type, ()):
+            rows = self._raw_query(
+                "SELECT DISTINCT stream_id FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
+                "AND event_type = %(et)s AND data->>%(f)s = %(id)s AND occurred_at <= %(u)s",
+                {"t": tenant_id, "st": link.stream_type, "et": link.event_type, "f": link.field,
+                 "id": entity_id, "u": until},
             )
-            SELECT {EVENT_COLUMNS} FROM events
-            WHERE tenant_id = %(t)s AND occurred_at <= %(u)s AND (
-                (stream_type = 'user' AND stream_id = %(id)s)
-                OR (stream_type = 'order' AND stream_id IN (SELECT stream_id FROM orders))
-                OR (stream_type = 'product' AND stream_id IN (SELECT product_id FROM products)))
-            ORDER BY position"""
+            streams.update((link.stream_type, r[0]) for r in rows)
+        events = self._streams_until(tenant_id, streams, until)
+        extra = looked_up_streams(entity_type, events) - streams
+        if extra:
+            looked_up = self._streams_until(tenant_id, extra, until)
+            events = sorted([*events, *looked_up], key=lambda e: e.position)
+        return events
+
+    def _streams_until(
+        self, tenant_id: str, streams: set[StreamKey], until: datetime
+    ) -> list[RecordedEvent]:
+        keys = sorted(streams)
         with self._ac.connect() as conn:
-            rows = conn.exec_driver_sql(sql, {"t": tenant_id, "id": entity_id, "u": until}).all()
+            rows = conn.exec_driver_sql(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = %(t)s AND occurred_at <= %(u)s "
+                "AND (stream_type, stream_id) IN (SELECT * FROM unnest(%(st)s::text[], %(sid)s::text[])) "
+                "ORDER BY position",
+                {"t": tenant_id, "u": until, "st": [k[0] for k in keys], "sid": [k[1] for k in keys]},
+            ).all()
         return [row_to_event(r) for r in rows]
 
     def count_rejections(self, tenant_id: str, since: datetime, until: datetime) -> int:

@@ -3,8 +3,8 @@
 Metric entries drop when an event of a type the metric's contract declares (``moved_by`` in
 readmodels/contracts, i.e. ``MetricDef.source_events``) is applied for the same tenant;
 windowed metrics also age out after ``ttl`` because their windows slide with the clock.
-Entity entries drop when an event of their own stream, or of a stream that feeds them (an
-order feeds its user), is applied.
+Entity entries drop when an event of their own stream, or of a stream that feeds them
+(projections/feeds.py: an order feeds its user), is applied.
 A value computed while an invalidation for its key arrived is not stored, so the
 cache never holds a value older than the events already applied.
 """
@@ -18,7 +18,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain.events import ORDER, PAYMENT, USER, RecordedEvent
+from domain.events import RecordedEvent
+from projections.feeds import LINKS_FROM, Link
 
 MetricKey = tuple[str, str, str, str]  # tenant, metric, window, currency
 EntityKey = tuple[str, str, str]  # tenant, entity type, id
@@ -56,10 +57,12 @@ class ReadCache:
         self._generation = 0
         self._metric_gen: dict[tuple[str, str], int] = {}
         self._entity_gen: dict[EntityKey, int] = {}
-        self._tenant_users_gen: dict[str, int] = {}
+        # (tenant, entity type) -> generation of the last event whose linked entity was not known
+        self._tenant_type_gen: dict[tuple[str, str], int] = {}
         self._entity_floor = -1  # generation of the last _entity_gen reset: older reads are stale
         self._metric_floor = -1  # generation of the last clear(): older metric reads are stale
-        self._order_owner: dict[tuple[str, str], str] = {}
+        # (tenant, stream type, stream id, entity type) -> the entity the stream feeds (its link's event)
+        self._linked: dict[tuple[str, str, str, str], str] = {}
         self.hits = 0
         self.misses = 0
         self.flights: dict[Hashable, Any] = {}  # in-flight recomputations; the API event loop's own
@@ -111,7 +114,7 @@ class ReadCache:
     def entity_valid_since(self, key: EntityKey, gen: int) -> bool:
         if gen < self._entity_floor or self._entity_gen.get(key, -1) > gen:
             return False
-        return key[1] != USER or self._tenant_users_gen.get(key[0], -1) <= gen
+        return self._tenant_type_gen.get((key[0], key[1]), -1) <= gen
 
     def put_entity(self, key: EntityKey, value: Any, computed_from_gen: int) -> None:
         with self._lock:
@@ -132,8 +135,8 @@ class ReadCache:
             self._entities.clear()
             self._metric_gen.clear()
             self._entity_gen.clear()
-            self._tenant_users_gen.clear()
-            self._order_owner.clear()
+            self._tenant_type_gen.clear()
+            self._linked.clear()
 
     def invalidate_metric(self, tenant: str, metric: str) -> None:
         """For inputs that are not events (rejected commands move error_rate)."""
@@ -149,18 +152,14 @@ class ReadCache:
             gen = self._generation
             metrics_hit: set[tuple[str, str]] = set()
             entities_hit: set[EntityKey] = set()
-            all_users_of: set[str] = set()
+            all_of: set[tuple[str, str]] = set()  # (tenant, entity type): every cached one may be stale
             for event in events:
                 tenant = event.tenant_id
                 for metric in self._moved_by.get(event.event_type, ()):
                     metrics_hit.add((tenant, metric))
                 entities_hit.add((tenant, event.stream_type, event.stream_id))
-                if event.stream_type == ORDER:
-                    self._touch_order_owner(event, entities_hit, all_users_of)
-                elif event.stream_type == PAYMENT:
-                    order_id = event.data.get("order_id")
-                    if order_id:
-                        entities_hit.add((tenant, ORDER, str(order_id)))
+                for link in LINKS_FROM.get(event.stream_type, ()):
+                    self._touch_linked(link, event, entities_hit, all_of)
             for mk in metrics_hit:
                 self._metric_gen[mk] = gen
             if metrics_hit:
@@ -169,9 +168,9 @@ class ReadCache:
             for ek in entities_hit:
                 self._entity_gen[ek] = gen
                 self._entities.pop(ek, None)
-            for tenant in all_users_of:
-                self._tenant_users_gen[tenant] = gen
-                for ekey in [k for k in self._entities if k[0] == tenant and k[1] == USER]:
+            for tenant, entity_type in all_of:
+                self._tenant_type_gen[(tenant, entity_type)] = gen
+                for ekey in [k for k in self._entities if k[0] == tenant and k[1] == entity_type]:
                     del self._entities[ekey]
             if len(self._entity_gen) > 4 * self._max:
                 # older generations only matter for in-flight reads: those now count as stale
@@ -179,17 +178,20 @@ class ReadCache:
                 self._entity_floor = gen
                 self._metric_gen = {k: gen for k in self._metric_gen}
 
-    def _touch_order_owner(
-        self, event: RecordedEvent, entities_hit: set[EntityKey], all_users_of: set[str]
+    def _touch_linked(
+        self, link: Link, event: RecordedEvent, entities_hit: set[EntityKey], all_of: set[tuple[str, str]]
     ) -> None:
+        """The entity ``event``'s stream feeds through ``link``: named by this event, or remembered from
+        the stream's earlier naming event; unknown (e.g. after a restart): all of its type may be stale."""
         tenant = event.tenant_id
-        user_id = event.data.get("user_id")
-        if user_id:
-            self._order_owner[(tenant, event.stream_id)] = str(user_id)
-            if len(self._order_owner) > 4 * self._max:
-                self._order_owner.clear()
-        owner = self._order_owner.get((tenant, event.stream_id))
-        if owner:
-            entities_hit.add((tenant, USER, owner))
-        else:  # owner unknown (e.g. after a restart): every cached user of the tenant may be stale
-            all_users_of.add(tenant)
+        key = (tenant, event.stream_type, event.stream_id, link.entity_type)
+        named = link.named_by(event)
+        if named:
+            self._linked[key] = named
+            if len(self._linked) > 4 * self._max:
+                self._linked.clear()
+        linked = self._linked.get(key)
+        if linked:
+            entities_hit.add((tenant, link.entity_type, linked))
+        else:
+            all_of.add((tenant, link.entity_type))
