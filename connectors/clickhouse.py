@@ -3,6 +3,11 @@
 Tables are ReplacingMergeTree(version) ordered by (tenant_id, key...) and read with FINAL.
 Writes are SQL ``INSERT ... FORMAT JSONEachRow`` through ``client.command`` (on chdb ~5 ms, while
 ``client.insert`` costs 40-80 ms per call), one INSERT per table per batch.
+
+Every call on the engine holds the store's lock: chdb is one engine per process and not known to be
+thread-safe. A store made from a DSN owns its client and lock; whoever owns a chdb path makes that one
+store (the composition root; in tests, tests/chdb_store.py) and every other store on the path comes from
+it (``on_database``, ``scratch``), sharing them.
 """
 
 from __future__ import annotations
@@ -51,24 +56,21 @@ _INSERT_SETTINGS = "SETTINGS max_threads = 1, max_insert_threads = 1, input_form
 _json_encode = msgspec.json.Encoder().encode
 _json_encode_sorted = msgspec.json.Encoder(order="sorted").encode
 
-_LOCKS: dict[str, threading.RLock] = {}
-_LOCKS_GUARD = threading.Lock()
 
-
-def _lock_for(dsn: str) -> threading.RLock:
-    """chdb is one engine per process and not known to be thread-safe: one lock per DSN."""
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(dsn, threading.RLock())
+def _check_database(database: str) -> str:
+    if not database.replace("_", "").isalnum():
+        raise ValueError(f"bad database name {database!r}")
+    return database
 
 
 class ClickHouseStore:
     def __init__(self, dsn: str, database: str = "agentflow") -> None:
-        if not database.replace("_", "").isalnum():
-            raise ValueError(f"bad database name {database!r}")
+        """The store that owns the engine at ``dsn`` (see the module docstring); ensures its schema."""
         self.dsn = dsn
-        self.database = database
+        self.database = _check_database(database)
         self.embedded = dsn.startswith("chdb:")
-        self._lock = _lock_for(dsn if self.embedded else f"{dsn}#{id(self)}")
+        self._lock = threading.RLock()
+        self._owner = True
         if self.embedded:
             self.client = clickhouse_connect.get_client(dsn=dsn)
         else:
@@ -194,8 +196,16 @@ class ClickHouseStore:
         return [self._decode(table, r) for r in self.query(sql, {"t": tenant_id, **(parameters or {})})]
 
     def close(self) -> None:
-        with self._lock:
-            self.client.close()
+        """Close the client (a store made from another leaves it to that one)."""
+        if self._owner:
+            with self._lock:
+                self.client.close()
+
+    def on_database(self, database: str) -> ClickHouseStore:
+        """A store of ``database`` on this store's engine, client and lock (its schema ensured)."""
+        other = _Sibling(self, database)
+        other.ensure_schema()
+        return other
 
     # --- scratch databases (time travel) -----------------------------------------------------
 
@@ -231,15 +241,23 @@ SCRATCH_PREFIX = "agentflow_tt_"
 SCRATCH_MAX_AGE_S = 3600  # scratch databases older than this are leftovers of a crashed process
 
 
-class _ScratchStore(ClickHouseStore):
-    """A throwaway database on the live store's engine, client and lock. Built from the live store
-    (its __init__ would open another client and create every table)."""
+class _Sibling(ClickHouseStore):
+    """Another database on a store's engine, client and lock (its __init__ would open another client)."""
+
+    def __init__(self, owner: ClickHouseStore, database: str) -> None:
+        self.__dict__.update(vars(owner))
+        self.database = _check_database(database)
+        self._owner = False
+        self._swept = False
+
+
+class _ScratchStore(_Sibling):
+    """A throwaway database on the live store's engine, client and lock."""
 
     def __init__(self, live: ClickHouseStore, database: str) -> None:
-        self.__dict__.update(vars(live))
-        if not database.startswith(SCRATCH_PREFIX) or not database.replace("_", "").isalnum():
+        if not database.startswith(SCRATCH_PREFIX):
             raise ValueError(f"bad scratch database name {database!r}")
-        self.database = database
+        super().__init__(live, database)
 
     def create(self, tables: Sequence[str]) -> None:
         with self._lock:
@@ -250,9 +268,6 @@ class _ScratchStore(ClickHouseStore):
     def drop_all(self) -> None:
         with self._lock:
             self.client.command(f"DROP DATABASE IF EXISTS {self.database} SYNC")
-
-    def close(self) -> None:
-        """The client is the live store's: never closed here."""
 
 
 def normalize_row(table: str, row: Row) -> Row:

@@ -216,7 +216,7 @@ class Rebuilds:
         gate = self.serving_gate
         assert gate is not None
         live = self.clickhouse
-        shadow = ClickHouseStore(live.dsn, database=f"{live.database}_rebuild")
+        shadow = live.on_database(f"{live.database}_rebuild")  # same engine and lock as the live store
         try:
             shadow.drop_all()
             shadow.ensure_schema()

@@ -98,7 +98,7 @@ def _verify(pg_url: str, chdb_path: str, target: int) -> None:
     engine = make_engine(pg_url, pool_size=2)
     es = PostgresEventStore(engine)
     live = ClickHouseStore(f"chdb://{chdb_path}")
-    fresh = ClickHouseStore(f"chdb://{chdb_path}", database="rebuild")
+    fresh = live.on_database("rebuild")
     fresh.drop_all()
     fresh.ensure_schema()
 

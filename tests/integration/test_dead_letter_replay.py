@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -45,7 +45,7 @@ LINE = {"product_id": "PROD-1", "quantity": 2, "unit_price_minor": 500}
 
 @pytest.fixture(scope="module")
 def ch() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="dl_replay_test")
+    s = chdb_store("dl_replay_test")
     s.drop_all()
     s.ensure_schema()
     yield s
@@ -213,7 +213,7 @@ def test_rebuild_swaps_in_an_identical_read_model_while_the_projector_runs(
         thread.join(HANG_S)
     assert not thread.is_alive()
     # the reference: the same events projected from scratch in a fresh database
-    ref = ClickHouseStore(ch.dsn, database="dl_replay_ref")
+    ref = ch.on_database("dl_replay_ref")
     try:
         ref.drop_all()
         ref.ensure_schema()

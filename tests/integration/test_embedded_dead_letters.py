@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from chdb_store import chdb_store
 from event_log import EventLog
 from sqlalchemy.engine import Engine
-from test_readmodels import chdb_dsn
 
 from connectors.clickhouse import ClickHouseStore
 from connectors.clickhouse_sink import ClickHouseSink
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="dead_letter_test")
+    s = chdb_store("dead_letter_test")
     s.drop_all()
     s.ensure_schema()
     yield s

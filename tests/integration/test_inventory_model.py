@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -101,7 +101,7 @@ class Projector:
 
 @pytest.fixture()
 def projector(engine: Engine) -> Iterator[Projector]:
-    ch = ClickHouseStore(chdb_dsn(), database="inventory_model")
+    ch = chdb_store("inventory_model")
     ch.drop_all()
     ch.ensure_schema()
     p = Projector(engine, ch)

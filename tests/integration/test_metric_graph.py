@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from event_log import EventLog
 
 from connectors.clickhouse import ClickHouseStore
@@ -199,7 +199,7 @@ def _retenant(events: list[RecordedEvent], tenant: str) -> list[RecordedEvent]:
 
 @pytest.fixture(scope="module")
 def transitions() -> Iterator[list[Transition]]:
-    store = ClickHouseStore(chdb_dsn(), database="metric_graph")
+    store = chdb_store("metric_graph")
     store.drop_all()
     store.ensure_schema()
     states: dict[str, list[RecordedEvent]] = {}

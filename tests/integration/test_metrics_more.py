@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from event_log import EventLog
 
 from connectors.clickhouse import ClickHouseStore
@@ -167,7 +167,7 @@ def build() -> tuple[EventLog, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def shop() -> Iterator[tuple[ClickHouseStore, dict[str, Any]]]:
-    store = ClickHouseStore(chdb_dsn(), database="metrics_more")
+    store = chdb_store("metrics_more")
     store.drop_all()
     store.ensure_schema()
     log, facts = build()

@@ -27,9 +27,9 @@ HANG_S = 120.0  # bounds a hang (two runners and a lake commit on a loaded machi
 
 @pytest.fixture(scope="module")
 def ch() -> Iterator[ClickHouseStore]:
-    from test_readmodels import chdb_dsn
+    from chdb_store import chdb_store
 
-    s = ClickHouseStore(chdb_dsn(), database="runner_test")
+    s = chdb_store("runner_test")
     s.drop_all()
     s.ensure_schema()
     yield s

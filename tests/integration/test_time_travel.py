@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from event_log import EventLog
 from sqlalchemy.engine import Engine
 
@@ -36,7 +36,7 @@ T_NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="tt_live")
+    s = chdb_store("tt_live")
     yield s
     s.drop_all()
 
@@ -68,7 +68,7 @@ def write(engine: Engine, events: list[RecordedEvent]) -> None:
 
 def reference(events: list[RecordedEvent], until: datetime) -> ClickHouseStore:
     """The live read model had it applied exactly the events that occurred by ``until``."""
-    ref = ClickHouseStore(chdb_dsn(), database=f"tt_ref_{uuid.uuid4().hex[:8]}")
+    ref = chdb_store(f"tt_ref_{uuid.uuid4().hex[:8]}")
     ClickHouseSink(ref, None).apply([e for e in events if e.occurred_at <= until], None, 0)
     return ref
 
