@@ -24,7 +24,8 @@ from litestar import Request, Response, post
 from readmodels.query import semantic
 from readmodels.query.question import parse_question
 from readmodels.query.semantic import SemanticError, SemanticQuery
-from readmodels.query.sql_guard import DEFAULT_LIMIT, MAX_LIMIT, GuardError, guard, run_page
+from readmodels.query.sql_guard import GuardError, guard
+from readmodels.query.sql_pages import DEFAULT_LIMIT, MAX_LIMIT, run_page
 from readmodels.schema import METRIC_TABLES
 from readmodels.windows import WINDOWS
 from services.api.context import json_body, json_response, runtime_of, tenant_of
