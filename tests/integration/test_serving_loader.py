@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_dsn, chdb_store
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy.engine import Engine
@@ -31,8 +31,8 @@ from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore, normalize_row
 from connectors.dead_letters import DeadLetterStore
 from connectors.event_store import PostgresEventStore
-from connectors.serving_loader import PositionTailer, ServingLoader
-from connectors.tailer import PostgresTailer
+from connectors.serving_loader import ServingLoader
+from connectors.tailer import PositionTailer, PostgresTailer
 from domain.events import NewEvent, RecordedEvent
 from projections.rows import TABLES, MemoryLookup, dumps_row, project
 
@@ -50,7 +50,7 @@ def kafka_bootstrap(kafka_broker: Any) -> str:
 
 @pytest.fixture()
 def clickhouse() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database=f"loader_{uuid.uuid4().hex[:8]}")
+    s = chdb_store(f"loader_{uuid.uuid4().hex[:8]}")
     yield s
     s.drop_all()
 
