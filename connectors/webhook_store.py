@@ -489,10 +489,6 @@ class WebhookStore(AutocommitStore):
                     })  # fmt: skip
         return out
 
-    def get_delivery(self, delivery_id: int) -> Delivery | None:
-        row = self._one(f"SELECT {_DL_COLS} FROM webhook_deliveries WHERE id = %(d)s", {"d": delivery_id})
-        return _delivery(row) if row else None
-
     # -- draining (workers) -------------------------------------------------------------------------
     def session(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """One pooled psycopg connection in autocommit for a whole drain (the hot path skips

@@ -130,10 +130,6 @@ class WebhookSettings:
     secret_grace_s: float = 24 * 3600.0  # a rotated-out secret keeps signing this long
 
     @property
-    def max_attempts(self) -> int:
-        return len(self.schedule)
-
-    @property
     def lease_s(self) -> float:
         return self.timeout_s + self.lease_margin_s
 

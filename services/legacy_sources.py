@@ -132,9 +132,9 @@ class LegacySources:
                 remove_source_connector(self.connect_url, spec, topic_prefix=self.topic_prefix,
                                         bootstrap=self.kafka_bootstrap)
             elif spec.kind == "postgres":
-                from connectors.legacy.connect_sources import drop_postgres_capture
+                from connectors.legacy.debezium_sources import drop_slot_and_publication
 
-                drop_postgres_capture(spec)  # the slot would pin the legacy database's WAL forever
+                drop_slot_and_publication(spec)  # the slot would pin the legacy database's WAL forever
         except Exception as exc:
             from connectors.legacy.debezium_sources import publication_name, slot_name
 

@@ -27,9 +27,9 @@ import pymysql
 import pytest
 from legacy_app import LegacyShopWriter, create_schema, drop_schema, read_tables
 from mariadb_server import MariaDBServer
-from waiting import eventually
 
 from connectors.postgres_cluster import PostgresCluster
+from connectors.replication_slots import drop_slot_and_publication
 
 DATABASE = "shop"
 CAPTURE_USER = "debezium"
@@ -128,23 +128,13 @@ class LegacyDatabase:
 
 def _drop_pg_replication(conn: Any, prefix: str) -> None:
     pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
-    left: list[Any] = []
-
-    def dropped() -> bool:
-        left[:] = conn.execute(
-            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
-        ).fetchall()
-        for slot, pid in left:
-            if pid is not None:
-                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                continue
-            with contextlib.suppress(psycopg.errors.ObjectInUse):  # walsender still exiting: next round
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-        return not left
-
     conn.autocommit = True
     try:
-        eventually(dropped, 60, interval=0.1, what=lambda: f"replication slots dropped (left: {left})")
+        slots = conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
+        ).fetchall()
+        for (slot,) in slots:  # a walsender of a test still holding one is ended at once
+            drop_slot_and_publication(conn, slot, None, timeout=0)
         for (pub,) in conn.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE %s", (pattern,)):
             conn.execute(f'DROP PUBLICATION IF EXISTS "{pub}"')
     finally:

@@ -156,12 +156,6 @@ def remove_source_connector(
     return existed
 
 
-def drop_postgres_capture(spec: SourceSpec, timeout: float = 30.0) -> None:
-    """Drop a Postgres source's slot and publication (removing an embedded source; for Connect,
-    :func:`remove_source_connector` does it)."""
-    drop_slot_and_publication(spec, timeout)
-
-
 def _delete_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> None:
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient

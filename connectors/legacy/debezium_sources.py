@@ -29,11 +29,10 @@ Debezium's version is 3.5.0.Final in the embedded engine (deploy/maven/debezium-
 
 from __future__ import annotations
 
-import time
-
 import psycopg
 
 from connectors.legacy.sources import SourceSpec, TableSpec
+from connectors.replication_slots import drop_slot_and_publication as drop_replication
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 MARIADB_CONNECTOR = "io.debezium.connector.mariadb.MariaDbConnector"
@@ -67,11 +66,6 @@ def publication_name(spec: SourceSpec) -> str:
 def source_topic_prefix(spec: SourceSpec, topic_prefix: str) -> str:
     """Debezium's ``topic.prefix`` of a source: its data topics are ``<this>.<schema>.<table>``."""
     return f"{topic_prefix}.{spec.name}"
-
-
-def table_topic(spec: SourceSpec, topic_prefix: str, table: str) -> str:
-    """Topic of one captured ``schema.table`` (or ``database.table``)."""
-    return f"{source_topic_prefix(spec, topic_prefix)}.{table}"
 
 
 def changes_topic(spec: SourceSpec, topic_prefix: str) -> str:
@@ -189,24 +183,8 @@ def drop_slot_and_publication(spec: SourceSpec, timeout: float = 30.0) -> None:
     For removing a source in either deployment: a slot left behind pins WAL on the legacy database forever.
     """
     c = spec.connection
-    slot, publication = slot_name(spec), publication_name(spec)
-    deadline = time.monotonic() + timeout
     with psycopg.connect(
         host=c.host, port=c.port, dbname=c.database, user=c.user, password=c.password or None,
         autocommit=True, application_name="agentflow-legacy-cleanup", connect_timeout=10,
     ) as conn:
-        while True:
-            row = conn.execute(
-                "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-            ).fetchone()
-            if row is None:
-                break
-            if not row[0]:
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                break
-            if time.monotonic() > deadline:
-                # the walsender of a stopped connector outlived it: end it, drop on the next pass
-                conn.execute("SELECT pg_terminate_backend(%s)", (row[1],))
-                deadline = time.monotonic() + 10.0
-            time.sleep(0.1)
-        conn.execute(f'DROP PUBLICATION IF EXISTS "{publication}"')
+        drop_replication(conn, slot_name(spec), publication_name(spec), timeout)

@@ -188,10 +188,3 @@ class SourceRegistry:
                 "updated_at = now() WHERE name = %(n)s",
                 {"n": name, "e": error[:2000]},
             )
-
-    def record_state(self, name: str, state: str) -> None:
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "UPDATE cdc_sources SET state = %(s)s, updated_at = now() WHERE name = %(n)s",
-                {"n": name, "s": state},
-            )

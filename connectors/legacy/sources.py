@@ -213,10 +213,3 @@ def load_source(path: str | Path, env: dict[str, str] | None = None) -> SourceSp
     except SourceSpecError as e:
         raise SourceSpecError(f"{path}: {e}") from None
 
-
-def source_to_yaml(spec: SourceSpec) -> dict[str, Any]:
-    """A spec as its declaration again, password included (stored in the control-plane table)."""
-    out = spec.public()
-    out["connection"] = {**spec.connection.redacted(), "password": spec.connection.password}
-    out["server_id"] = spec.server_id
-    return out
