@@ -1,6 +1,6 @@
 """Dropping what a Debezium Postgres capture leaves on a database: its logical replication slot (which
 pins WAL for as long as it exists) and its publication. One procedure for every capture: the event
-store's (services/distributed/cdc.py), a legacy source's (connectors/legacy/debezium_sources.py) and the
+store's (services/distributed/cdc.py), a legacy source's (connectors/legacy/debezium_config.py) and the
 tests' clean-up of legacy databases.
 """
 

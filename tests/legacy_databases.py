@@ -77,7 +77,7 @@ class LegacyDatabase:
     def declaration(
         self, name: str, tenant: str, translators: tuple[str, ...] = SHOP_TRANSLATORS, **extra: Any
     ) -> dict[str, Any]:
-        """A source declaration (connectors/legacy/sources.py) capturing these shop tables."""
+        """A source declaration (connectors/legacy/declaration.py) capturing these shop tables."""
         return {
             "name": name, "kind": self.kind, "tenant": tenant,
             "connection": {"host": self.host, "port": self.port, "database": self.database, "user": self.user,

@@ -32,14 +32,14 @@ from typing import Any
 
 import psycopg
 
-from connectors.legacy.debezium_sources import (
+from connectors.legacy.debezium_config import (
     connector_config,
     file_schema_history,
     heartbeat_topic,
     slot_name,
 )
+from connectors.legacy.declaration import SourceSpec
 from connectors.legacy.jvm import EmbeddedJvm, java_message
-from connectors.legacy.sources import SourceSpec
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,8 @@ from connectors.legacy.canonical import (
     NormalizeError,
     normalize,
 )
+from connectors.legacy.declaration import SourceSpec
 from connectors.legacy.registry import BatchTally, SourceRegistry
-from connectors.legacy.sources import SourceSpec
 from connectors.legacy.translators import LEGACY_SYNC, Ids, MissingReference, Step, Untranslatable, next_step
 from domain import errors
 from domain.base import Aggregate

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from connectors.legacy.sources import SourceSpec, parse_source
+from connectors.legacy.declaration import SourceSpec, parse_source
 
 COLUMNS = (
     "name, kind, spec, created_at, state, records, applied, unchanged, dead_letters, events, schema_changes, "

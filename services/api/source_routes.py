@@ -1,7 +1,7 @@
 """``/v1/admin/sources``: legacy CDC sources (services/legacy_sources.py) -- add, list, status, remove.
 
 Admin actions (same rule as services/api/admin_routes.py). The body of a POST is the source
-declaration as JSON (connectors/legacy/sources.py; ``agentflow sources add FILE`` sends the YAML file's
+declaration as JSON (connectors/legacy/declaration.py; ``agentflow sources add FILE`` sends the YAML file's
 content); ``?replace=true`` replaces an existing declaration of the same name.
 """
 
@@ -13,8 +13,8 @@ from anyio import to_thread
 from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 
+from connectors.legacy.declaration import SourceSpecError
 from connectors.legacy.registry import SourceExists, SourceNotFound
-from connectors.legacy.sources import SourceSpecError
 from services.api.admin_routes import _admin
 from services.api.context import json_response, runtime_of
 from services.api.errors import ApiError

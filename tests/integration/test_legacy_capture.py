@@ -20,10 +20,10 @@ import pytest
 from legacy_databases import LegacyDatabase
 from waiting import eventually
 
-from connectors.legacy.debezium_sources import drop_slot_and_publication, publication_name, slot_name
+from connectors.legacy.debezium_config import drop_slot_and_publication, publication_name, slot_name
+from connectors.legacy.declaration import SourceSpec, parse_source
 from connectors.legacy.embedded_capture import CdcMessage, EmbeddedCapture
 from connectors.legacy.jvm import EmbeddedJvm
-from connectors.legacy.sources import SourceSpec, parse_source
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

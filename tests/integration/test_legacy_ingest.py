@@ -15,9 +15,9 @@ from commands.cache import AggregateCache
 from connectors.dead_letters import REPLAYED, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.canonical import NAMESPACE, UnknownSource, normalize
+from connectors.legacy.declaration import parse_source
 from connectors.legacy.ingest import LegacyIngestor, StoreState
 from connectors.legacy.registry import SourceRegistry
-from connectors.legacy.sources import parse_source
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import psycopg
 
-from connectors.legacy.sources import SourceSpec, TableSpec
+from connectors.legacy.declaration import SourceSpec, TableSpec
 from connectors.replication_slots import drop_slot_and_publication as drop_replication
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"

@@ -1,7 +1,7 @@
 """Register and remove legacy-source connectors on a Kafka Connect cluster (the distributed deployment).
 
 Each source becomes connector ``legacy-<name>`` running the same Debezium config as the embedded engine
-(:func:`connectors.legacy.debezium_sources.connector_config`), writing ``<prefix>.<name>.<schema>.<table>``
+(:func:`connectors.legacy.debezium_config.connector_config`), writing ``<prefix>.<name>.<schema>.<table>``
 topics; MySQL/MariaDB keep their schema history in the single-partition topic
 ``<prefix>.<name>.schema-history``. Only the Connect REST API is used (no local worker object), so this
 works against any Connect cluster that has the Debezium plugins (deploy/maven/debezium-postgres and
@@ -22,14 +22,14 @@ from typing import Any
 
 import httpx
 
-from connectors.legacy.debezium_sources import (
+from connectors.legacy.debezium_config import (
     changes_topic,
     connector_config,
     drop_slot_and_publication,
     kafka_schema_history,
     source_topic_prefix,
 )
-from connectors.legacy.sources import SourceSpec
+from connectors.legacy.declaration import SourceSpec
 
 
 class ConnectSourceError(RuntimeError):
