@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from bench.machine import machine_info, percentile
+from bench.test_helpers import use_test_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
@@ -194,7 +195,7 @@ def run_webhooks_bench(
                 if shutil.which("redis-server") is None:
                     say("redis-server not installed: skipping the Redis broker")
                     continue
-                sys.path.insert(0, str(ROOT / "tests"))
+                use_test_helpers()
                 from redis_server import RedisServer
 
                 redis = RedisServer().start()

@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import pytest
+from agentflow_process import AgentFlowProcess
 from sqlalchemy import text
 from waiting import eventually
 
@@ -42,7 +43,6 @@ from e2e.test_embedded_end_to_end import (  # noqa: F401  (collected here agains
 )
 from e2e.test_inventory import test_shipping_returns_and_adjustments_move_stock  # noqa: F401
 from migrations import run_migrations
-from services.child_process import AgentFlowProcess
 from services.distributed.flink_job import latest_checkpoint
 from services.distributed.stack import DistributedStack
 

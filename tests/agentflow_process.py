@@ -1,4 +1,5 @@
-"""Run `agentflow up` as a child process and wait until it is ready (tests and benchmarks)."""
+"""Run `agentflow up` as a child process and wait until it is ready (e2e tests; the benchmarks import it
+with tests/ on sys.path)."""
 
 from __future__ import annotations
 
