@@ -412,7 +412,7 @@ def run_rate(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.test_helpers import use_test_helpers
+    from bench.tests_on_path import use_test_helpers
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
     from connectors.postgres_cluster import PostgresCluster

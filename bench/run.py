@@ -58,7 +58,7 @@ def bench_http(seconds: int, commands: int) -> dict[str, Any]:
     import httpx
 
     from bench.freshness import measure_freshness
-    from bench.test_helpers import use_test_helpers
+    from bench.tests_on_path import use_test_helpers
     from bench.wrk_load import reads_script, run_wrk, session_commands_script, wrk_available
 
     use_test_helpers()

@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from bench.machine import machine_info, percentile
-from bench.test_helpers import use_test_helpers
+from bench.tests_on_path import use_test_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"

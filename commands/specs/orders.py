@@ -1,4 +1,4 @@
-"""Order commands: place, confirm, cancel, ship, deliver, refund (stock moves with them: domain/flows.py)."""
+"""Order commands: place, confirm, cancel, ship, deliver, refund (with stock: domain/multi_aggregate.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,9 @@ from commands.specs.base import (
     with_reason,
 )
 from commands.validation import Fields, minor_for
-from domain import flows, ids
+from domain import ids
 from domain.events import ORDER, NewEvent
+from domain.multi_aggregate import cancel_order, place_order, refund_order, ship_order
 from domain.order import MAX_LINES, Order, OrderLine
 from domain.payment import Payment
 from domain.product import Product
@@ -46,7 +47,7 @@ def _place(agg: Aggregates, oid: str, a: dict[str, Any]) -> list[NewEvent]:
     user = agg.load(User, a["user_id"])
     lines: list[OrderLine] = a["lines"]
     products = {line.product_id: agg.load(Product, line.product_id) for line in lines}
-    return flows.place_order(order, oid, user, a["user_id"], products, a["currency"], a["channel"], lines)
+    return place_order(order, oid, user, a["user_id"], products, a["currency"], a["channel"], lines)
 
 
 def _confirm(agg: Aggregates, oid: str, a: dict[str, Any]) -> list[NewEvent]:
@@ -59,7 +60,7 @@ def _products_of(agg: Aggregates, order: Order) -> dict[str, Product]:
 
 def _ship(agg: Aggregates, oid: str, a: dict[str, Any]) -> list[NewEvent]:
     order = existing(agg, Order, oid)
-    return flows.ship_order(order, _products_of(agg, order))
+    return ship_order(order, _products_of(agg, order))
 
 
 def _deliver(agg: Aggregates, oid: str, a: dict[str, Any]) -> list[NewEvent]:
@@ -68,14 +69,14 @@ def _deliver(agg: Aggregates, oid: str, a: dict[str, Any]) -> list[NewEvent]:
 
 def _cancel(agg: Aggregates, oid: str, a: dict[str, Any]) -> list[NewEvent]:
     order = existing(agg, Order, oid)
-    return flows.cancel_order(order, _products_of(agg, order), a["reason"])
+    return cancel_order(order, _products_of(agg, order), a["reason"])
 
 
 def _refund(agg: Aggregates, oid: str, a: dict[str, Any]) -> list[NewEvent]:
     order = existing(agg, Order, oid)
     amount = minor_for("amount", a["amount"], order.currency)
     payments = {pid: agg.load(Payment, pid) for pid, _ in order.captures}
-    return flows.refund_order(order, payments, amount, returned_products(agg, a), a["returns"], a["restock"])
+    return refund_order(order, payments, amount, returned_products(agg, a), a["returns"], a["restock"])
 
 
 ORDER_COMMANDS: dict[str, CommandSpec] = {

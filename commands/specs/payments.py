@@ -16,8 +16,9 @@ from commands.specs.base import (
     with_reason,
 )
 from commands.validation import Fields, minor_for
-from domain import flows, ids
+from domain import ids
 from domain.events import PAYMENT, NewEvent
+from domain.multi_aggregate import complete_payment, initiate_payment, refund_payment
 from domain.order import Order
 from domain.payment import PAYMENT_METHODS, Payment
 
@@ -36,13 +37,13 @@ def _prep_initiate(entity_id: str | None, f: Fields, new_id: NewId) -> Prepared:
 def _initiate(agg: Aggregates, pid: str, a: dict[str, Any]) -> list[NewEvent]:
     payment = agg.load(Payment, pid)
     order = agg.load(Order, a["order_id"])
-    return flows.initiate_payment(payment, pid, order, a["order_id"], a["amount_minor"], a["currency"],
+    return initiate_payment(payment, pid, order, a["order_id"], a["amount_minor"], a["currency"],
                                   a["method"])
 
 
 def _complete(agg: Aggregates, pid: str, a: dict[str, Any]) -> list[NewEvent]:
     payment = existing(agg, Payment, pid)
-    return flows.complete_payment(payment, agg.load(Order, payment.order_id))
+    return complete_payment(payment, agg.load(Order, payment.order_id))
 
 
 def _fail(agg: Aggregates, pid: str, a: dict[str, Any]) -> list[NewEvent]:
@@ -52,7 +53,7 @@ def _fail(agg: Aggregates, pid: str, a: dict[str, Any]) -> list[NewEvent]:
 def _refund(agg: Aggregates, pid: str, a: dict[str, Any]) -> list[NewEvent]:
     payment = existing(agg, Payment, pid)
     amount = minor_for("amount", a["amount"], payment.currency)
-    return flows.refund_payment(payment, agg.load(Order, payment.order_id), amount,
+    return refund_payment(payment, agg.load(Order, payment.order_id), amount,
                                 returned_products(agg, a), a["returns"], a["restock"])
 
 
