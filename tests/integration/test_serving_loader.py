@@ -444,13 +444,15 @@ def test_runtime_distributed_mode(
     import asyncio
 
     from services.api.health_routes import health_report
+    from services.bootstrap import build
     from services.config import Settings
-    from services.runtime import Runtime
 
-    settings = Settings(data_dir=tmp_path, clickhouse_dsn=chdb_dsn(), iceberg_enabled=False)
-    runtime = Runtime(
-        settings, pg_url, mode="distributed", kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix
+    settings = Settings(
+        data_dir=tmp_path, clickhouse_dsn=chdb_dsn(), iceberg_enabled=False, deployment="distributed",
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, legacy_sources_enabled=False,
     )
+    container = build(settings, pg_url)
+    runtime = container.runtime
     runtime.clickhouse.drop_all()
     invalidated: list[int] = []
     real_invalidate = runtime.cache.invalidate
@@ -500,6 +502,7 @@ def test_runtime_distributed_mode(
         asyncio.run(scenario())
     finally:
         runtime.clickhouse.drop_all()
+        container.close()
 
 
 def test_an_undecodable_serving_message_is_dead_lettered_whole_and_passed(
