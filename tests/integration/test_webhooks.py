@@ -18,11 +18,13 @@ from waiting import eventually
 from webhook_helpers import append_order
 from webhook_receiver import Receiver, Reply
 
+from connectors import ssrf
+from connectors import webhook_signing as signing
 from connectors.event_store import PostgresEventStore
-from connectors.webhook_store import Delivery, Endpoint, WebhookStore
+from connectors.webhook_store import WebhookStore
+from readmodels.webhooks import Delivery, Endpoint
 from services.config import WebhookSettings
-from services.workers import signing, ssrf
-from services.workers.fleet import WebhookFleet
+from services.webhooks.fleet import WebhookFleet
 
 pytestmark = pytest.mark.integration
 
