@@ -5,7 +5,7 @@ process. Targets on a 2-core machine: p50 <= 100 ms, >= 500 deliveries/s.
   event store's commit listener, as in `agentflow up`); events appended one at a time at a steady
   rate; the receiver runs in its own process and stamps arrival times.
 - throughput: a backlog of events matching several endpoints is committed first, then ONE
-  ``python -m services.workers.cli`` process (per broker: dramatiq-postgres, Redis) relays and
+  ``python -m services.webhooks.cli`` process (per broker: dramatiq-postgres, Redis) relays and
   delivers it; deliveries/s = deliveries / (last receipt - worker ready).
 
 ``python -m bench.webhooks`` writes docs/benchmarks/webhooks-latest.{json,md}; ``run_webhooks_bench()``
@@ -83,11 +83,11 @@ def _append(store: Any, tenant: str, i: int) -> tuple[int, float]:
 
 
 def _latency(url: str, receiver: _ReceiverProcess, events: int, rate: float) -> dict[str, Any]:
+    from connectors import webhook_signing as signing
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
     from services.config import WebhookSettings
-    from services.workers import signing
-    from services.workers.fleet import WebhookFleet
+    from services.webhooks.fleet import WebhookFleet
 
     engine = make_engine(url, pool_size=4, max_overflow=4)
     settings = WebhookSettings(allow_private=True)
@@ -122,10 +122,10 @@ def _throughput(
     url: str, receiver: _ReceiverProcess, broker: str, redis_url: str | None, events: int, endpoints: int,
     threads: int, tenant: str,
 ) -> dict[str, Any]:  # fmt: skip
+    from connectors import webhook_signing as signing
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
     from connectors.webhook_store import WebhookStore
-    from services.workers import signing
 
     engine = make_engine(url, pool_size=4, max_overflow=4)
     hooks = WebhookStore(engine)
@@ -136,7 +136,7 @@ def _throughput(
         _append(store, tenant, i)
     receiver.received(reset=True)
     total = events * endpoints
-    args = [sys.executable, "-m", "services.workers.cli", "--database-url", url, "--threads", str(threads)]
+    args = [sys.executable, "-m", "services.webhooks.cli", "--database-url", url, "--threads", str(threads)]
     if broker == "redis":
         assert redis_url
         args += ["--redis-url", redis_url]

@@ -9,17 +9,27 @@ distributed), the benchmarks and the tests build through here; nothing else cons
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
 from commands.cache import AggregateCache
+from commands.dead_letter_replay import CdcReplay, DeadLetterReplayer
+from connectors import ssrf, webhook_signing
+from connectors.alert_store import AlertStore
 from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.database import make_service_engine
 from connectors.dead_letters import DeadLetterStore
+from connectors.event_lookup import EventLookup
 from connectors.event_store import PostgresEventStore
+from connectors.kafka_replay import KafkaRangeReplay
 from connectors.webhook_store import WebhookStore
+from readmodels.alerts import AlertRules
+from readmodels.health import Health
 from readmodels.metrics import METRICS
+from readmodels.webhooks import WebhookSubscriptions
+from services.alerts.evaluator import runtime_metric
 from services.auth import ApiKeys
 from services.config import Settings
 from services.event_stream import AppliedEventHub, StreamSlots
@@ -51,6 +61,12 @@ class Container:
     api_keys: ApiKeys
     rate_limiter: RateLimiter | None
     stream_slots: StreamSlots
+    # downstream and operations
+    webhook_subscriptions: WebhookSubscriptions
+    alert_rules: AlertRules
+    dead_letter_replay: DeadLetterReplayer
+    kafka_replay: KafkaRangeReplay
+    health: Health
 
     def close(self) -> None:
         """Release what ``build`` opened that the runtime's stop does not (idempotent)."""
@@ -81,6 +97,32 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     slo = SloTracker(objectives_from_settings(settings.slo_file, settings.slo_overrides))
     runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
     rate_limiter = RateLimiter(settings.rate_limit_rpm) if settings.rate_limit_rpm else None
+
+    # downstream: webhooks and alerts are written here; the fleet and the evaluator run in the runtime
+    # (embedded) or elsewhere (distributed: the workers' sweep finds queued deliveries)
+    def kick(endpoint_id: str) -> None:
+        if runtime.webhooks is not None:
+            runtime.webhooks.kick(endpoint_id)
+
+    def request_evaluation(rule_id: str) -> None:
+        if runtime.alerts is not None:
+            runtime.alerts.request(rule_id)
+
+    def cdc_replay() -> CdcReplay | None:
+        return runtime.legacy.replay_letter if runtime.legacy is not None else None
+
+    hooks = settings.webhooks
+    webhook_subscriptions = WebhookSubscriptions(
+        webhook_store, store, partial(ssrf.destination_problem, allow_private=hooks.allow_private),
+        webhook_signing.generate_secret, kick, hooks.secret_grace_s,
+    )  # fmt: skip
+    def endpoint_exists(tenant: str, endpoint_id: str) -> bool:
+        return webhook_store.get_endpoint(tenant, endpoint_id) is not None
+
+    # the metric of an alert's test notification (transitional: the metric query service replaces it)
+    alert_rules = AlertRules(
+        AlertStore(engine, webhook_store), endpoint_exists, runtime_metric(runtime), request_evaluation, kick
+    )
     return Container(
         settings=settings,
         database_url=database_url,
@@ -99,4 +141,9 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         api_keys=ApiKeys(settings.api_keys if api_keys is None else api_keys),
         rate_limiter=rate_limiter,
         stream_slots=StreamSlots(settings.sse_max_streams),
+        webhook_subscriptions=webhook_subscriptions,
+        alert_rules=alert_rules,
+        dead_letter_replay=DeadLetterReplayer(EventLookup(engine), store, dead_letters, cdc_replay),
+        kafka_replay=KafkaRangeReplay(store, runtime.kafka_bootstrap, runtime.topic_prefix),
+        health=Health(store, clickhouse, runtime),
     )

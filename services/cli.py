@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     mig = sub.add_parser("migrate", help="apply database migrations to AGENTFLOW_DATABASE_URL")
     mig.add_argument("--database-url", default=None)
 
-    from services.workers.cli import add_worker_command
+    from services.webhooks.cli import add_worker_command
 
     add_worker_command(sub)
 
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             settings = dataclasses.replace(settings, kafka_bootstrap=None)  # start our own stack
         return run_up(settings, demo=args.demo, demo_rate=args.demo_rate)
     if args.command == "worker":
-        from services.workers.cli import run_worker_command
+        from services.webhooks.cli import run_worker_command
 
         return run_worker_command(args, env_settings)
     if args.command == "projections":

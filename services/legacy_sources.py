@@ -147,12 +147,12 @@ class LegacySources:
 
     def replay_letter(self, letter: DeadLetter, corrected: dict[str, Any] | None) -> Any:
         """Re-translate a ``cdc`` dead letter under its source's current declaration (``corrected``:
-        a replacement ``after`` row image). Returns a services.replay.ReplayOutcome."""
+        a replacement ``after`` row image). Returns a commands.dead_letter_replay.ReplayOutcome."""
+        from commands.dead_letter_replay import ReplayConflict, ReplayOutcome, ReplayRejected
+        from commands.dead_letters import InvalidTransition
         from commands.validation import InvalidCommand
-        from connectors.dead_letters import InvalidTransition
         from connectors.legacy.translators import MissingReference, Untranslatable
         from domain.errors import DomainError
-        from services.replay import ReplayConflict, ReplayOutcome, ReplayRejected
 
         name = str((letter.record or {}).get("source") or "")
         try:

@@ -37,7 +37,7 @@ from services.rebuild import Rebuilds, SinkGate, TailerGate
 if TYPE_CHECKING:
     from services.alerts.evaluator import AlertEvaluator
     from services.legacy_sources import LegacySources
-    from services.workers.fleet import WebhookFleet
+    from services.webhooks.fleet import WebhookFleet
 
 log = logging.getLogger("agentflow.runtime")
 
@@ -159,11 +159,11 @@ class Runtime:
         self._start_alerts()
 
     def _start_workers(self) -> None:
-        """Embedded Dramatiq fleet on dramatiq-postgres (services/workers): worker threads + relay
+        """Embedded Dramatiq fleet on dramatiq-postgres (services/webhooks): worker threads + relay
         (``AGENTFLOW_WORKERS=0`` leaves them out)."""
         if not self.settings.workers_enabled:
             return
-        from services.workers.fleet import WebhookFleet
+        from services.webhooks.fleet import WebhookFleet
 
         self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings)
         self.store.add_commit_listener(self.webhooks.wake)
@@ -189,6 +189,7 @@ class Runtime:
         metric, plus a periodic sweep (``AGENTFLOW_ALERTS=0`` leaves it out)."""
         if not self.settings.alerts_enabled:
             return
+        from connectors.alert_store import AlertStore
         from services.alerts.evaluator import AlertEvaluator, runtime_metric
 
         def kick(endpoint_id: str) -> None:  # distributed: no fleet here, the workers' sweep sends it
@@ -196,7 +197,7 @@ class Runtime:
                 self.webhooks.kick(endpoint_id)
 
         self.alerts = AlertEvaluator(
-            self.engine, runtime_metric(self), self.webhook_store, kick=kick,
+            AlertStore(self.engine, self.webhook_store), runtime_metric(self), kick=kick,
             sweep_s=self.settings.alert_sweep_s,
         )
         self.applied_listeners.append(self.alerts.on_applied)

@@ -13,7 +13,7 @@ with the canonical record and the reason, by stage: ``cdc_normalize`` (not a cha
 an unknown table raises UnknownSource instead: the batch is not acknowledged and the source shows the
 error until its declaration is fixed. ``cdc_reference`` letters are retried automatically after later
 batches (the missing entity usually arrives a moment later); any cdc letter can be replayed by hand
-after a mapping fix (services/replay.py).
+after a mapping fix (commands/dead_letter_replay.py).
 """
 
 from __future__ import annotations

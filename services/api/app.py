@@ -19,10 +19,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging import LoggingConfig
 
-from services.api.admin_routes import ADMIN_ROUTES
-from services.api.alert_routes import ALERT_ROUTES
 from services.api.command_routes import COMMAND_ROUTES
-from services.api.deadletter_routes import DEADLETTER_ROUTES
 from services.api.dependencies import DbLimiter, providers
 from services.api.errors import (
     ApiError,
@@ -31,17 +28,21 @@ from services.api.errors import (
     internal_error_response,
     validation_error_response,
 )
-from services.api.health_routes import HEALTH_ROUTES
 from services.api.metric_routes import METRIC_ROUTES
 from services.api.openapi import openapi_config, tidy_schema
 from services.api.query_routes import QUERY_ROUTES
 from services.api.read_routes import READ_ROUTES
+from services.api.routes.alerts import ALERT_ROUTES
 from services.api.routes.contracts import CONTRACT_ROUTES
-from services.api.source_routes import SOURCE_ROUTES
+from services.api.routes.deadletters import DEADLETTER_ROUTES
+from services.api.routes.health import HEALTH_ROUTES
+from services.api.routes.rebuilds import REBUILD_ROUTES
+from services.api.routes.replay import REPLAY_ROUTES
+from services.api.routes.sources import SOURCE_ROUTES
+from services.api.routes.webhooks import WEBHOOK_ROUTES
 from services.api.stream_routes import STREAM_ROUTES
 from services.api.surface_routes import SURFACE_ROUTES
 from services.api.timeline_routes import TIMELINE_ROUTES
-from services.api.webhook_routes import WEBHOOK_ROUTES
 from services.bootstrap import Container
 from services.slo import LatencyRecorder
 
@@ -79,7 +80,8 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *WEBHOOK_ROUTES,
             *ALERT_ROUTES,
             *DEADLETTER_ROUTES,
-            *ADMIN_ROUTES,
+            *REBUILD_ROUTES,
+            *REPLAY_ROUTES,
             *SOURCE_ROUTES,
         ],
         dependencies=providers(container, db_limiter),

@@ -7,6 +7,7 @@ PostgresEventStore`` and receives them. No route reaches into ``app.state``.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from anyio import CapacityLimiter
@@ -36,6 +37,16 @@ def authenticate(request: Request[Any, Any, Any], container: Container) -> str:
     return tenant
 
 
+def authorize_admin(request: Request[Any, Any, Any], container: Container, tenant: str) -> str:
+    """The caller's tenant, when its key may run admin actions: every key, unless
+    ``AGENTFLOW_ADMIN_API_KEYS`` names the ones that may (403 for the others)."""
+    allowed = container.settings.admin_api_keys
+    key = request.headers.get("x-api-key") or ""
+    if allowed and not any(secrets.compare_digest(key, k) for k in allowed):
+        raise ApiError(403, "forbidden", "this API key may not run admin actions")
+    return tenant
+
+
 class DbLimiter:
     """The worker threads for database work: as many as the engine pools connections for
     (connectors.database.make_service_engine), so commands never open overflow connections. Made on
@@ -52,7 +63,8 @@ class DbLimiter:
 
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",
-         "search", "slo", "stream_slots")
+         "search", "slo", "stream_slots", "webhook_subscriptions", "alert_rules", "dead_letter_replay",
+         "kafka_replay", "health")
 
 
 def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]:
@@ -64,6 +76,10 @@ def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]
     return {
         "container": Provide(lambda: container, use_cache=True, sync_to_thread=False),
         "tenant": Provide(authenticate, sync_to_thread=False),
+        "admin": Provide(authorize_admin, sync_to_thread=False),
         "db_limiter": Provide(db_limiter, sync_to_thread=False),
         **{name: part(name) for name in PARTS},
+        # the runtime's: rebuilds of the read models it projects; the legacy sources once started
+        "rebuilds": Provide(lambda: container.runtime.rebuilds, use_cache=True, sync_to_thread=False),
+        "legacy": Provide(lambda: container.runtime.legacy, sync_to_thread=False),
     }

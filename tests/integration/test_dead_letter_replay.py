@@ -13,6 +13,7 @@ from chdb_store import chdb_store
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from commands.dead_letter_replay import DeadLetterReplayer, ReplayConflict, ReplayRejected
 from commands.ports import StreamWrite
 from connectors.clickhouse import ClickHouseStore
 from connectors.clickhouse_sink import ClickHouseSink
@@ -24,17 +25,13 @@ from connectors.dead_letters import (
     DeadLetterFilter,
     DeadLetterStore,
 )
+from connectors.event_lookup import EventLookup
 from connectors.event_store import PostgresEventStore
 from connectors.webhook_store import WebhookStore
 from domain.events import EVENT_TYPES, NewEvent, RecordedEvent
 from projections.rows import TABLES
+from readmodels.webhooks import replay_range_to_endpoint
 from services.rebuild import Rebuilds, SinkGate
-from services.replay import (
-    DeadLetterReplayer,
-    ReplayConflict,
-    ReplayRejected,
-    replay_range_to_endpoint,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -115,7 +112,7 @@ def test_dead_letter_corrected_replayed_and_projected(engine: Engine, ch: ClickH
     assert stats["total"] == 2 and stats["by_status"][FAILED] == 2
     assert stats["by_reason_class"] == {"total_mismatch": 2} and stats["by_pipeline"] == {"embedded": 2}
 
-    replayer = DeadLetterReplayer(engine, store, letters)
+    replayer = DeadLetterReplayer(EventLookup(engine), store, letters)
     # no correction: the original is still invalid -> rejected, nothing written, still failed
     head = store.head_position()
     with pytest.raises(ReplayRejected, match="sum of lines"):

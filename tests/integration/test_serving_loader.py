@@ -443,7 +443,7 @@ def test_runtime_distributed_mode(
     the loader."""
     import asyncio
 
-    from services.api.health_routes import health_report
+    from services.api.routes.health import health_report
     from services.bootstrap import build
     from services.config import Settings
 

@@ -2,7 +2,7 @@
 the Postgres broker against an external database. Runs the Dramatiq worker threads and a standby or
 leading webhook relay; any number of these processes may run against one database.
 
-Also runnable as ``python -m services.workers.cli``.
+Also runnable as ``python -m services.webhooks.cli``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
         print("error: --database-url or AGENTFLOW_DATABASE_URL is required", file=sys.stderr)
         return 2
     redis_url = args.redis_url or server.redis_url
-    from services.workers.broker import postgres_broker, redis_broker
-    from services.workers.fleet import WebhookFleet
+    from connectors.brokers import postgres_broker, redis_broker
+    from services.webhooks.fleet import WebhookFleet
 
     settings = server.webhooks
     if args.threads:

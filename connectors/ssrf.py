@@ -74,3 +74,12 @@ def resolve(url: str, allow_private: bool) -> Target:
             "set AGENTFLOW_WEBHOOK_ALLOW_PRIVATE=1 to allow private destinations"
         )
     return Target(scheme, host, port, addresses[0], path)
+
+
+def destination_problem(url: str, allow_private: bool) -> str | None:
+    """Why ``url`` may not be a webhook destination (None: it may). Resolves its host."""
+    try:
+        resolve(url, allow_private)
+    except BlockedDestination as exc:
+        return str(exc)
+    return None

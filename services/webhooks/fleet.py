@@ -19,11 +19,13 @@ from dramatiq import Worker
 from dramatiq.broker import Broker
 from sqlalchemy.engine import Connection, Engine
 
+from connectors.brokers import close_broker, postgres_broker
 from connectors.database import make_engine
-from connectors.webhook_store import Delivery, WebhookStore
+from connectors.webhook_store import WebhookStore
+from readmodels.webhooks import Delivery
 from services.config import WebhookSettings
-from services.workers.broker import WebhookActors, close_broker, postgres_broker
-from services.workers.relay import WebhookRelay
+from services.webhooks.actors import WebhookActors
+from services.webhooks.relay import WebhookRelay
 
 log = logging.getLogger("agentflow.workers")
 

@@ -1,7 +1,5 @@
-"""Dead-letter replay and event-range replay to a webhook endpoint.
+"""Dead-letter replay (``POST /v1/deadletter/{id}/replay``) and dismissal.
 
-Dead-letter replay (``POST /v1/deadletter/{id}/replay``)
---------------------------------------------------------
 The event store is append-only and the rejected event stays in it as history. A replay appends a
 NEW event to the store -- same tenant, stream and event type, the current schema version, the
 original data or the operator's correction -- at the head of the same stream (next stream version,
@@ -20,6 +18,9 @@ in an ``Idempotency-Key`` header, so no client can take it): replaying twice -- 
 after a crash between the append and the status update -- appends once; the second replay finds the
 first one's event and reports it. A failed append puts the dead letter back to ``failed``.
 
+Legacy CDC letters (pipeline ``cdc``) hold a canonical change record, not an event: they are
+re-translated by the legacy sources (services/legacy_sources.py), injected as ``cdc``.
+
 Known limits: the correction replaces ``data`` only (not the stream or type); the new event's
 ``occurred_at`` is the replay time (the original one is in ``metadata.replay_of.occurred_at``), so a
 windowed metric counts it at replay time.
@@ -32,25 +33,21 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from sqlalchemy.engine import Engine
-
-from commands.ports import IdempotencyRecord, IdempotencyReplay, StreamWrite, VersionConflict
-from connectors.dead_letters import (
+from commands.dead_letters import (
+    CDC_PIPELINE,
     DISMISSED,
     FAILED,
     REPLAY_PENDING,
     REPLAYED,
     DeadLetter,
-    DeadLetterStore,
+    DeadLetterLog,
     InvalidTransition,
 )
-from connectors.event_store import EVENT_COLUMNS, PostgresEventStore, row_to_event
-from connectors.legacy.ingest import PIPELINE as CDC_PIPELINE
-from connectors.webhook_store import Endpoint, WebhookStore, event_body
+from commands.ports import AppendResult, IdempotencyRecord, IdempotencyReplay, StreamWrite, VersionConflict
 from domain.events import EVENT_TYPES, NewEvent, RecordedEvent
 from domain.validation import event_problems
 
@@ -58,6 +55,35 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_PREFIX = "agentflow\ndeadletter-replay:"
 MAX_VERSION_RETRIES = 8
+
+
+class ReplayStore(Protocol):
+    """The event store as the replay appends to it (connectors/event_store.py)."""
+
+    def stream_version(self, tenant_id: str, stream_type: str, stream_id: str) -> int: ...
+
+    def append(
+        self, tenant_id: str, writes: Sequence[StreamWrite], metadata: dict[str, Any],
+        idempotency: IdempotencyRecord | None = None,
+    ) -> AppendResult: ...  # fmt: skip
+
+
+class EventLookup(Protocol):
+    """Single-event reads of the store (connectors/event_lookup.py)."""
+
+    def find_event(
+        self, tenant_id: str | None, event_id: str | None, position: int | None
+    ) -> RecordedEvent | None:
+        """By event id when it is a UUID, else by position, in the tenant."""
+        ...
+
+    def replayed_event(
+        self, tenant_id: str, stream_type: str, stream_id: str, dead_letter_id: int
+    ) -> tuple[int, str] | None:
+        """(position, event id) of the stream's newest event replayed from ``dead_letter_id``."""
+        ...
+
+    def event_id_at(self, position: int) -> str | None: ...
 
 
 class DeadLetterNotFound(Exception):
@@ -100,56 +126,26 @@ CdcReplay = Callable[[DeadLetter, "dict[str, Any] | None"], ReplayOutcome]
 
 
 class DeadLetterReplayer:
+    """``cdc``: the legacy sources' re-translation of a ``cdc`` letter; a callable so that it can be
+    resolved when the replay runs (the sources start with the process), None where none run."""
+
     def __init__(
-        self, engine: Engine, store: PostgresEventStore, letters: DeadLetterStore,
-        cdc: CdcReplay | None = None,
+        self,
+        events: EventLookup,
+        store: ReplayStore,
+        letters: DeadLetterLog,
+        cdc: Callable[[], CdcReplay | None] = lambda: None,
     ) -> None:
-        self.engine = engine
+        self.events = events
         self.store = store
         self.letters = letters
-        # legacy CDC letters (pipeline ``cdc``) hold a canonical change record, not an event: they are
-        # re-translated by the legacy sources (services/legacy_sources.py)
         self.cdc = cdc
 
-    # -- reads ----------------------------------------------------------------------------------
+    # -- replay ---------------------------------------------------------------------------------
     def original_event(self, letter: DeadLetter) -> RecordedEvent | None:
         """The rejected event as stored (by event id, else by position), in the letter's tenant."""
-        clauses: list[str] = []
-        params: dict[str, Any] = {"t": letter.tenant_id}
-        try:
-            params["id"] = str(uuid.UUID(str(letter.event_id)))
-            clauses.append("event_id = %(id)s::uuid")
-        except ValueError:
-            if letter.position is None:
-                return None
-            params["p"] = letter.position
-            clauses.append("position = %(p)s")
-        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = %(t)s AND {clauses[0]}"
-        with self.engine.connect() as conn:
-            row = conn.exec_driver_sql(sql, params).first()
-        return row_to_event(row) if row is not None else None
+        return self.events.find_event(letter.tenant_id, letter.event_id, letter.position)
 
-    def _replayed_event(self, tenant_id: str, original: RecordedEvent, letter_id: int) -> tuple[int, str]:
-        """The event an earlier replay of ``letter_id`` appended (its stream, newest first)."""
-        with self.engine.connect() as conn:
-            row = conn.exec_driver_sql(
-                "SELECT position, event_id::text FROM events WHERE tenant_id = %(t)s "
-                "AND stream_type = %(st)s AND stream_id = %(sid)s "
-                "AND metadata->'replay_of'->>'dead_letter_id' = %(dl)s ORDER BY stream_version DESC LIMIT 1",
-                {"t": tenant_id, "st": original.stream_type, "sid": original.stream_id, "dl": str(letter_id)},
-            ).first()
-        if row is None:  # pragma: no cover - the idempotency key and the event commit together
-            raise RuntimeError(f"dead letter {letter_id}: replay key used but no replayed event found")
-        return int(row[0]), str(row[1])
-
-    def _event_id_at(self, position: int) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.exec_driver_sql(
-                "SELECT event_id::text FROM events WHERE position = %(p)s", {"p": position}
-            ).scalar()
-        return None if value is None else str(value)
-
-    # -- replay ---------------------------------------------------------------------------------
     def prepare(self, letter: DeadLetter, corrected: dict[str, Any] | None) -> tuple[RecordedEvent, NewEvent]:
         """The event to append, validated; raises ReplayRejected (nothing written, status unchanged)."""
         original = self.original_event(letter)
@@ -190,10 +186,13 @@ class DeadLetterReplayer:
         if letter.pipeline == CDC_PIPELINE:
             if letter.status == REPLAYED:
                 return ReplayOutcome(letter, False, letter.replay_position or 0, letter.replay_event_id)
-            if self.cdc is None:
-                raise ReplayRejected("legacy CDC dead letters replay where legacy sources run",
-                                     ["legacy sources are off in this process"])
-            return self.cdc(letter, corrected)
+            cdc = self.cdc()
+            if cdc is None:
+                raise ReplayRejected(
+                    "legacy CDC dead letters replay where legacy sources run",
+                    ["legacy sources are off in this process"],
+                )
+            return cdc(letter, corrected)
         if letter.status == REPLAYED:
             if corrected is not None and _digest(corrected) != _digest(letter.corrected_data):
                 raise ReplayConflict(
@@ -258,9 +257,15 @@ class DeadLetterReplayer:
             except VersionConflict:
                 continue  # a command appended to the stream meanwhile: go again at the new head
             except IdempotencyReplay:
-                position, event_id = self._replayed_event(tenant_id, original, letter_id)
-                return position, event_id, False
-            return result.last_position, self._event_id_at(result.last_position), True
+                found = self.events.replayed_event(
+                    tenant_id, original.stream_type, original.stream_id, letter_id
+                )
+                if found is None:  # pragma: no cover - the idempotency key and the event commit together
+                    raise RuntimeError(
+                        f"dead letter {letter_id}: replay key used but no replayed event found"
+                    ) from None
+                return found[0], found[1], False
+            return result.last_position, self.events.event_id_at(result.last_position), True
         raise RuntimeError(f"stream {event.stream_type}/{event.stream_id} kept moving; replay not appended")
 
     def dismiss(self, tenant_id: str, letter_id: int, note: str | None = None) -> DeadLetter:
@@ -275,138 +280,3 @@ class DeadLetterReplayer:
                 assert letter is not None
                 return letter
             raise ReplayConflict(str(exc), exc.current) from exc
-
-
-# -- event range -> webhook endpoint ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RangeReplay:
-    replay_id: str
-    endpoint_id: str
-    from_position: int
-    to_position: int
-    scanned: int
-    matched: int
-    created: int  # new deliveries (a repeated replay_id creates none)
-
-
-def replay_range_to_endpoint(
-    store: PostgresEventStore,
-    webhooks: WebhookStore,
-    endpoint: Endpoint,
-    from_position: int,
-    to_position: int,
-    replay_id: str | None = None,
-    batch: int = 1000,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> RangeReplay:
-    """Queue the endpoint's matching events with ``from_position <= position <= to_position`` as new
-    deliveries (kind ``replay``), through the normal delivery path (order, signing, retries, log).
-
-    Matching is the relay's (event types, entity ids, predicates) minus ``start_position``: an operator
-    may replay history older than the endpoint. Each delivery's dedup key is
-    ``replay:<replay_id>:<event id>``, so retrying one replay request (same ``replay_id``) queues
-    nothing twice, while a new replay re-sends (new webhook-ids)."""
-    rid = replay_id or uuid.uuid4().hex
-    matcher = replace(endpoint, start_position=0, status="active")
-    after = from_position - 1
-    scanned = matched = 0
-    before = _count_replayed(webhooks, endpoint.id, rid)
-    while after < to_position:
-        events = store.read_all(after, limit=batch, tenant_id=endpoint.tenant_id, max_position=to_position)
-        if not events:
-            break
-        rows = [
-            {
-                "tenant_id": e.tenant_id,
-                "endpoint_id": endpoint.id,
-                "kind": "replay",
-                "dedup_key": f"replay:{rid}:{e.event_id}",
-                "event_id": str(e.event_id),
-                "position": e.position,
-                "event_type": e.event_type,
-                "body": event_body(e),
-            }  # fmt: skip
-            for e in events
-            if matcher.matches(e)
-        ]
-        scanned += len(events)
-        matched += len(rows)
-        if rows:
-            with webhooks.engine.begin() as conn:
-                webhooks.insert_deliveries(conn, rows)
-        after = events[-1].position
-        if on_progress is not None:
-            on_progress(after, scanned)
-    created = _count_replayed(webhooks, endpoint.id, rid) - before
-    return RangeReplay(rid, endpoint.id, from_position, to_position, scanned, matched, created)
-
-
-def _count_replayed(webhooks: WebhookStore, endpoint_id: str, rid: str) -> int:
-    with webhooks.engine.connect() as conn:
-        return int(
-            conn.exec_driver_sql(
-                "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = %(e)s AND kind = 'replay' "
-                "AND starts_with(dedup_key, %(p)s)",
-                {"e": endpoint_id, "p": f"replay:{rid}:"},
-            ).scalar_one()
-        )
-
-
-def cdc_record(e: RecordedEvent) -> dict[str, Any]:
-    """An event as Debezium's CDC topic carries it (docs/distributed.md), so any consumer of the CDC
-    format -- projections.flink.pipeline.decode among them -- reads replayed events unchanged."""
-    return {
-        "position": e.position, "tenant_id": e.tenant_id, "stream_type": e.stream_type,
-        "stream_id": e.stream_id, "stream_version": e.stream_version, "event_id": str(e.event_id),
-        "event_type": e.event_type, "schema_version": e.schema_version,
-        "data": json.dumps(e.data, sort_keys=True, default=str),
-        "metadata": json.dumps(e.metadata, sort_keys=True, default=str),
-        "occurred_at": e.occurred_at.isoformat().replace("+00:00", "Z"),
-        "recorded_at": e.recorded_at.isoformat().replace("+00:00", "Z"),
-    }  # fmt: skip
-
-
-def replay_range_to_kafka(
-    store: PostgresEventStore,
-    bootstrap: str,
-    topic: str,
-    tenant_id: str,
-    from_position: int,
-    to_position: int,
-    batch: int = 1000,
-    on_progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """Produce the tenant's events with ``from_position <= position <= to_position`` to ``topic`` in
-    the CDC format, keyed by stream id (per-stream order holds), with a ``replay-id`` header; waits
-    until Kafka acknowledged every record. A consumer dedups by event id as it does for CDC."""
-    from confluent_kafka import Producer
-
-    rid = uuid.uuid4().hex
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
-    failures: list[str] = []
-
-    def delivered(err: Any, _msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
-
-    after, produced = from_position - 1, 0
-    while after < to_position:
-        events = store.read_all(after, limit=batch, tenant_id=tenant_id, max_position=to_position)
-        if not events:
-            break
-        for e in events:
-            producer.produce(
-                topic, key=e.stream_id, value=json.dumps(cdc_record(e), separators=(",", ":")),
-                headers={"replay-id": rid}, on_delivery=delivered,
-            )  # fmt: skip
-            producer.poll(0)
-        produced += len(events)
-        after = events[-1].position
-        if on_progress is not None:
-            on_progress(after, produced)
-    if producer.flush(30) > 0 or failures:
-        raise RuntimeError(f"replay to {topic} incomplete: {failures[:3] or 'flush timed out'}")
-    return {"replay_id": rid, "topic": topic, "from_position": from_position,
-            "to_position": to_position, "produced": produced}  # fmt: skip

@@ -1,10 +1,13 @@
-"""One signed HTTP attempt, and the per-endpoint drain loop the ``deliver_endpoint`` actor runs.
+"""One signed HTTP attempt (SSRF-checked, Standard Webhooks signature), and the per-endpoint drain loop
+the ``deliver_endpoint`` actor runs (services/webhooks/actors.py).
 
 Drain: take the endpoint's lease, then send its open deliveries in id order (position order for
 events). A failed head delivery is rescheduled (retry schedule, or the receiver's Retry-After for
 429/503) and blocks the endpoint until it succeeds or is exhausted, so order holds. 410 disables the
 endpoint. Every attempt is written to ``webhook_attempts``; a delivery found ``delivering`` by the next
-lease holder was interrupted (its worker died) and is logged and retried like a failure.
+lease holder was interrupted (its worker died) and is logged and retried like a failure. The schedule
+itself is readmodels.webhooks.retry_delay; the settings are services.config.WebhookSettings (any object
+with the attributes of :class:`SenderSettings` and :class:`DrainSettings`).
 """
 
 from __future__ import annotations
@@ -18,20 +21,41 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 
-from connectors.webhook_store import Endpoint, OpenDelivery, WebhookStore
-from services.config import WebhookSettings
-from services.workers import signing, ssrf
+from connectors import ssrf
+from connectors import webhook_signing as signing
+from connectors.webhook_store import OpenDelivery, WebhookStore
+from readmodels.webhooks import Endpoint, retry_delay
 
 log = logging.getLogger("agentflow.webhooks")
 
 MAX_RESPONSE_BYTES = 64 * 1024
+
+
+class SenderSettings(Protocol):
+    @property
+    def timeout_s(self) -> float: ...  # per attempt: connect + send + response
+    @property
+    def allow_private(self) -> bool: ...  # loopback/private destinations (connectors/ssrf.py)
+    @property
+    def response_excerpt_chars(self) -> int: ...
+
+
+class DrainSettings(SenderSettings, Protocol):
+    @property
+    def schedule(self) -> Sequence[float]: ...  # the delay before attempt 1, 2, 3 ...
+    @property
+    def max_retry_after_s(self) -> float: ...
+    @property
+    def lease_s(self) -> float: ...
+    @property
+    def drain_batch(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -94,7 +118,7 @@ class Sender:
     """Sends attempts over per-thread keep-alive connections (stdlib http.client: a fraction of
     httpx's CPU per request), always to the address the SSRF check approved. No redirects."""
 
-    def __init__(self, settings: WebhookSettings) -> None:
+    def __init__(self, settings: SenderSettings) -> None:
         self.settings = settings
         self._local = threading.local()
 
@@ -181,7 +205,7 @@ class Drainer:
     def __init__(
         self,
         store: WebhookStore,
-        settings: WebhookSettings,
+        settings: DrainSettings,
         sender: Sender | None = None,
         on_delivered: Callable[[str, OpenDelivery, AttemptResult], None] | None = None,
     ) -> None:
@@ -192,12 +216,8 @@ class Drainer:
 
     def _retry_delay(self, attempt: int, result: AttemptResult | None) -> float | None:
         """Seconds until the next attempt, or None when ``attempt`` was the last one."""
-        schedule = self.settings.schedule
-        if attempt >= len(schedule):
-            return None
-        if result is not None and result.retry_after_s is not None:
-            return min(result.retry_after_s, self.settings.max_retry_after_s)
-        return schedule[attempt]
+        retry_after = result.retry_after_s if result is not None else None
+        return retry_delay(self.settings.schedule, attempt, retry_after, self.settings.max_retry_after_s)
 
     def drain(self, endpoint_id: str) -> DrainResult:
         with self.store.session() as pg:

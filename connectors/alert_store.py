@@ -1,29 +1,28 @@
-"""Alert rules, their evaluation state and history in Postgres (migration 0004).
+"""Alert rules, their evaluation state and history in Postgres (migration 0004), and the queueing of
+their notifications as webhook deliveries.
 
-State changes happen only in ``AlertStore.locked(conn, rule_id)`` + ``save_state``/``add_history``
-inside one transaction that holds the rule's row lock (SELECT ... FOR UPDATE SKIP LOCKED), so two
-evaluators (threads or processes) never evaluate one rule at the same time.
+State changes happen only inside ``AlertStore.evaluation(rule_id)`` (or ``locked(conn, rule_id)`` +
+``save_state``/``add_history``): one transaction that holds the rule's row lock (SELECT ... FOR UPDATE
+SKIP LOCKED), so two evaluators (threads or processes) never evaluate one rule at the same time, and
+the notifications of a transition commit with it. The rules themselves are readmodels/alerts.py.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from connectors.database import AutocommitStore
-from services.alerts.rules import RuleSpec, RuleState, Transition
+from connectors.webhook_store import WebhookStore
+from readmodels.alerts import RULE_FIELDS, AlertRule, HistoryEntry, RuleState, Transition
+from readmodels.webhooks import Delivery
 
-# the fields a client sets (create/replace/patch); the rest is evaluation state
-RULE_FIELDS = (
-    "name", "description", "metric", "window", "currency", "filters", "condition", "threshold", "direction",
-    "compare_to", "for_s", "keep_firing_for_s", "cooldown_s", "notify_resolved", "endpoint_id", "enabled",
-)  # fmt: skip
 _COLUMN = {"window": "metric_window"}
 
 _COLS = (
@@ -35,101 +34,11 @@ _COLS = (
 _H_COLS = "id, rule_id, seq, from_state, to_state, at, value, baseline, threshold, notified, details"
 
 
-def _iso(ts: datetime | None) -> str | None:
-    return ts.isoformat() if ts else None
-
-
-@dataclass(frozen=True)
-class AlertRule:
-    id: str
-    tenant_id: str
-    name: str
-    description: str
-    metric: str
-    window: str
-    currency: str | None
-    filters: dict[str, str]
-    condition: str
-    threshold: float
-    direction: str
-    compare_to: str
-    for_s: float
-    keep_firing_for_s: float
-    cooldown_s: float
-    notify_resolved: bool
-    endpoint_id: str | None
-    enabled: bool
-    state: str
-    state_since: datetime | None
-    pending_since: datetime | None
-    firing_since: datetime | None
-    clear_since: datetime | None
-    last_fired_at: datetime | None
-    last_value: float | None
-    last_evaluated_at: datetime | None
-    last_error: str | None
-    seq: int
-    next_check_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def spec(self) -> RuleSpec:
-        return RuleSpec(
-            self.condition, self.threshold, self.direction, self.for_s, self.keep_firing_for_s,
-            self.cooldown_s, self.notify_resolved,
-        )  # fmt: skip
-
-    @property
-    def rule_state(self) -> RuleState:
-        return RuleState(
-            self.state, self.state_since, self.pending_since, self.firing_since, self.clear_since,
-            self.last_fired_at, self.seq,
-        )  # fmt: skip
-
-    def definition(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in RULE_FIELDS}
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id, **self.definition(),
-            "state": self.state, "state_since": _iso(self.state_since),
-            "pending_since": _iso(self.pending_since), "firing_since": _iso(self.firing_since),
-            "last_fired_at": _iso(self.last_fired_at), "last_value": self.last_value,
-            "last_evaluated_at": _iso(self.last_evaluated_at), "last_error": self.last_error,
-            "transitions": self.seq, "next_check_at": _iso(self.next_check_at),
-            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-        }  # fmt: skip
-
-
 def _rule(row: Sequence[Any]) -> AlertRule:
     values = list(row)
     if isinstance(values[7], str):
         values[7] = json.loads(values[7])
     return AlertRule(*values)
-
-
-@dataclass(frozen=True)
-class HistoryEntry:
-    id: int
-    rule_id: str
-    seq: int
-    from_state: str
-    to_state: str
-    at: datetime
-    value: float | None
-    baseline: float | None
-    threshold: float
-    notified: list[str]
-    details: dict[str, Any]
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "alert_id": self.rule_id, "seq": self.seq, "from_state": self.from_state,
-            "to_state": self.to_state, "at": self.at.isoformat(), "value": self.value,
-            "baseline": self.baseline, "threshold": self.threshold, "notifications": self.notified,
-            "details": self.details,
-        }  # fmt: skip
 
 
 def _history(row: Sequence[Any]) -> HistoryEntry:
@@ -140,7 +49,50 @@ def _history(row: Sequence[Any]) -> HistoryEntry:
     return HistoryEntry(*values)
 
 
+class RuleEvaluation:
+    """One rule under its row lock, inside the evaluation's transaction (``AlertStore.evaluation``)."""
+
+    def __init__(self, conn: Connection, rule: AlertRule, webhooks: WebhookStore) -> None:
+        self.conn = conn
+        self.rule = rule
+        self.webhooks = webhooks
+
+    def save_state(
+        self,
+        st: RuleState,
+        value: float | None,
+        now: datetime,
+        error: str | None,
+        next_check_at: datetime | None,
+    ) -> None:
+        AlertStore.save_state(self.conn, self.rule.id, st, value, now, error, next_check_at)
+
+    def add_history(self, t: Transition, notified: list[str], details: dict[str, Any]) -> None:
+        AlertStore.add_history(self.conn, self.rule, t, notified, details)
+
+    def notify(self, event_type: str, body: dict[str, Any], dedup_key: str) -> list[Delivery]:
+        """Queue ``body`` to the rule's targets, once per ``dedup_key`` (none for a key used before)."""
+        out = []
+        for endpoint_id in AlertStore.targets(self.conn, self.rule, event_type):
+            d = self.webhooks.add_delivery(
+                endpoint_id,
+                self.rule.tenant_id,
+                body,
+                "alert",
+                event_type,
+                dedup_key=dedup_key,
+                conn=self.conn,
+            )
+            if d is not None:
+                out.append(d)
+        return out
+
+
 class AlertStore(AutocommitStore):
+    def __init__(self, engine: Engine, webhooks: WebhookStore | None = None) -> None:
+        super().__init__(engine)
+        self.webhooks = webhooks or WebhookStore(engine)
+
     # -- CRUD -----------------------------------------------------------------------------------------
     @staticmethod
     def _params(definition: dict[str, Any]) -> dict[str, Any]:
@@ -233,6 +185,30 @@ class AlertStore(AutocommitStore):
     def next_due(self) -> datetime | None:
         row = self._one("SELECT min(next_check_at) FROM alert_rules WHERE enabled", {})
         return row[0] if row else None
+
+    # -- notifications ------------------------------------------------------------------------------
+    def queue_notification(
+        self, rule: AlertRule, event_type: str, payload: dict[str, Any], kind: str
+    ) -> list[Delivery]:
+        """Queue ``payload`` to the rule's targets in one transaction (the test notification)."""
+        out = []
+        with self.engine.begin() as conn:
+            for endpoint_id in self.targets(conn, rule, event_type):
+                d = self.webhooks.add_delivery(
+                    endpoint_id, rule.tenant_id, payload, kind, event_type, conn=conn
+                )
+                if d is not None:
+                    out.append(d)
+        return out
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    @contextmanager
+    def evaluation(self, rule_id: str) -> Iterator[RuleEvaluation | None]:
+        """The rule under its row lock in one transaction, committed when the block ends (rolled back
+        if it raises); None when the rule is gone, disabled or being evaluated by someone else."""
+        with self.engine.begin() as conn:
+            rule = self.locked(conn, rule_id)
+            yield None if rule is None else RuleEvaluation(conn, rule, self.webhooks)
 
     # -- evaluation (inside the caller's transaction) -------------------------------------------------
     @staticmethod

@@ -12,28 +12,24 @@ Only one relay runs per database (a session advisory lock); others wait as stand
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import psycopg
 from sqlalchemy.engine import Engine
 
 from connectors.checkpoints import CheckpointStore
-from connectors.database import connect_raw
 from connectors.tailer import PostgresTailer, TailCursor
-from connectors.webhook_store import Endpoint, WebhookStore, event_body
+from connectors.webhook_store import RelayLeadership, WebhookStore
 from domain.events import RecordedEvent
+from readmodels.webhooks import relay_deliveries
 from services.config import WebhookSettings
 
 log = logging.getLogger("agentflow.webhooks.relay")
 
 CHECKPOINT = "webhook_relay"
-LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('agentflow'), hashtext('webhook-relay'))"
 
 
 @dataclass
@@ -70,36 +66,20 @@ class WebhookRelay:
         self.status = RelayStatus()
         self._held: list[RecordedEvent] = []  # read, not yet covered by the watermark
         self._safe_cursor: TailCursor | None = None  # resume point with nothing held
-        self._lock_conn: psycopg.Connection[Any] | None = None
+        self.leadership = RelayLeadership(database_url)
 
     def wake(self, *_: object) -> None:
         self.tailer.wake()
 
     # -- leadership ---------------------------------------------------------------------------------
     def _lead(self) -> bool:
-        if self._lock_conn is not None and not self._lock_conn.closed:
-            try:
-                self._lock_conn.execute("SELECT 1")
-                return True
-            except psycopg.Error:
-                self._drop_lock()
-        try:
-            conn = connect_raw(self.database_url, autocommit=True, application_name="agentflow-webhook-relay")
-        except psycopg.Error as exc:
-            log.warning("relay cannot connect: %s", exc)
-            return False
-        got = bool(conn.execute(LOCK_SQL).fetchone()[0])  # type: ignore[index]
-        if not got:
-            conn.close()
-            return False
-        self._lock_conn = conn
-        return True
+        if self.leadership.hold():
+            return True
+        self.status.leader = False
+        return False
 
     def _drop_lock(self) -> None:
-        if self._lock_conn is not None:
-            with contextlib.suppress(Exception):
-                self._lock_conn.close()
-        self._lock_conn = None
+        self.leadership.release()
         self.status.leader = False
 
     # -- loop ---------------------------------------------------------------------------------------
@@ -161,19 +141,8 @@ class WebhookRelay:
         return not batch.caught_up
 
     def _write(self, events: list[RecordedEvent], watermark: int) -> set[str]:
-        endpoints: list[Endpoint] = self.store.active_endpoints() if events else []
-        rows: list[dict[str, Any]] = []
-        for e in events:
-            for ep in endpoints:
-                if ep.matches(e):
-                    rows.append({
-                        "tenant_id": e.tenant_id, "endpoint_id": ep.id, "kind": "event",
-                        "dedup_key": str(e.event_id), "event_id": str(e.event_id), "position": e.position,
-                        "event_type": e.event_type, "body": event_body(e),
-                    })  # fmt: skip
-        with self.engine.begin() as conn:
-            touched = self.store.insert_deliveries(conn, rows)
-            self.checkpoints.save(CHECKPOINT, self._safe_cursor, watermark, conn=conn)
+        rows = relay_deliveries(events, self.store.active_endpoints() if events else [])
+        touched = self.store.relay_batch(rows, CHECKPOINT, self._safe_cursor, watermark)
         self.status.deliveries_created += len(rows)
         return touched
 
