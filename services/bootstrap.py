@@ -9,6 +9,7 @@ distributed), the benchmarks and the tests build through here; nothing else cons
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy.engine import Engine
 
@@ -18,15 +19,19 @@ from connectors.database import make_service_engine
 from connectors.dead_letters import DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.webhook_store import WebhookStore
-from readmodels.metrics import METRICS
+from readmodels.applied_events import AppliedEventHub, EventFeed, StreamSlots
+from readmodels.changelog import Changelog
+from readmodels.lineage import Lineage
+from readmodels.metrics import METRICS, WINDOWS, compute_metric
+from readmodels.query.service import MetricValue, QueryService
+from readmodels.schema import METRIC_TABLES
+from readmodels.search import EntitySearch, SearchIndex
+from readmodels.slo import SloTracker, objectives_from_settings
 from services.auth import ApiKeys
 from services.config import Settings
-from services.event_stream import AppliedEventHub, StreamSlots
 from services.rate_limit import RateLimiter
 from services.read_cache import ReadCache
 from services.runtime import Runtime
-from services.search_index import SearchIndex
-from services.slo import SloTracker, objectives_from_settings
 
 
 @dataclass
@@ -44,11 +49,15 @@ class Container:
     read_cache: ReadCache
     runtime: Runtime
     hub: AppliedEventHub
-    search: SearchIndex
+    search: EntitySearch
     slo: SloTracker
     api_keys: ApiKeys
     rate_limiter: RateLimiter | None
     stream_slots: StreamSlots
+    event_feed: EventFeed
+    lineage: Lineage
+    changelog: Changelog
+    queries: QueryService
 
     def close(self) -> None:
         """Release what ``build`` opened that the runtime's stop does not (idempotent)."""
@@ -71,8 +80,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     )
     # the read surface that follows applied events: SSE hub (position order), search index, SLOs
     hub = AppliedEventHub(previous_watermark=lambda: runtime.watermark)
-    search = SearchIndex()
-    hub.add_listener(search.apply)
+    search = EntitySearch(SearchIndex(), clickhouse, runtime)
+    hub.add_listener(search.index.apply)
     slo = SloTracker(objectives_from_settings(settings.slo_file, settings.slo_overrides))
     runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
     rate_limiter = RateLimiter(settings.rate_limit_rpm) if settings.rate_limit_rpm else None
@@ -93,4 +102,29 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         api_keys=ApiKeys(settings.api_keys if api_keys is None else api_keys),
         rate_limiter=rate_limiter,
         stream_slots=StreamSlots(settings.sse_max_streams),
+        event_feed=EventFeed(hub, store, runtime),
+        lineage=Lineage(store, clickhouse, dead_letters, hub, runtime),
+        changelog=Changelog(store, runtime),
+        queries=QueryService(
+            clickhouse, runtime, settings.reporting_currency,
+            _bespoke_metrics(runtime, store, clickhouse, settings.reporting_currency),
+        ),
     )
+
+
+def _bespoke_metrics(
+    runtime: Runtime, store: PostgresEventStore, clickhouse: ClickHouseStore, currency: str
+) -> MetricValue:
+    """The value of a metric semantic queries do not compile to SQL (active_sessions, error_rate), as
+    GET /v1/metrics computes it now. Transitional: the one metric query service replaces this."""
+
+    def value(tenant: str, name: str, window: str) -> float:
+        if not set(METRICS[name].tables) <= METRIC_TABLES:
+            runtime.flush_serving()
+        now = datetime.now(UTC)
+        rejected = 0
+        if name == "error_rate":
+            rejected = store.count_rejections(tenant, since=now - WINDOWS[window], until=now)
+        return float(compute_metric(clickhouse, tenant, name, window, currency, now, rejected).value)
+
+    return value

@@ -13,6 +13,7 @@ from anyio import CapacityLimiter
 from litestar import Request
 from litestar.di import Provide
 
+from services.api.consistency import read_after
 from services.api.errors import ApiError
 from services.bootstrap import Container
 from services.rate_limit import retry_after_header
@@ -52,7 +53,7 @@ class DbLimiter:
 
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",
-         "search", "slo", "stream_slots")
+         "search", "slo", "stream_slots", "event_feed", "lineage", "changelog", "queries")
 
 
 def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]:
@@ -65,5 +66,7 @@ def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]
         "container": Provide(lambda: container, use_cache=True, sync_to_thread=False),
         "tenant": Provide(authenticate, sync_to_thread=False),
         "db_limiter": Provide(db_limiter, sync_to_thread=False),
+        # min_position / timeout_ms / allow_stale of a read (services/api/consistency.py)
+        "read_after": Provide(read_after, sync_to_thread=False),
         **{name: part(name) for name in PARTS},
     }
