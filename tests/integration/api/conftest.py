@@ -18,6 +18,7 @@ from chdb_store import chdb_dsn
 from litestar.testing import TestClient
 from sqlalchemy import make_url
 
+from commands.handlers import reset_cache
 from connectors.database import make_engine
 from migrations import run_migrations
 from services.api.app import create_app
@@ -47,6 +48,7 @@ def database(pg_cluster: Any) -> Iterator[str]:
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(f"CREATE DATABASE {name}")
     url = make_url(pg_cluster.url).set(database=name).render_as_string(hide_password=False)
+    reset_cache()  # the process-wide aggregate cache would remember another module's streams
     try:
         run_migrations(url)
         yield url
