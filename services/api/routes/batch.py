@@ -25,15 +25,27 @@ _PASS = ("as_of", "min_position", "timeout_ms", "allow_stale")
 _DIMENSIONS = ("currency", "channel", "category", "product", "method")
 
 
-class BatchRequest(msgspec.Struct):
-    requests: Annotated[
-        list[Any],
+class BatchItem(msgspec.Struct):
+    """One read. Loosely typed: an item that does not name a known type and its params answers its own
+    422 (``invalid_item``) in the results, the rest of the batch runs."""
+
+    id: Annotated[Any, msgspec.Meta(description="echoed in the result (default: the item's index)")] = None
+    type: Annotated[Any, msgspec.Meta(description="entity | metric | query")] = None
+    params: Annotated[
+        Any,
         msgspec.Meta(
-            description=f"at most {MAX_BATCH} items {{id, type: entity|metric|query, params}}: entity "
-            "params entity_type, entity_id; metric params name, window and the metric's dimensions; query "
-            "params the POST /v1/query body; entity and metric items also take as_of, min_position, "
-            "timeout_ms, allow_stale. An item that is not of this shape answers its own 422."
+            description="entity: entity_type, entity_id; metric: name, window and the metric's dimensions "
+            "(currency, channel, category, product, method); both also as_of, min_position, timeout_ms, "
+            "allow_stale; query: the POST /v1/query body"
         ),
+    ] = None
+
+
+class BatchRequest(msgspec.Struct):
+    # anything else in the list is an item of the wrong shape: its own 422 result, not a failed batch
+    requests: Annotated[
+        list[BatchItem | list[Any] | str | int | float | bool | None],
+        msgspec.Meta(description=f"at most {MAX_BATCH} reads, answered in this order"),
     ]
 
 
@@ -89,15 +101,14 @@ async def _run_item(
     item: Any,
     index: int,
 ) -> BatchResult:
-    if not isinstance(item, dict):
+    if not isinstance(item, BatchItem):
         return _invalid(str(index), "each request must be an object")
-    item_id = item.get("id")
-    item_id = str(item_id) if item_id is not None else str(index)
-    params = item.get("params") or {}
+    item_id = str(item.id) if item.id is not None else str(index)
+    params = item.params or {}
     try:
         if not isinstance(params, dict):
             raise ValueError("params must be an object")
-        method, path, query, body = _item_request(str(item.get("type")), params)
+        method, path, query, body = _item_request(str(item.type), params)
     except ValueError as exc:
         return _invalid(item_id, str(exc))
     started = time.perf_counter()
