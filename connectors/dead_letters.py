@@ -193,6 +193,19 @@ class DeadLetterStore:
                 row = own.exec_driver_sql(sql, params).first()
         return _row(row) if row is not None else None
 
+    def at_positions(self, tenant_id: str, positions: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Why each of these event positions was dead-lettered (readmodels.ports.DeadLetterLookup:
+        lineage), ``{position: {pipeline, stage, reason}}`` for those that were."""
+        if not positions:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT position, pipeline, stage, reason FROM dead_letters "
+                "WHERE tenant_id = %(t)s AND position = ANY(%(p)s)",
+                {"t": tenant_id, "p": list(positions)},
+            ).all()
+        return {int(r[0]): {"pipeline": r[1], "stage": r[2], "reason": r[3]} for r in rows}
+
     def stats(self, tenant_id: str | None, filters: DeadLetterFilter | None = None) -> dict[str, Any]:
         """Counts: total, by status, stage, pipeline, reason class (and event type)."""
         clauses, params = (filters or DeadLetterFilter()).where(tenant_id)

@@ -549,6 +549,42 @@ class PostgresEventStore:
             rows = conn.exec_driver_sql(sql, params).all()
         return [row_to_event(r) for r in rows]
 
+    def changes(
+        self,
+        tenant_id: str,
+        max_position: int,
+        limit: int,
+        before: int | None = None,
+        stream_type: str | None = None,
+        stream_id: str | None = None,
+        event_types: Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """The tenant's events at or below ``max_position`` (and below ``before``), newest first, at
+        most ``limit`` (readmodels.ports.ChangeFeed: GET /v1/changelog)."""
+        clauses = ["tenant_id = %(t)s", "position <= %(wm)s"]
+        params: dict[str, Any] = {"t": tenant_id, "wm": max_position, "n": limit}
+        if before is not None:
+            clauses.append("position < %(before)s")
+            params["before"] = before
+        if stream_type is not None:
+            clauses.append("stream_type = %(st)s")
+            params["st"] = stream_type
+        if stream_id is not None:
+            clauses.append("stream_id = %(sid)s")
+            params["sid"] = stream_id
+        if event_types:
+            clauses.append("event_type = ANY(%(types)s)")
+            params["types"] = list(event_types)
+        if since is not None:
+            clauses.append("occurred_at >= %(since)s")
+            params["since"] = since
+        where = " AND ".join(clauses)
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position DESC LIMIT %(n)s"
+        with self._ac.connect() as conn:
+            rows = conn.exec_driver_sql(sql, params).all()
+        return [row_to_event(r) for r in rows]
+
     def head_position(self) -> int:
         """Highest committed position."""
         with self._ac.connect() as conn:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from domain.events import RecordedEvent
-from readmodels.ports import EventRange
+from readmodels.ports import EventLog
 
 
 def cdc_record(e: RecordedEvent) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def cdc_record(e: RecordedEvent) -> dict[str, Any]:
 
 
 def replay_range_to_kafka(
-    store: EventRange,
+    store: EventLog,
     bootstrap: str,
     topic: str,
     tenant_id: str,
@@ -89,7 +89,7 @@ class KafkaRangeReplay:
     """The replay with its rules: a valid range, and never to one of the pipeline's own topics (the
     default topic is ``<prefix>.replay``). ``bootstrap`` None: no Kafka here."""
 
-    store: EventRange
+    store: EventLog
     bootstrap: str | None
     topic_prefix: str
 

@@ -1,7 +1,9 @@
 """What the read side needs from storage; connectors/ implements these (and nothing here imports it).
 
 ``ReadModelStore`` is the ClickHouse read model (chdb or a server); ``EventHistory`` the parts of the
-event store that time travel, timelines and lineage read.
+event store that time travel, timelines and lineage read; ``ChangeFeed`` and ``EventLog`` the reads of
+the changelog and of the event stream's replay; ``DeadLetterLookup`` what lineage asks of the dead
+letters; ``ServingProgress`` how far the serving read models are (the runtime that drives them).
 """
 
 from __future__ import annotations
@@ -69,17 +71,15 @@ class EventHistory(Protocol):
         """ProductRegistered of these products, up to ``until``."""
         ...
 
+    def read_entity_events_until(
+        self, tenant_id: str, entity_type: str, entity_id: str, until: datetime
+    ) -> list[RecordedEvent]:
+        """Every event that feeds one entity (its own stream, and for a user the streams that feed
+        it), occurred_at <= ``until``, position order."""
+        ...
+
 
 # -- downstream: webhooks ----------------------------------------------------------------------------
-
-
-class EventRange(Protocol):
-    def read_all(
-        self, after_position: int = 0, limit: int = 1000, tenant_id: str | None = None,
-        until: datetime | None = None, max_position: int | None = None,
-    ) -> list[RecordedEvent]:  # fmt: skip
-        """Committed events after ``after_position`` in position order (bounded by ``max_position``)."""
-        ...
 
 
 class WebhookStorePort(Protocol):
@@ -121,4 +121,64 @@ class WebhookStorePort(Protocol):
 
     def count_replayed(self, endpoint_id: str, replay_id: str) -> int:
         """Deliveries a range replay ``replay_id`` has created for the endpoint so far."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    def changes(
+        self,
+        tenant_id: str,
+        max_position: int,
+        limit: int,
+        before: int | None = None,
+        stream_type: str | None = None,
+        stream_id: str | None = None,
+        event_types: Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """The tenant's events with position <= ``max_position`` (and < ``before``), newest first."""
+        ...
+
+
+class EventLog(Protocol):
+    def read_all(
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        tenant_id: str | None = None,
+        until: datetime | None = None,
+        max_position: int | None = None,
+    ) -> list[RecordedEvent]:
+        """Events with position > ``after_position`` (<= ``max_position``), position order."""
+        ...
+
+
+class DeadLetterLookup(Protocol):
+    def at_positions(self, tenant_id: str, positions: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """``{position: {pipeline, stage, reason}}`` of those of ``positions`` that were dead-lettered."""
+        ...
+
+
+class ServingProgress(Protocol):
+    """How far the serving read models are; implemented by the process's runtime."""
+
+    @property
+    def watermark(self) -> int:
+        """Every position up to this one is applied to the serving read models."""
+        ...
+
+    @property
+    def lake_watermark(self) -> int | None:
+        """The lake's (Iceberg) applied position; None when this process runs no lake."""
+        ...
+
+    @property
+    def mode(self) -> str:
+        """embedded | distributed."""
+        ...
+
+    def freshness_seconds(self) -> float: ...
+
+    def flush_serving(self) -> None:
+        """Catch up the tables the serving sink writes lazily (a no-op when nothing is pending)."""
         ...

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.events import RecordedEvent
-from readmodels.ports import EventRange, WebhookStorePort
+from readmodels.ports import EventLog, WebhookStorePort
 
 OPEN = ("pending", "delivering")
 FINAL = ("succeeded", "exhausted", "failed")
@@ -248,7 +248,7 @@ class RangeReplay:
 
 
 def replay_range_to_endpoint(
-    events: EventRange,
+    events: EventLog,
     webhooks: WebhookStorePort,
     endpoint: Endpoint,
     from_position: int,
@@ -355,7 +355,7 @@ class WebhookSubscriptions:
     def __init__(
         self,
         store: WebhookStorePort,
-        events: EventRange,
+        events: EventLog,
         destination_problem: Callable[[str], str | None],
         new_secret: Callable[[], str],
         kick: Callable[[str], None],

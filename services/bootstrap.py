@@ -9,6 +9,7 @@ distributed), the benchmarks and the tests build through here; nothing else cons
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 
 from sqlalchemy.engine import Engine
@@ -26,18 +27,22 @@ from connectors.event_store import PostgresEventStore
 from connectors.kafka_replay import KafkaRangeReplay
 from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRules
+from readmodels.applied_events import AppliedEventHub, EventFeed, StreamSlots
+from readmodels.changelog import Changelog
 from readmodels.health import Health
-from readmodels.metrics import METRICS
+from readmodels.lineage import Lineage
+from readmodels.metrics import METRICS, WINDOWS, compute_metric
+from readmodels.query.service import MetricValue, QueryService
+from readmodels.schema import METRIC_TABLES
+from readmodels.search import EntitySearch, SearchIndex
+from readmodels.slo import SloTracker, objectives_from_settings
 from readmodels.webhooks import WebhookSubscriptions
 from services.alerts.evaluator import runtime_metric
 from services.auth import ApiKeys
 from services.config import Settings
-from services.event_stream import AppliedEventHub, StreamSlots
 from services.rate_limit import RateLimiter
 from services.read_cache import ReadCache
 from services.runtime import Runtime
-from services.search_index import SearchIndex
-from services.slo import SloTracker, objectives_from_settings
 
 
 @dataclass
@@ -56,7 +61,7 @@ class Container:
     aggregates: AggregateCache
     runtime: Runtime
     hub: AppliedEventHub
-    search: SearchIndex
+    search: EntitySearch
     slo: SloTracker
     api_keys: ApiKeys
     rate_limiter: RateLimiter | None
@@ -67,6 +72,10 @@ class Container:
     dead_letter_replay: DeadLetterReplayer
     kafka_replay: KafkaRangeReplay
     health: Health
+    event_feed: EventFeed
+    lineage: Lineage
+    changelog: Changelog
+    queries: QueryService
 
     def close(self) -> None:
         """Release what ``build`` opened that the runtime's stop does not (idempotent)."""
@@ -92,8 +101,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     )
     # the read surface that follows applied events: SSE hub (position order), search index, SLOs
     hub = AppliedEventHub(previous_watermark=lambda: runtime.watermark)
-    search = SearchIndex()
-    hub.add_listener(search.apply)
+    search = EntitySearch(SearchIndex(), clickhouse, runtime)
+    hub.add_listener(search.index.apply)
     slo = SloTracker(objectives_from_settings(settings.slo_file, settings.slo_overrides))
     runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
     rate_limiter = RateLimiter(settings.rate_limit_rpm) if settings.rate_limit_rpm else None
@@ -146,4 +155,29 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         dead_letter_replay=DeadLetterReplayer(EventLookup(engine), store, dead_letters, cdc_replay),
         kafka_replay=KafkaRangeReplay(store, runtime.kafka_bootstrap, runtime.topic_prefix),
         health=Health(store, clickhouse, runtime),
+        event_feed=EventFeed(hub, store, runtime),
+        lineage=Lineage(store, clickhouse, dead_letters, hub, runtime),
+        changelog=Changelog(store, runtime),
+        queries=QueryService(
+            clickhouse, runtime, settings.reporting_currency,
+            _bespoke_metrics(runtime, store, clickhouse, settings.reporting_currency),
+        ),
     )
+
+
+def _bespoke_metrics(
+    runtime: Runtime, store: PostgresEventStore, clickhouse: ClickHouseStore, currency: str
+) -> MetricValue:
+    """The value of a metric semantic queries do not compile to SQL (active_sessions, error_rate), as
+    GET /v1/metrics computes it now. Transitional: the one metric query service replaces this."""
+
+    def value(tenant: str, name: str, window: str) -> float:
+        if not set(METRICS[name].tables) <= METRIC_TABLES:
+            runtime.flush_serving()
+        now = datetime.now(UTC)
+        rejected = 0
+        if name == "error_rate":
+            rejected = store.count_rejections(tenant, since=now - WINDOWS[window], until=now)
+        return float(compute_metric(clickhouse, tenant, name, window, currency, now, rejected).value)
+
+    return value

@@ -310,6 +310,19 @@ class Runtime:
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
         return True
 
+    @property
+    def lake_watermark(self) -> int | None:
+        """The lake's applied position; None when this process runs no lake."""
+        lake = self.lake_runner
+        return lake.status.watermark if lake is not None else None
+
+    def flush_serving(self) -> None:
+        """The serving sink writes the tables metrics don't read (events, order lines, products, users,
+        payments) lazily; a reader of those catches them up first (a no-op when nothing is pending)."""
+        runner = self.serving_runner
+        if runner is not None:
+            runner.sink.flush()
+
     # ---- freshness -----------------------------------------------------------------
     def freshness_seconds(self) -> float:
         """How far the serving read models lag the store: 0 when caught up at the last poll."""

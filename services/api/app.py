@@ -16,6 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging import LoggingConfig
 
@@ -28,21 +29,26 @@ from services.api.errors import (
     internal_error_response,
     validation_error_response,
 )
+from services.api.in_process import InProcess
 from services.api.metric_routes import METRIC_ROUTES
 from services.api.openapi import openapi_config, tidy_schema
-from services.api.query_routes import QUERY_ROUTES
 from services.api.read_routes import READ_ROUTES
 from services.api.routes.alerts import ALERT_ROUTES
+from services.api.routes.batch import BATCH_ROUTES
+from services.api.routes.changelog import CHANGELOG_ROUTES
 from services.api.routes.contracts import CONTRACT_ROUTES
 from services.api.routes.deadletters import DEADLETTER_ROUTES
 from services.api.routes.health import HEALTH_ROUTES
+from services.api.routes.lineage import LINEAGE_ROUTES
+from services.api.routes.query import QUERY_ROUTES
 from services.api.routes.rebuilds import REBUILD_ROUTES
 from services.api.routes.replay import REPLAY_ROUTES
+from services.api.routes.search import SEARCH_ROUTES
+from services.api.routes.slo import SLO_ROUTES
 from services.api.routes.sources import SOURCE_ROUTES
+from services.api.routes.stream import STREAM_ROUTES
+from services.api.routes.timeline import TIMELINE_ROUTES
 from services.api.routes.webhooks import WEBHOOK_ROUTES
-from services.api.stream_routes import STREAM_ROUTES
-from services.api.surface_routes import SURFACE_ROUTES
-from services.api.timeline_routes import TIMELINE_ROUTES
 from services.bootstrap import Container
 from services.slo import LatencyRecorder
 
@@ -52,6 +58,7 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     the read models themselves pass False)."""
     runtime = container.runtime
     db_limiter = DbLimiter(container.settings.db_threads)
+    in_process = InProcess()  # POST /v1/batch runs its items through the app's own routes
 
     async def on_startup(app: Litestar) -> None:
         runtime.bind_loop(asyncio.get_running_loop())
@@ -74,7 +81,11 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *CONTRACT_ROUTES,
             *METRIC_ROUTES,
             *TIMELINE_ROUTES,
-            *SURFACE_ROUTES,
+            *BATCH_ROUTES,
+            *SEARCH_ROUTES,
+            *LINEAGE_ROUTES,
+            *CHANGELOG_ROUTES,
+            *SLO_ROUTES,
             *STREAM_ROUTES,
             *QUERY_ROUTES,
             *WEBHOOK_ROUTES,
@@ -84,7 +95,10 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *REPLAY_ROUTES,
             *SOURCE_ROUTES,
         ],
-        dependencies=providers(container, db_limiter),
+        dependencies={
+            **providers(container, db_limiter),
+            "in_process": Provide(lambda: in_process, use_cache=True, sync_to_thread=False),
+        },
         exception_handlers={
             ApiError: error_response,
             ValidationException: validation_error_response,
@@ -102,15 +116,11 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     app.state.container = container
     app.state.db_limiter = db_limiter
     app.state.runtime = runtime
-    app.state.event_hub = container.hub
-    app.state.search_index = container.search
-    app.state.slo = container.slo
-    app.state.stream_slots = container.stream_slots
     app.state.api_keys = container.api_keys
     app.state.rate_limiter = container.rate_limiter
     # request latency and status for the SLOs: a bare ASGI wrapper, no middleware stack; batch items
     # dispatch to the unwrapped handler (the batch itself is measured)
-    app.state.inner_asgi = app.asgi_handler
+    in_process.bind(app, app.asgi_handler)
     app.asgi_handler = LatencyRecorder(app.asgi_handler, container.slo)
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app
@@ -121,7 +131,8 @@ def openapi_document() -> dict[str, Any]:
     is this, written by ``python -m services.api.app``)."""
     stub: Any = SimpleNamespace(
         runtime=None, settings=SimpleNamespace(db_threads=1), hub=None, slo=None, api_keys=None,
-        rate_limiter=None, search=None, stream_slots=None,
+        rate_limiter=None, search=None, stream_slots=None, event_feed=None, lineage=None, changelog=None,
+        queries=None,
     )
     app = create_app(stub, manage_runtime=False)
     return app.openapi_schema.to_schema()

@@ -14,6 +14,7 @@ from anyio import CapacityLimiter
 from litestar import Request
 from litestar.di import Provide
 
+from services.api.consistency import read_after
 from services.api.errors import ApiError
 from services.bootstrap import Container
 from services.rate_limit import retry_after_header
@@ -64,7 +65,7 @@ class DbLimiter:
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",
          "search", "slo", "stream_slots", "webhook_subscriptions", "alert_rules", "dead_letter_replay",
-         "kafka_replay", "health")
+         "kafka_replay", "health", "event_feed", "lineage", "changelog", "queries")
 
 
 def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]:
@@ -78,6 +79,8 @@ def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]
         "tenant": Provide(authenticate, sync_to_thread=False),
         "admin": Provide(authorize_admin, sync_to_thread=False),
         "db_limiter": Provide(db_limiter, sync_to_thread=False),
+        # min_position / timeout_ms / allow_stale of a read (services/api/consistency.py)
+        "read_after": Provide(read_after, sync_to_thread=False),
         **{name: part(name) for name in PARTS},
         # the runtime's: rebuilds of the read models it projects; the legacy sources once started
         "rebuilds": Provide(lambda: container.runtime.rebuilds, use_cache=True, sync_to_thread=False),

@@ -17,6 +17,7 @@ API_KEY_SCHEME = "ApiKey"
 SECURED: list[dict[str, list[str]]] = [{API_KEY_SCHEME: []}]
 
 _DESCRIPTIONS = {
+    400: "refused: the request is well-formed but cannot run as asked (code says why)",
     401: "missing or invalid X-API-Key",
     403: "the key may not do this",
     404: "no such entity, resource or route",
@@ -68,9 +69,12 @@ def openapi_config() -> OpenAPIConfig:
 
 def tidy_schema(app: Litestar) -> None:
     """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
-    answer malformed input with 422 in the error shape instead (services/api/errors.py)."""
+    answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
+    declares itself (``errors(400, ...)``) stays."""
     schema = app.openapi_schema
     for item in (schema.paths or {}).values():
         for op in (item.get, item.post, item.put, item.patch, item.delete):
             if op is not None and op.responses is not None:
-                op.responses.pop("400", None)
+                declared = op.responses.get("400")
+                if declared is not None and getattr(declared, "description", None) != _DESCRIPTIONS[400]:
+                    op.responses.pop("400")

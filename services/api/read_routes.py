@@ -17,6 +17,7 @@ from litestar.types import Receive, Scope, Send
 from domain.events import STREAM_TYPES
 from projections.entities import fold_entity
 from projections.rows import invalid_reason
+from readmodels.catalog import build_catalog
 from readmodels.contract_registry import DIMENSION_COLUMNS
 from readmodels.entities import get_entity
 from readmodels.metrics import METRICS, WINDOWS, MetricDef, MetricResult, compute_metric
@@ -24,7 +25,6 @@ from readmodels.schema import METRIC_TABLES
 from readmodels.time_travel import TimeTravelTooLarge, historical_metric
 from services.api.context import json_response, runtime_of, tenant_of
 from services.api.errors import ApiError
-from services.catalog import build_catalog
 from services.read_cache import EntityKey, MetricKey, ReadCache
 from services.runtime import Runtime
 

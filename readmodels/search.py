@@ -1,4 +1,5 @@
-"""``GET /v1/search``: an in-memory index of entities (per tenant), metrics and catalog fields.
+"""``GET /v1/search``: an in-memory index of entities (per tenant), metrics and catalog fields, and the
+query service over it (``EntitySearch``).
 
 Metrics and catalog fields come from the contracts (the same for every tenant). Entities are indexed
 per tenant on first search: the tenant's read-model rows seed it (``seed``), then every published
@@ -11,6 +12,7 @@ an event at or below it is already in the doc, a row older than it does not over
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 import threading
@@ -19,7 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.events import RecordedEvent
+from projections.entities import ENTITY_TABLES
 from readmodels.contract_registry import REGISTRY
+from readmodels.ports import ReadModelStore, ServingProgress
 
 TOKEN_RE = re.compile(r"[a-z0-9]+(?:[._@+-][a-z0-9]+)*")
 PART_RE = re.compile(r"[a-z0-9]+")
@@ -352,3 +356,61 @@ def row_fields(entity_type: str, row: dict[str, Any]) -> tuple[str, int, dict[st
         return row["order_id"], version, fields
     fields = {"user_id": row.get("user_id"), "funnel_stage": row.get("funnel_stage")}
     return row["session_id"], version, fields
+
+
+class EntitySearch:
+    """Search as a tenant sees it: the tenant's entities are indexed on its first search (seeded from
+    its read-model rows, once, however many searches arrive together), then kept current by the
+    applied events the index hears (``index.apply`` listens to the AppliedEventHub)."""
+
+    def __init__(self, index: SearchIndex, read_models: ReadModelStore, progress: ServingProgress) -> None:
+        self.index = index
+        self.read_models = read_models
+        self.progress = progress
+        self._seeding: dict[str, asyncio.Task[None]] = {}
+
+    def _seed(self, tenant: str) -> None:
+        self.progress.flush_serving()
+        for entity_type, table in ENTITY_TABLES.items():
+            rows = self.read_models.select_rows(table, tenant)
+            self.index.seed(tenant, entity_type, (row_fields(entity_type, r) for r in rows))
+
+    async def ensure_indexed(self, tenant: str) -> None:
+        index = self.index
+        if index.tracking(tenant):
+            return
+        task = self._seeding.get(tenant)
+        if task is None:
+            if not index.start(tenant):  # started by a seeding that failed: start over
+                index.forget(tenant)
+                index.start(tenant)
+
+            async def run() -> None:
+                try:
+                    await asyncio.to_thread(self._seed, tenant)
+                    index.seeded(tenant)
+                except BaseException:
+                    index.forget(tenant)
+                    raise
+                finally:
+                    self._seeding.pop(tenant, None)
+
+            task = asyncio.ensure_future(run())
+            self._seeding[tenant] = task
+        await asyncio.shield(task)
+
+    async def search(
+        self, tenant: str, query: str, limit: int, entity_types: set[str] | None, fresh: bool = True
+    ) -> dict[str, Any]:
+        """``{query, results, meta}``: the best ``limit`` hits (entities of ``entity_types`` only, when
+        given); ``meta.stale`` when the caller accepted a read model behind its ``min_position``."""
+        await self.ensure_indexed(tenant)
+        results = self.index.search(tenant, query, limit, entity_types)
+        meta: dict[str, Any] = {
+            "as_of_position": self.progress.watermark,
+            "freshness_seconds": self.progress.freshness_seconds(),
+        }
+        if not fresh:
+            meta["stale"] = True
+        meta["indexed"] = self.index.stats(tenant)
+        return {"query": query, "results": results, "meta": meta}

@@ -1,34 +1,34 @@
 """``GET /v1/stream/events``: Server-Sent Events of applied events.
 
 Each event is ``id: <position>``, ``event: <type>``, ``data: <event json>``. The stream only sends
-events the serving read models have applied, in position order (AppliedEventHub publishes up to the
-watermark), so ``Last-Event-ID`` (or ``?last_event_id=``) is a safe resume point: the stream first
-replays the tenant's events after it from the event store (or the hub's buffer), bounded by the
-watermark, then continues live. Filters: ``event_type`` (event types, stream types or the legacy
-categories), ``entity_type``, ``entity_id``. Without a resume point the stream starts at the current
-watermark. A comment line is sent every ``heartbeat`` seconds of silence. Each tenant may hold
-``AGENTFLOW_SSE_MAX_STREAMS`` (default 5) streams at once; one more answers 429.
+events the serving read models have applied, in position order (readmodels/applied_events.py:
+the hub publishes up to the watermark, the EventFeed reads after a cursor), so ``Last-Event-ID`` (or
+``?last_event_id=``) is a safe resume point: the stream first replays the tenant's events after it from
+the event store (or the hub's buffer), bounded by the watermark, then continues live. Without a resume
+point the stream starts at the current watermark. A comment line is sent every ``heartbeat`` seconds of
+silence. Each tenant may hold ``AGENTFLOW_SSE_MAX_STREAMS`` (default 5) streams at once; one more
+answers 429.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Annotated
 
 import msgspec
 from anyio import to_thread
-from litestar import Request, get
+from litestar import get
+from litestar.openapi import ResponseSpec
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.types import Receive, Scope, Send
 
 from domain.events import RecordedEvent
-from services.api.context import runtime_of, tenant_of
+from readmodels.applied_events import EventFeed, EventFilter, StreamSlots, event_json
 from services.api.errors import ApiError
-from services.event_stream import AppliedEventHub, EventFilter, StreamSlots, event_json
-from services.runtime import Runtime
+from services.api.openapi import errors
 
 _encode = msgspec.json.Encoder().encode
-REPLAY_PAGE = 500
 
 
 def sse_frame(event: RecordedEvent) -> bytes:
@@ -39,13 +39,32 @@ def sse_frame(event: RecordedEvent) -> bytes:
     )
 
 
+class EventData(msgspec.Struct):
+    """The ``data:`` of one event frame."""
+
+    type: str
+    id: str
+    position: int
+    tenant_id: str
+    stream_type: str
+    stream_id: str
+    stream_version: int
+    schema_version: int
+    data: dict[str, object]
+    occurred_at: str
+    recorded_at: str
+    event_id: str
+    event_type: str
+    entity_type: str
+    entity_id: str
+
+
 class _EventStream:
     """A raw ASGI streaming response; stops when the client disconnects or ``max_events`` are sent."""
 
     def __init__(
         self,
-        runtime: Runtime,
-        hub: AppliedEventHub,
+        feed: EventFeed,
         slots: StreamSlots,
         tenant: str,
         flt: EventFilter,
@@ -53,8 +72,7 @@ class _EventStream:
         heartbeat: float,
         max_events: int | None,
     ) -> None:
-        self.runtime = runtime
-        self.hub = hub
+        self.feed = feed
         self.slots = slots
         self.tenant = tenant
         self.flt = flt
@@ -63,25 +81,12 @@ class _EventStream:
         self.max_events = max_events
         self.sent = 0
 
-    def _bound(self) -> int:
-        return self.hub.watermark if self.hub.started else self.runtime.watermark
-
     async def _next(self) -> list[RecordedEvent]:
         """Events after the cursor, up to the published watermark (empty: nothing new yet)."""
-        bound = self._bound()
-        if self.cursor >= bound:
-            return []
-        buffered = self.hub.since(self.cursor, REPLAY_PAGE)
-        if buffered is not None:
-            applied, seen = buffered
-            self.cursor = seen
-            return [a.event for a in applied if a.event.tenant_id == self.tenant]
-        events = await to_thread.run_sync(
-            lambda: self.runtime.store.read_all(
-                after_position=self.cursor, limit=REPLAY_PAGE, tenant_id=self.tenant, max_position=bound
-            )
-        )
-        self.cursor = events[-1].position if len(events) == REPLAY_PAGE else bound
+        got = self.feed.poll(self.tenant, self.cursor)
+        if got is None:
+            got = await to_thread.run_sync(self.feed.replay, self.tenant, self.cursor)
+        events, self.cursor = got
         return events
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -142,7 +147,7 @@ class _EventStream:
                 await self._body(send, b": heartbeat %d\n\n" % self.cursor)
                 quiet_since = loop.time()
                 continue
-            waiter = asyncio.ensure_future(self.hub.wait(wait))
+            waiter = asyncio.ensure_future(self.feed.wait(wait))
             gone = asyncio.ensure_future(disconnected.wait())
             try:
                 await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -153,48 +158,58 @@ class _EventStream:
                         await t
 
 
-@get("/v1/stream/events")
-async def stream_events(request: Request[Any, Any, Any]) -> _EventStream:
-    tenant = tenant_of(request)
-    runtime = runtime_of(request)
-    hub: AppliedEventHub | None = request.app.state.get("event_hub")
-    slots: StreamSlots | None = request.app.state.get("stream_slots")
-    if hub is None or slots is None:
-        raise ApiError(503, "not_configured", "the event stream is not configured in this process")
-    params = request.query_params
+_STREAM = ResponseSpec(
+    EventData,
+    description="text/event-stream: frames `id: <position>`, `event: <event type>`, `data: <EventData "
+    "json>`; comment lines (`: ...`) open the stream and keep it alive",
+    media_type="text/event-stream",
+    generate_examples=False,
+)
+
+
+@get("/v1/stream/events", responses={200: _STREAM, **errors(401, 422, 429)})
+async def stream_events(
+    tenant: str,
+    event_feed: EventFeed,
+    stream_slots: StreamSlots,
+    event_type: Annotated[
+        str | None,
+        QueryParameter(description="only these (comma-separated): event types, stream types, or the "
+                       "categories order, payment, clickstream, inventory"),
+    ] = None,
+    entity_type: Annotated[str | None, QueryParameter(description="only events of this stream type")] = None,
+    entity_id: Annotated[
+        str | None,
+        QueryParameter(description="only events of this entity's stream (or, without entity_type, those "
+                       "that name it in their data)"),
+    ] = None,
+    last_event_id_header: Annotated[
+        int | None, HeaderParameter(name="Last-Event-ID", description="resume after this position", ge=0)
+    ] = None,
+    last_event_id: Annotated[
+        int | None, QueryParameter(description="resume after this position (as Last-Event-ID)", ge=0)
+    ] = None,
+    heartbeat: Annotated[
+        float, QueryParameter(description="seconds of silence between keep-alive comments (0.5 to 60)")
+    ] = 15.0,
+    max_events: Annotated[
+        int | None, QueryParameter(description="end the stream after this many events", ge=1)
+    ] = None,
+) -> _EventStream:
     try:
-        flt = EventFilter(params.get("event_type"), params.get("entity_type"), params.get("entity_id"))
+        flt = EventFilter(event_type, entity_type, entity_id)
     except ValueError as exc:
         raise ApiError(422, "invalid_filter", str(exc)) from exc
-    raw_last = request.headers.get("last-event-id") or params.get("last_event_id")
-    if raw_last:
-        try:
-            cursor = int(raw_last)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_last_event_id", "Last-Event-ID must be an event position") from exc
-        if cursor < 0:
-            raise ApiError(422, "invalid_last_event_id", "Last-Event-ID must not be negative")
-    else:
-        cursor = hub.watermark if hub.started else runtime.watermark
-    try:
-        heartbeat = float(params.get("heartbeat") or 15.0)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_heartbeat", "heartbeat must be a number of seconds") from exc
-    heartbeat = min(max(heartbeat, 0.5), 60.0)
-    max_events = None
-    if raw_max := params.get("max_events"):
-        try:
-            max_events = int(raw_max)
-        except ValueError as exc:
-            raise ApiError(422, "invalid_max_events", "max_events must be an integer") from exc
-        if max_events < 1:
-            raise ApiError(422, "invalid_max_events", "max_events must be positive")
-    if not slots.acquire(tenant):
+    cursor = last_event_id_header if last_event_id_header is not None else last_event_id
+    if cursor is None:
+        cursor = event_feed.bound()
+    if not stream_slots.acquire(tenant):
         raise ApiError(
-            429, "too_many_streams", f"at most {slots.limit} concurrent event streams per tenant",
-            {"limit": slots.limit}, headers={"Retry-After": "5"},
+            429, "too_many_streams", f"at most {stream_slots.limit} concurrent event streams per tenant",
+            {"limit": stream_slots.limit}, headers={"Retry-After": "5"},
         )  # fmt: skip
-    return _EventStream(runtime, hub, slots, tenant, flt, cursor, heartbeat, max_events)
+    beat = min(max(heartbeat, 0.5), 60.0)
+    return _EventStream(event_feed, stream_slots, tenant, flt, cursor, beat, max_events)
 
 
 STREAM_ROUTES = [stream_events]

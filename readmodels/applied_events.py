@@ -1,5 +1,5 @@
-"""Applied events, in position order, for the SSE stream, lineage timings and anything else that follows
-the read models live.
+"""Applied events, in position order: the hub the SSE stream (GET /v1/stream/events), lineage timings,
+the search index and anything else that follows the read models live hear them from.
 
 The serving projector (or the distributed serving loader) hands every applied batch to
 ``AppliedEventHub.on_applied(events, watermark)`` in its own thread, *before* the runtime publishes the
@@ -10,7 +10,7 @@ what makes ``Last-Event-ID = position`` a safe resume point.
 
 The hub keeps the last ``capacity`` published events (all tenants) with the wall-clock time each was
 applied. A reader whose cursor is older than that buffer replays from the event store instead
-(``covers``/``since``), bounded by ``watermark``.
+(``EventFeed``: ``covers``/``since``), bounded by ``watermark``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.events import EVENT_TYPES, STREAM_TYPES, RecordedEvent
+from readmodels.ports import EventLog, ServingProgress
 
 # the categories existing AgentFlow clients filter the stream by -> stream types
 LEGACY_CATEGORIES = {"clickstream": "session", "inventory": "product"}
@@ -263,3 +264,48 @@ class AppliedEventHub:
         except TimeoutError:
             return False
         return True
+
+
+REPLAY_PAGE = 500
+
+
+class EventFeed:
+    """One tenant's applied events after a cursor, in position order, never past the published
+    watermark: from the hub's buffer while it still covers the cursor, else replayed from the event
+    store a page at a time. A reader keeps the cursor it is handed back (its ``Last-Event-ID``)."""
+
+    def __init__(
+        self, hub: AppliedEventHub, log: EventLog, progress: ServingProgress, page: int = REPLAY_PAGE
+    ) -> None:
+        self.hub = hub
+        self.log = log
+        self.progress = progress
+        self.page = page
+
+    def bound(self) -> int:
+        """The published watermark: what a reader may be sent up to (and where a new reader starts)."""
+        return self.hub.watermark if self.hub.started else self.progress.watermark
+
+    async def wait(self, timeout: float) -> bool:
+        """Until the hub publishes more (True) or ``timeout`` passes (False)."""
+        return await self.hub.wait(timeout)
+
+    def poll(self, tenant: str, cursor: int) -> tuple[list[RecordedEvent], int] | None:
+        """(events after ``cursor``, the new cursor) from memory; ``([], cursor)`` when nothing is new;
+        None when the buffer no longer covers ``cursor`` (``replay`` reads the store)."""
+        if cursor >= self.bound():
+            return [], cursor
+        buffered = self.hub.since(cursor, self.page)
+        if buffered is None:
+            return None
+        applied, seen = buffered
+        return [a.event for a in applied if a.event.tenant_id == tenant], seen
+
+    def replay(self, tenant: str, cursor: int) -> tuple[list[RecordedEvent], int]:
+        """(the next page of the tenant's events after ``cursor`` from the event store, the new
+        cursor); blocking."""
+        bound = self.bound()
+        events = self.log.read_all(
+            after_position=cursor, limit=self.page, tenant_id=tenant, max_position=bound
+        )
+        return events, (events[-1].position if len(events) == self.page else bound)
