@@ -1,7 +1,8 @@
 """What the read side needs from storage; connectors/ implements these (and nothing here imports it).
 
 ``ReadModelStore`` is the ClickHouse read model (chdb or a server); ``EventHistory`` the parts of the
-event store that time travel, timelines and lineage read.
+event store that time travel, timelines and lineage read; ``RejectionLog`` the rejected commands
+(error_rate counts them); ``ReadProgress`` how far the serving read models are (the process runtime).
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ class EventHistory(Protocol):
         self, tenant_id: str, stream_type: str, stream_id: str, until: datetime
     ) -> list[RecordedEvent]: ...
 
+    def read_entity_events_until(
+        self, tenant_id: str, entity_type: str, entity_id: str, until: datetime
+    ) -> list[RecordedEvent]:
+        """Every event that feeds one entity (a user: also their orders' and products' streams), as of
+        ``until``."""
+        ...
+
     def streams_touched(
         self, tenant_id: str, stream_type: str, since: datetime | None, until: datetime, limit: int
     ) -> list[RecordedEvent]:
@@ -64,4 +72,32 @@ class EventHistory(Protocol):
         self, tenant_id: str, product_ids: Sequence[str], until: datetime, limit: int
     ) -> list[RecordedEvent]:
         """ProductRegistered of these products, up to ``until``."""
+        ...
+
+
+class RejectionLog(Protocol):
+    def count_rejections(self, tenant_id: str, since: datetime, until: datetime) -> int:
+        """Commands rejected in (since, until]."""
+        ...
+
+
+class ReadProgress(Protocol):
+    """How far the serving read models are; implemented by the process that keeps them current."""
+
+    @property
+    def watermark(self) -> int:
+        """Every position up to this one is reflected in the serving read models."""
+        ...
+
+    def freshness_seconds(self) -> float:
+        """How far the serving read models lag the event store (0 when caught up)."""
+        ...
+
+    async def wait_for_position(self, position: int, timeout: float) -> bool:
+        """True once the watermark reaches ``position``; False when ``timeout`` seconds pass first."""
+        ...
+
+    def flush_serving(self) -> None:
+        """Write what the serving sink holds back (tables metrics do not read are written lazily); a
+        no-op when nothing is pending."""
         ...

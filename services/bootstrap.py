@@ -18,12 +18,15 @@ from connectors.database import make_service_engine
 from connectors.dead_letters import DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.webhook_store import WebhookStore
+from readmodels.entity_queries import EntityQueries
+from readmodels.freshness import Freshness
+from readmodels.metric_queries import MetricQueries
 from readmodels.metrics import METRICS
+from readmodels.read_cache import ReadCache
 from services.auth import ApiKeys
 from services.config import Settings
 from services.event_stream import AppliedEventHub, StreamSlots
 from services.rate_limit import RateLimiter
-from services.read_cache import ReadCache
 from services.runtime import Runtime
 from services.search_index import SearchIndex
 from services.slo import SloTracker, objectives_from_settings
@@ -43,6 +46,9 @@ class Container:
     webhook_store: WebhookStore
     read_cache: ReadCache
     runtime: Runtime
+    freshness: Freshness
+    metric_queries: MetricQueries
+    entity_queries: EntityQueries
     hub: AppliedEventHub
     search: SearchIndex
     slo: SloTracker
@@ -69,6 +75,14 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     runtime = Runtime(
         settings, database_url, engine, store, checkpoints, dead_letters, clickhouse, cache, webhook_store
     )
+    # the read side's use cases over the read models, the event history and the runtime's progress
+    freshness = Freshness(runtime, settings.min_position_timeout_s)
+    metric_queries = MetricQueries(
+        clickhouse, store, store, cache, freshness, settings.reporting_currency,
+        settings.time_travel_max_events,
+    )  # fmt: skip
+    entity_queries = EntityQueries(clickhouse, store, cache, freshness)
+    runtime.metric_source = metric_queries.measure  # alert rules measure the metric as served
     # the read surface that follows applied events: SSE hub (position order), search index, SLOs
     hub = AppliedEventHub(previous_watermark=lambda: runtime.watermark)
     search = SearchIndex()
@@ -87,6 +101,9 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         webhook_store=webhook_store,
         read_cache=cache,
         runtime=runtime,
+        freshness=freshness,
+        metric_queries=metric_queries,
+        entity_queries=entity_queries,
         hub=hub,
         search=search,
         slo=slo,

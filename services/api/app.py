@@ -19,6 +19,7 @@ from litestar import Litestar
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging import LoggingConfig
 
+from readmodels.errors import ReadError
 from services.api.admin_routes import ADMIN_ROUTES
 from services.api.alert_routes import ALERT_ROUTES
 from services.api.command_routes import COMMAND_ROUTES
@@ -29,14 +30,16 @@ from services.api.errors import (
     error_response,
     http_exception_response,
     internal_error_response,
+    read_error_response,
     validation_error_response,
 )
 from services.api.health_routes import HEALTH_ROUTES
-from services.api.metric_routes import METRIC_ROUTES
 from services.api.openapi import openapi_config, tidy_schema
 from services.api.query_routes import QUERY_ROUTES
-from services.api.read_routes import READ_ROUTES
+from services.api.routes.catalog import CATALOG_ROUTES
 from services.api.routes.contracts import CONTRACT_ROUTES
+from services.api.routes.entities import ENTITY_ROUTES
+from services.api.routes.metrics import METRIC_ROUTES
 from services.api.source_routes import SOURCE_ROUTES
 from services.api.stream_routes import STREAM_ROUTES
 from services.api.surface_routes import SURFACE_ROUTES
@@ -68,10 +71,11 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             *COMMAND_ROUTES,
-            *READ_ROUTES,
+            *METRIC_ROUTES,
+            *ENTITY_ROUTES,
+            *CATALOG_ROUTES,
             *HEALTH_ROUTES,
             *CONTRACT_ROUTES,
-            *METRIC_ROUTES,
             *TIMELINE_ROUTES,
             *SURFACE_ROUTES,
             *STREAM_ROUTES,
@@ -85,6 +89,7 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
         dependencies=providers(container, db_limiter),
         exception_handlers={
             ApiError: error_response,
+            ReadError: read_error_response,
             ValidationException: validation_error_response,
             HTTPException: http_exception_response,
             Exception: internal_error_response,

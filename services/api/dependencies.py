@@ -52,7 +52,7 @@ class DbLimiter:
 
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",
-         "search", "slo", "stream_slots")
+         "search", "slo", "stream_slots", "freshness", "metric_queries", "entity_queries")
 
 
 def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]:

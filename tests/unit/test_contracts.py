@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from domain.events import EVENT_TYPES
+from readmodels.catalog import build_catalog
 from readmodels.contract_diff import diff_docs, validate_proposal
 from readmodels.contract_registry import REGISTRY, ContractError, load_registry, parse_contract_file
 from readmodels.metrics import METRICS
-from services.catalog import build_catalog
 
 
 def _metric_doc(**over: Any) -> dict[str, Any]:

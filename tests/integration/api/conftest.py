@@ -18,6 +18,7 @@ from chdb_store import chdb_dsn
 from litestar.testing import TestClient
 from sqlalchemy import make_url
 
+from commands.handlers import reset_cache
 from connectors.database import make_engine
 from migrations import run_migrations
 from services.api.app import create_app
@@ -60,6 +61,7 @@ def database(pg_cluster: Any) -> Iterator[str]:
 def app_container(database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Container]:
     container = build(in_process_settings(tmp_path_factory.mktemp("api")), database, KEYS)
     container.clickhouse.drop_all()  # chdb is one path per test process: start from empty tables
+    reset_cache()  # the process's aggregate cache knows another module's database (same ids, new store)
     container.clickhouse.ensure_schema()
     try:
         yield container
