@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from commands.service import CommandService
 from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.database import make_service_engine
@@ -49,6 +50,7 @@ class Container:
     freshness: Freshness
     metric_queries: MetricQueries
     entity_queries: EntityQueries
+    command_service: CommandService
     hub: AppliedEventHub
     search: SearchIndex
     slo: SloTracker
@@ -83,6 +85,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     )  # fmt: skip
     entity_queries = EntityQueries(clickhouse, store, cache, freshness)
     runtime.metric_source = metric_queries.measure  # alert rules measure the metric as served
+    # the write side's use case: a rejected command drops the cached metrics that count rejections
+    command_service = CommandService(store, on_rejected=metric_queries.command_rejected)
     # the read surface that follows applied events: SSE hub (position order), search index, SLOs
     hub = AppliedEventHub(previous_watermark=lambda: runtime.watermark)
     search = SearchIndex()
@@ -104,6 +108,7 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         freshness=freshness,
         metric_queries=metric_queries,
         entity_queries=entity_queries,
+        command_service=command_service,
         hub=hub,
         search=search,
         slo=slo,

@@ -22,7 +22,6 @@ from litestar.logging import LoggingConfig
 from readmodels.errors import ReadError
 from services.api.admin_routes import ADMIN_ROUTES
 from services.api.alert_routes import ALERT_ROUTES
-from services.api.command_routes import COMMAND_ROUTES
 from services.api.deadletter_routes import DEADLETTER_ROUTES
 from services.api.dependencies import DbLimiter, providers
 from services.api.errors import (
@@ -37,6 +36,7 @@ from services.api.health_routes import HEALTH_ROUTES
 from services.api.openapi import openapi_config, tidy_schema
 from services.api.query_routes import QUERY_ROUTES
 from services.api.routes.catalog import CATALOG_ROUTES
+from services.api.routes.commands import COMMAND_ROUTES
 from services.api.routes.contracts import CONTRACT_ROUTES
 from services.api.routes.entities import ENTITY_ROUTES
 from services.api.routes.metrics import METRIC_ROUTES

@@ -7,6 +7,7 @@ PostgresEventStore`` and receives them. No route reaches into ``app.state``.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from anyio import CapacityLimiter
@@ -36,6 +37,13 @@ def authenticate(request: Request[Any, Any, Any], container: Container) -> str:
     return tenant
 
 
+def correlation_id(request: Request[Any, Any, Any]) -> str:
+    """X-Correlation-ID, or a new one; error responses of the request carry the same."""
+    cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
+    request.scope.setdefault("state", {})["correlation_id"] = cid  # type: ignore[typeddict-item]
+    return cid
+
+
 class DbLimiter:
     """The worker threads for database work: as many as the engine pools connections for
     (connectors.database.make_service_engine), so commands never open overflow connections. Made on
@@ -52,7 +60,7 @@ class DbLimiter:
 
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",
-         "search", "slo", "stream_slots", "freshness", "metric_queries", "entity_queries")
+         "search", "slo", "stream_slots", "freshness", "metric_queries", "entity_queries", "command_service")
 
 
 def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]:
@@ -64,6 +72,7 @@ def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]
     return {
         "container": Provide(lambda: container, use_cache=True, sync_to_thread=False),
         "tenant": Provide(authenticate, sync_to_thread=False),
+        "correlation_id": Provide(correlation_id, sync_to_thread=False),
         "db_limiter": Provide(db_limiter, sync_to_thread=False),
         **{name: part(name) for name in PARTS},
     }
