@@ -43,6 +43,7 @@ from services.api.routes.metrics import METRIC_ROUTES
 from services.api.source_routes import SOURCE_ROUTES
 from services.api.stream_routes import STREAM_ROUTES
 from services.api.surface_routes import SURFACE_ROUTES
+from services.api.text_guard import reject_nul
 from services.api.timeline_routes import TIMELINE_ROUTES
 from services.api.webhook_routes import WEBHOOK_ROUTES
 from services.bootstrap import Container
@@ -87,6 +88,8 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *SOURCE_ROUTES,
         ],
         dependencies=providers(container, db_limiter),
+        # text no store can hold (NUL) is refused once, for every route
+        before_request=reject_nul,
         exception_handlers={
             ApiError: error_response,
             ReadError: read_error_response,

@@ -136,6 +136,39 @@ def test_malformed_commands_are_422_with_every_field_error(
     assert _events(app_container, "tenant-a") == before[0]
 
 
+def test_nul_in_a_body_path_or_query_is_422_and_appends_nothing(
+    client: TestClient[Any], app_container: Container
+) -> None:
+    before = _events(app_container, "tenant-a")
+    body = {"name": "Mug\u0000", "category": "home", "price": "1", "currency": "USD"}
+    r = client.post("/v1/products", json=body, headers=A)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "validation_failed"
+    assert r.json()["error"]["details"] == [
+        {"field": "name", "message": "must not contain the NUL character (\\u0000)"}
+    ]
+    lines = [{"product_id": "PROD-\u00001", "quantity": 1, "unit_price": "1"}]
+    nested = client.post("/v1/orders", json={"user_id": "U", "currency": "USD", "lines": lines}, headers=A)
+    assert (
+        nested.status_code == 422 and nested.json()["error"]["details"][0]["field"] == "lines[0].product_id"
+    )
+    key = client.post("/v1/users", json={"na\u0000me": "x"}, headers=A)
+    assert key.status_code == 422
+    sid = client.post("/v1/sessions/SES-%00/events", json={"type": "page_view", "page_url": "/"}, headers=A)
+    assert sid.status_code == 422 and sid.json()["error"]["details"][0]["field"] == "path"
+    path = client.post("/v1/orders/ORD-%001/cancel", headers=A)
+    assert path.status_code == 422
+    query = client.get("/v1/metrics/revenue", params={"channel": "web\u0000"}, headers=A)
+    assert query.status_code == 422 and query.json()["error"]["details"][0]["field"] == "channel"
+    entity = client.get("/v1/entity/order/ORD-%00", headers=A)
+    assert entity.status_code == 422
+    assert _events(app_container, "tenant-a") == before
+    # an escaped backslash is text, not NUL: stored as written
+    literal = ok(client.post("/v1/users", json={"name": "a\\u0000b"}, headers=A), 201)
+    (registered,) = app_container.store.load_stream("tenant-a", "user", literal["user_id"])
+    assert registered.data["name"] == "a\\u0000b"
+
+
 def test_if_match(client: TestClient[Any], app_container: Container) -> None:
     pid = product(client, A)["product_id"]  # registered + restocked: version 2
     conflict = client.post(
