@@ -17,7 +17,7 @@ from projections.entities import fold_entity
 from projections.rows import invalid_reason
 from readmodels.entities import get_entity
 from readmodels.errors import ReadNotFound
-from readmodels.freshness import NOW, Freshness, ReadAfter, iso, parse_as_of
+from readmodels.freshness import Freshness, ReadAfter, iso, parse_as_of
 from readmodels.ports import EventHistory, ReadModelStore
 from readmodels.read_cache import ReadCache, entity_value
 
@@ -81,7 +81,7 @@ class EntityQueries:
         entity_type: str,
         entity_id: str,
         as_of: str | None = None,
-        after: ReadAfter = NOW,
+        after: ReadAfter | None = None,
     ) -> dict[str, Any]:
         """``GET /v1/entity/{type}/{id}``: the body with ``meta``."""
         self.check_type(entity_type)

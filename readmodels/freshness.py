@@ -19,7 +19,7 @@ from readmodels.errors import InvalidRead, NotYetApplied
 from readmodels.ports import ReadProgress
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per read, and frozen dataclasses are slower to make
 class ReadAfter:
     """A read's consistency request: wait for ``min_position`` (at most ``timeout_ms``); ``allow_stale``
     answers with the current value, flagged, instead of 503 when the wait runs out."""
@@ -28,8 +28,6 @@ class ReadAfter:
     timeout_ms: int | None = None
     allow_stale: bool = False
 
-
-NOW = ReadAfter()
 
 
 def iso(ts: datetime) -> str:
@@ -76,12 +74,12 @@ class Freshness:
         payments, stock movements): write what it holds back."""
         self.progress.flush_serving()
 
-    async def wait(self, after: ReadAfter) -> bool:
+    async def wait(self, after: ReadAfter | None) -> bool:
         """Honour ``after.min_position``: True once applied (or when none was asked), False when the
         bound passed and the caller allows a stale answer; otherwise raises NotYetApplied."""
-        position = after.min_position
-        if position is None:
+        if after is None or after.min_position is None:
             return True
+        position = after.min_position
         timeout = self.max_wait_s
         if after.timeout_ms is not None:
             timeout = min(timeout, max(0.0, after.timeout_ms / 1000))

@@ -21,7 +21,7 @@ from anyio import to_thread
 
 from readmodels.contract_registry import DIMENSION_COLUMNS
 from readmodels.errors import InvalidRead, ReadNotFound
-from readmodels.freshness import NOW, Freshness, ReadAfter, iso, parse_as_of
+from readmodels.freshness import Freshness, ReadAfter, iso, parse_as_of
 from readmodels.metrics import (
     GRAINS,
     MAX_SERIES_POINTS,
@@ -44,7 +44,7 @@ REJECTION_METRICS = ("error_rate",)
 DIMENSIONS = tuple(DIMENSION_COLUMNS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is made per read, and frozen dataclasses are slower to make
 class MetricQuery:
     """A checked metric request: the metric, one of its windows, the currency, dimension filters."""
 
@@ -192,7 +192,7 @@ class MetricQueries:
         currency: str | None = None,
         dimensions: Mapping[str, str | None] | None = None,
         as_of: str | None = None,
-        after: ReadAfter = NOW,
+        after: ReadAfter | None = None,
     ) -> dict[str, Any]:
         """``GET /v1/metrics/{name}``: the body with ``meta``."""
         q = self.resolve(name, window, currency, dimensions)
@@ -297,7 +297,7 @@ class MetricQueries:
         currency: str | None = None,
         dimensions: Mapping[str, str | None] | None = None,
         as_of: str | None = None,
-        after: ReadAfter = NOW,
+        after: ReadAfter | None = None,
     ) -> dict[str, Any]:
         """``GET /v1/metrics/{name}/series``: the body with ``meta``."""
         q, grain = self.resolve_series(name, window, grain, currency, dimensions)

@@ -43,7 +43,7 @@ from services.api.routes.metrics import METRIC_ROUTES
 from services.api.source_routes import SOURCE_ROUTES
 from services.api.stream_routes import STREAM_ROUTES
 from services.api.surface_routes import SURFACE_ROUTES
-from services.api.text_guard import reject_nul
+from services.api.text_guard import TextGuard
 from services.api.timeline_routes import TIMELINE_ROUTES
 from services.api.webhook_routes import WEBHOOK_ROUTES
 from services.bootstrap import Container
@@ -88,8 +88,6 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *SOURCE_ROUTES,
         ],
         dependencies=providers(container, db_limiter),
-        # text no store can hold (NUL) is refused once, for every route
-        before_request=reject_nul,
         exception_handlers={
             ApiError: error_response,
             ReadError: read_error_response,
@@ -117,7 +115,8 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     # request latency and status for the SLOs: a bare ASGI wrapper, no middleware stack; batch items
     # dispatch to the unwrapped handler (the batch itself is measured)
     app.state.inner_asgi = app.asgi_handler
-    app.asgi_handler = LatencyRecorder(app.asgi_handler, container.slo)
+    # text no store can hold (NUL in a path, query or JSON body) is refused once, for every route
+    app.asgi_handler = LatencyRecorder(TextGuard(app.asgi_handler), container.slo)
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app
 
@@ -127,7 +126,7 @@ def openapi_document() -> dict[str, Any]:
     is this, written by ``python -m services.api.app``)."""
     stub: Any = SimpleNamespace(
         runtime=None, settings=SimpleNamespace(db_threads=1), hub=None, slo=None, api_keys=None,
-        rate_limiter=None, search=None, stream_slots=None,
+        rate_limiter=None, search=None, stream_slots=None, command_service=None,
     )
     app = create_app(stub, manage_runtime=False)
     return app.openapi_schema.to_schema()

@@ -1,5 +1,6 @@
 """The write side: resource-style command endpoints (API.md, "Write side"). Each route runs one command
-through ``commands.service.CommandService`` (validate, decide, append; rejections recorded) and answers
+through ``commands.service.CommandService`` (validate, decide, append; rejections recorded; in the
+database threads: ``Commands`` in services/api/dependencies.py) and answers
 ``{<type>_id, stream_version, position}``: 201 when it created the entity, else 200.
 
 Bodies are declared as msgspec Structs for the schema, but Litestar does not convert them
@@ -18,22 +19,21 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
-from anyio import CapacityLimiter, to_thread
-from litestar import Response, post
+from litestar import Request, Response, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, PathParameter, SkipValidation
 
-from commands.handlers import CommandResult
 from commands.idempotency import IdempotencyKeyReused
 from commands.ports import VersionConflict
-from commands.service import MAX_IDEMPOTENCY_KEY, CommandService, InvalidIdempotencyKey
+from commands.service import MAX_IDEMPOTENCY_KEY, InvalidIdempotencyKey
 from commands.validation import InvalidCommand
 from domain.errors import DomainError, NotFound
 from domain.payment import PAYMENT_METHODS
 from domain.product import ADJUST_REASONS
 from domain.session import API_EVENT_TYPES
+from services.api.dependencies import Commands, correlation_id
 from services.api.errors import ApiError
 from services.api.openapi import body, errors
 
@@ -190,11 +190,9 @@ def parse_if_match(raw: str | None) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class CommandCall:
-    """One command request: who, with which headers, on which service and threads."""
+    """One command request: who, with which headers, through which use case."""
 
-    tenant: str
-    service: CommandService
-    limiter: CapacityLimiter
+    commands: Commands
     correlation_id: str
     metadata: dict[str, Any]
     if_match: int | None
@@ -202,10 +200,8 @@ class CommandCall:
 
 
 def command_call(
-    tenant: str,
-    command_service: CommandService,
-    db_limiter: CapacityLimiter,
-    correlation_id: str,
+    request: Request[Any, Any, Any],
+    commands: Commands,
     if_match: Annotated[
         str | None,
         HeaderParameter(name="If-Match", description="the stream version the command expects (a bare "
@@ -224,14 +220,10 @@ def command_call(
         str | None, HeaderParameter(name="X-Actor", description="stored in the events' metadata")
     ] = None,
 ) -> CommandCall:  # fmt: skip
-    metadata = {
-        "correlation_id": correlation_id,
-        "causation_id": causation_id or correlation_id,
-        "actor": actor or f"api-key:{tenant}",
-    }
-    version = parse_if_match(if_match)
-    key = idempotency_key
-    return CommandCall(tenant, command_service, db_limiter, correlation_id, metadata, version, key)
+    cid = correlation_id(request)  # X-Correlation-ID or a new one; the error responses carry it too
+    actor = actor or f"api-key:{commands.tenant}"
+    metadata = {"correlation_id": cid, "causation_id": causation_id or cid, "actor": actor}
+    return CommandCall(commands, cid, metadata, parse_if_match(if_match), idempotency_key)
 
 
 def _payload(data: Any) -> dict[str, Any]:
@@ -247,10 +239,9 @@ async def _submit(
     call: CommandCall, name: str, entity_id: str | None, data: Any, ack: Callable[[str, int, int], Any]
 ) -> Response[Any]:
     try:
-        result: CommandResult = await to_thread.run_sync(
-            call.service.submit, call.tenant, name, entity_id, _payload(data), call.metadata, call.if_match,
-            call.idempotency_key, limiter=call.limiter,
-        )  # fmt: skip
+        result = await call.commands.submit(
+            name, entity_id, _payload(data), call.metadata, call.if_match, call.idempotency_key
+        )
     except InvalidIdempotencyKey as exc:
         raise ApiError(422, "invalid_idempotency_key", str(exc)) from exc
     except IdempotencyKeyReused as exc:

@@ -9,8 +9,8 @@ import msgspec
 from litestar import get
 from litestar.params import PathParameter
 
-from readmodels.entity_queries import EntityQueries
 from readmodels.freshness import ReadAfter
+from services.api.dependencies import Reads
 from services.api.openapi import body, errors
 from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta, TimeoutMs
 
@@ -33,8 +33,7 @@ class EntityValue(msgspec.Struct):
 
 )
 async def entity(
-    tenant: str,
-    entity_queries: EntityQueries,
+    reads: Reads,
     entity_type: EntityType,
     entity_id: EntityId,
     as_of: AsOf = None,
@@ -43,8 +42,8 @@ async def entity(
     allow_stale: AllowStale = False,
 ) -> FastJson:
     """404 for an unknown type or id (or an entity that did not exist yet at ``as_of``)."""
-    body = await entity_queries.read(
-        tenant, entity_type, entity_id, as_of, ReadAfter(min_position, timeout_ms, allow_stale)
+    body = await reads.entities.read(
+        reads.tenant, entity_type, entity_id, as_of, ReadAfter(min_position, timeout_ms, allow_stale)
     )
     return FastJson(body)
 

@@ -10,7 +10,7 @@ from litestar import get
 from litestar.params import PathParameter, QueryParameter
 
 from readmodels.freshness import ReadAfter
-from readmodels.metric_queries import MetricQueries
+from services.api.dependencies import Reads
 from services.api.openapi import body, errors
 from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta, TimeoutMs
 
@@ -70,8 +70,7 @@ class MetricSeries(msgspec.Struct):
 
 )
 async def metric(
-    tenant: str,
-    metric_queries: MetricQueries,
+    reads: Reads,
     metric_name: MetricName,
     window: Window = None,
     currency: Currency = None,
@@ -89,7 +88,7 @@ async def metric(
     dimensions = {"currency": currency, "channel": channel, "category": category, "product": product,
                   "method": method}  # fmt: skip
     after = ReadAfter(min_position, timeout_ms, allow_stale)
-    body = await metric_queries.read(tenant, metric_name, window, currency, dimensions, as_of, after)
+    body = await reads.metrics.read(reads.tenant, metric_name, window, currency, dimensions, as_of, after)
     return FastJson(body)
 
 
@@ -99,8 +98,7 @@ async def metric(
 
 )
 async def metric_series(
-    tenant: str,
-    metric_queries: MetricQueries,
+    reads: Reads,
     metric_name: MetricName,
     window: Window = None,
     grain: Grain = None,
@@ -117,8 +115,8 @@ async def metric_series(
     """The metric per time bucket (grain) over a window; 422 no_series for a metric without grains."""
     dimensions = {"currency": currency, "channel": channel, "category": category, "product": product,
                   "method": method}  # fmt: skip
-    body = await metric_queries.read_series(
-        tenant, metric_name, window, grain, currency, dimensions, as_of,
+    body = await reads.metrics.read_series(
+        reads.tenant, metric_name, window, grain, currency, dimensions, as_of,
         ReadAfter(min_position, timeout_ms, allow_stale),
     )  # fmt: skip
     return FastJson(body)
