@@ -263,8 +263,8 @@ async def _submit(
     headers = {"ETag": f'"{result.stream_version}"', "X-Correlation-ID": call.correlation_id}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
-    body = ack(result.entity_id, result.stream_version, result.position)
-    return Response(body, status_code=201 if result.created else 200, headers=headers)
+    answer = ack(result.entity_id, result.stream_version, result.position)
+    return Response(answer, status_code=201 if result.created else 200, headers=headers)
 
 
 _HEADERS = [

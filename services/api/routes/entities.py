@@ -30,7 +30,6 @@ class EntityValue(msgspec.Struct):
 @get(
     "/v1/entity/{entity_type:str}/{entity_id:str}",
     responses={200: body(EntityValue, "the entity"), **errors(401, 404, 422, 429, 503)},
-
 )
 async def entity(
     reads: Reads,
@@ -42,10 +41,10 @@ async def entity(
     allow_stale: AllowStale = False,
 ) -> FastJson:
     """404 for an unknown type or id (or an entity that did not exist yet at ``as_of``)."""
-    body = await reads.entities.read(
+    found = await reads.entities.read(
         reads.tenant, entity_type, entity_id, as_of, ReadAfter(min_position, timeout_ms, allow_stale)
     )
-    return FastJson(body)
+    return FastJson(found)
 
 
 ENTITY_ROUTES = [entity]

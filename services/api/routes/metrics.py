@@ -10,6 +10,7 @@ from litestar import get
 from litestar.params import PathParameter, QueryParameter
 
 from readmodels.freshness import ReadAfter
+from readmodels.windows import GRAINS, NOW, WINDOWS
 from services.api.dependencies import Reads
 from services.api.openapi import body, errors
 from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta, TimeoutMs
@@ -17,8 +18,8 @@ from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta
 MetricName = Annotated[str, PathParameter(description="a metric of GET /v1/catalog, e.g. revenue")]
 Window = Annotated[
     str | None,
-    QueryParameter(description="one of the metric's windows (5m, 15m, 1h, 6h, 24h, 7d, now); default: "
-                   "its first (series: 1h)"),
+    QueryParameter(description=f"one of the metric's windows ({', '.join([*WINDOWS, NOW])}); default: its "
+                   "first (series: 1h)"),
 ]  # fmt: skip
 Currency = Annotated[
     str | None,
@@ -27,7 +28,8 @@ Currency = Annotated[
 ]  # fmt: skip
 Grain = Annotated[
     str | None,
-    QueryParameter(description="bucket size (1m, 5m, 15m, 1h, 1d); default: the finest giving <= 500 points"),
+    QueryParameter(description=f"bucket size, one of the metric's grains ({', '.join(GRAINS)}); default: "
+                   "the finest giving at most 500 points"),
 ]
 
 Channel = Annotated[str | None, QueryParameter(description="a dimension filter: only this channel")]
@@ -67,7 +69,6 @@ class MetricSeries(msgspec.Struct):
 @get(
     "/v1/metrics/{metric_name:str}",
     responses={200: body(MetricValue, "the metric's value"), **errors(401, 404, 422, 429, 503)},
-
 )
 async def metric(
     reads: Reads,
@@ -88,14 +89,13 @@ async def metric(
     dimensions = {"currency": currency, "channel": channel, "category": category, "product": product,
                   "method": method}  # fmt: skip
     after = ReadAfter(min_position, timeout_ms, allow_stale)
-    body = await reads.metrics.read(reads.tenant, metric_name, window, currency, dimensions, as_of, after)
-    return FastJson(body)
+    value = await reads.metrics.read(reads.tenant, metric_name, window, currency, dimensions, as_of, after)
+    return FastJson(value)
 
 
 @get(
     "/v1/metrics/{metric_name:str}/series",
     responses={200: body(MetricSeries, "one point per bucket"), **errors(401, 404, 422, 429, 503)},
-
 )
 async def metric_series(
     reads: Reads,
@@ -115,11 +115,11 @@ async def metric_series(
     """The metric per time bucket (grain) over a window; 422 no_series for a metric without grains."""
     dimensions = {"currency": currency, "channel": channel, "category": category, "product": product,
                   "method": method}  # fmt: skip
-    body = await reads.metrics.read_series(
+    series = await reads.metrics.read_series(
         reads.tenant, metric_name, window, grain, currency, dimensions, as_of,
         ReadAfter(min_position, timeout_ms, allow_stale),
     )  # fmt: skip
-    return FastJson(body)
+    return FastJson(series)
 
 
 METRIC_ROUTES = [metric, metric_series]
