@@ -3,7 +3,8 @@
 ``ReadModelStore`` is the ClickHouse read model (chdb or a server); ``EventHistory`` the parts of the
 event store that time travel, timelines and lineage read; ``ChangeFeed`` and ``EventLog`` the reads of
 the changelog and of the event stream's replay; ``DeadLetterLookup`` what lineage asks of the dead
-letters; ``ServingProgress`` how far the serving read models are (the runtime that drives them).
+letters; ``RejectionLog`` the rejected commands (error_rate counts them); ``ServingProgress`` and
+``ReadProgress`` how far the serving read models are (the process runtime).
 """
 
 from __future__ import annotations
@@ -52,6 +53,13 @@ class EventHistory(Protocol):
         self, tenant_id: str, stream_type: str, stream_id: str, until: datetime
     ) -> list[RecordedEvent]: ...
 
+    def read_entity_events_until(
+        self, tenant_id: str, entity_type: str, entity_id: str, until: datetime
+    ) -> list[RecordedEvent]:
+        """Every event that feeds one entity (a user: also their orders' and products' streams), as of
+        ``until``."""
+        ...
+
     def streams_touched(
         self, tenant_id: str, stream_type: str, since: datetime | None, until: datetime, limit: int
     ) -> list[RecordedEvent]:
@@ -69,13 +77,6 @@ class EventHistory(Protocol):
         self, tenant_id: str, product_ids: Sequence[str], until: datetime, limit: int
     ) -> list[RecordedEvent]:
         """ProductRegistered of these products, up to ``until``."""
-        ...
-
-    def read_entity_events_until(
-        self, tenant_id: str, entity_type: str, entity_id: str, until: datetime
-    ) -> list[RecordedEvent]:
-        """Every event that feeds one entity (its own stream, and for a user the streams that feed
-        it), occurred_at <= ``until``, position order."""
         ...
 
 
@@ -181,4 +182,32 @@ class ServingProgress(Protocol):
 
     def flush_serving(self) -> None:
         """Catch up the tables the serving sink writes lazily (a no-op when nothing is pending)."""
+        ...
+
+
+class RejectionLog(Protocol):
+    def count_rejections(self, tenant_id: str, since: datetime, until: datetime) -> int:
+        """Commands rejected in (since, until]."""
+        ...
+
+
+class ReadProgress(Protocol):
+    """How far the serving read models are; implemented by the process that keeps them current."""
+
+    @property
+    def watermark(self) -> int:
+        """Every position up to this one is reflected in the serving read models."""
+        ...
+
+    def freshness_seconds(self) -> float:
+        """How far the serving read models lag the event store (0 when caught up)."""
+        ...
+
+    async def wait_for_position(self, position: int, timeout: float) -> bool:
+        """True once the watermark reaches ``position``; False when ``timeout`` seconds pass first."""
+        ...
+
+    def flush_serving(self) -> None:
+        """Write what the serving sink holds back (tables metrics do not read are written lazily); a
+        no-op when nothing is pending."""
         ...

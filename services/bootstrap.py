@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from commands.cache import AggregateCache
 from commands.dead_letter_replay import CdcReplay, DeadLetterReplayer
+from commands.service import CommandService
 from connectors import ssrf, webhook_signing
 from connectors.alert_store import AlertStore
 from connectors.checkpoints import CheckpointStore
@@ -29,19 +30,20 @@ from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRules
 from readmodels.applied_events import AppliedEventHub, EventFeed, StreamSlots
 from readmodels.changelog import Changelog
+from readmodels.entity_queries import EntityQueries
+from readmodels.freshness import Freshness
 from readmodels.health import Health
 from readmodels.lineage import Lineage
-from readmodels.metrics import METRICS, WINDOWS, compute_metric
-from readmodels.query.service import MetricValue, QueryService
-from readmodels.schema import METRIC_TABLES
+from readmodels.metric_queries import MetricQueries
+from readmodels.metrics import METRICS
+from readmodels.query.service import QueryService
+from readmodels.read_cache import ReadCache
 from readmodels.search import EntitySearch, SearchIndex
 from readmodels.slo import SloTracker, objectives_from_settings
 from readmodels.webhooks import WebhookSubscriptions
-from services.alerts.evaluator import runtime_metric
 from services.auth import ApiKeys
 from services.config import Settings
 from services.rate_limit import RateLimiter
-from services.read_cache import ReadCache
 from services.runtime import Runtime
 
 
@@ -60,6 +62,10 @@ class Container:
     read_cache: ReadCache
     aggregates: AggregateCache
     runtime: Runtime
+    freshness: Freshness
+    metric_queries: MetricQueries
+    entity_queries: EntityQueries
+    command_service: CommandService
     hub: AppliedEventHub
     search: EntitySearch
     slo: SloTracker
@@ -99,6 +105,16 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         settings, database_url, engine, store, checkpoints, dead_letters, clickhouse, cache, webhook_store,
         aggregates,
     )
+    # the read side's use cases over the read models, the event history and the runtime's progress
+    freshness = Freshness(runtime, settings.min_position_timeout_s)
+    metric_queries = MetricQueries(
+        clickhouse, store, store, cache, freshness, settings.reporting_currency,
+        settings.time_travel_max_events,
+    )  # fmt: skip
+    entity_queries = EntityQueries(clickhouse, store, cache, freshness)
+    runtime.metric_source = metric_queries.measure  # alert rules measure the metric as served
+    # the write side's use case: a rejected command drops the cached metrics that count rejections
+    command_service = CommandService(store, aggregates, on_rejected=metric_queries.command_rejected)
     # the read surface that follows applied events: SSE hub (position order), search index, SLOs
     hub = AppliedEventHub(previous_watermark=lambda: runtime.watermark)
     search = EntitySearch(SearchIndex(), clickhouse, runtime)
@@ -128,10 +144,14 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     def endpoint_exists(tenant: str, endpoint_id: str) -> bool:
         return webhook_store.get_endpoint(tenant, endpoint_id) is not None
 
-    # the metric of an alert's test notification (transitional: the metric query service replaces it)
+    # an alert's test notification measures the metric as served, like the evaluator does
     alert_rules = AlertRules(
-        AlertStore(engine, webhook_store), endpoint_exists, runtime_metric(runtime), request_evaluation, kick
+        AlertStore(engine, webhook_store), endpoint_exists, metric_queries.measure, request_evaluation, kick
     )
+    def measured_now(tenant: str, name: str, window: str) -> float:
+        """A metric semantic queries do not compile to SQL (active_sessions, error_rate), as served."""
+        return metric_queries.measure(tenant, name, window, None, {}, datetime.now(UTC))
+
     return Container(
         settings=settings,
         database_url=database_url,
@@ -144,6 +164,10 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         read_cache=cache,
         aggregates=aggregates,
         runtime=runtime,
+        freshness=freshness,
+        metric_queries=metric_queries,
+        entity_queries=entity_queries,
+        command_service=command_service,
         hub=hub,
         search=search,
         slo=slo,
@@ -158,26 +182,5 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         event_feed=EventFeed(hub, store, runtime),
         lineage=Lineage(store, clickhouse, dead_letters, hub, runtime),
         changelog=Changelog(store, runtime),
-        queries=QueryService(
-            clickhouse, runtime, settings.reporting_currency,
-            _bespoke_metrics(runtime, store, clickhouse, settings.reporting_currency),
-        ),
+        queries=QueryService(clickhouse, runtime, settings.reporting_currency, measured_now),
     )
-
-
-def _bespoke_metrics(
-    runtime: Runtime, store: PostgresEventStore, clickhouse: ClickHouseStore, currency: str
-) -> MetricValue:
-    """The value of a metric semantic queries do not compile to SQL (active_sessions, error_rate), as
-    GET /v1/metrics computes it now. Transitional: the one metric query service replaces this."""
-
-    def value(tenant: str, name: str, window: str) -> float:
-        if not set(METRICS[name].tables) <= METRIC_TABLES:
-            runtime.flush_serving()
-        now = datetime.now(UTC)
-        rejected = 0
-        if name == "error_rate":
-            rejected = store.count_rejections(tenant, since=now - WINDOWS[window], until=now)
-        return float(compute_metric(clickhouse, tenant, name, window, currency, now, rejected).value)
-
-    return value

@@ -30,12 +30,12 @@ from connectors.tailer import PostgresTailer, TailCursor
 from connectors.webhook_store import WebhookStore
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
+from readmodels.read_cache import ReadCache
 from services.config import Settings
-from services.read_cache import ReadCache
 from services.rebuild import Rebuilds, SinkGate, TailerGate
 
 if TYPE_CHECKING:
-    from services.alerts.evaluator import AlertEvaluator
+    from services.alerts.evaluator import AlertEvaluator, MetricFn
     from services.legacy_sources import LegacySources
     from services.webhooks.fleet import WebhookFleet
 
@@ -61,7 +61,8 @@ class Runtime:
     """What keeps the read models current in this process, and how far they are: projector threads
     (embedded) or the serving loader (distributed), the watermark and waiting for it, freshness, the
     legacy captures, the embedded worker fleet and the alert evaluator. Built by services/bootstrap.py
-    from parts it owns; nothing here is a route's dependency but the watermark and its waiting."""
+    from parts it owns. To the read side it is a ``readmodels.ports.ReadProgress``: the watermark,
+    waiting for a position, freshness, catching up the serving sink."""
 
     def __init__(
         self,
@@ -108,6 +109,9 @@ class Runtime:
         self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
         self.alerts: AlertEvaluator | None = None
+        # the metric as served (readmodels.metric_queries.MetricQueries.measure) for the alert rules; set
+        # by the composition root (services/bootstrap.py) before start
+        self.metric_source: MetricFn | None = None
         self.legacy: LegacySources | None = None
         # webhooks: the API writes endpoints/deliveries; the fleet (embedded: threads started here,
         # distributed: `agentflow worker` processes) relays events and delivers
@@ -190,14 +194,17 @@ class Runtime:
         if not self.settings.alerts_enabled:
             return
         from connectors.alert_store import AlertStore
-        from services.alerts.evaluator import AlertEvaluator, runtime_metric
+        from services.alerts.evaluator import AlertEvaluator
+
+        if self.metric_source is None:
+            raise RuntimeError("alerts need Runtime.metric_source (set by services.bootstrap.build)")
 
         def kick(endpoint_id: str) -> None:  # distributed: no fleet here, the workers' sweep sends it
             if self.webhooks is not None:
                 self.webhooks.kick(endpoint_id)
 
         self.alerts = AlertEvaluator(
-            AlertStore(self.engine, self.webhook_store), runtime_metric(self), kick=kick,
+            AlertStore(self.engine, self.webhook_store), self.metric_source, kick=kick,
             sweep_s=self.settings.alert_sweep_s,
         )
         self.applied_listeners.append(self.alerts.on_applied)
@@ -319,9 +326,9 @@ class Runtime:
     def flush_serving(self) -> None:
         """The serving sink writes the tables metrics don't read (events, order lines, products, users,
         payments) lazily; a reader of those catches them up first (a no-op when nothing is pending)."""
-        runner = self.serving_runner
-        if runner is not None:
-            runner.sink.flush()
+        sink = getattr(self.serving_runner, "sink", None)
+        if sink is not None:
+            sink.flush()
 
     # ---- freshness -----------------------------------------------------------------
     def freshness_seconds(self) -> float:

@@ -31,40 +31,18 @@ from typing import Any
 from connectors.alert_store import AlertStore
 from domain.events import RecordedEvent
 from readmodels.alerts import AlertRule, MetricFn, Transition, decide, measure, metrics_by_event
-from readmodels.windows import WINDOWS
 
 log = logging.getLogger("agentflow.alerts")
 
 
 def runtime_metric(runtime: Any) -> MetricFn:
-    """The metric as ``GET /v1/metrics/{name}`` computes it (serving read models, no cache).
-    Transitional wiring: the metric query service of readmodels/ replaces this."""
-    from readmodels.metrics import METRICS, compute_metric
-    from readmodels.schema import METRIC_TABLES
-
-    def compute(
-        tenant_id: str, metric: str, window: str, currency: str | None, filters: dict[str, str], now: datetime
-    ) -> float:
-        spec = METRICS[metric]
-        runner = runtime.serving_runner
-        if not set(spec.tables) <= METRIC_TABLES and runner is not None and hasattr(runner, "sink"):
-            runner.sink.flush()
-        rejected = 0
-        if metric == "error_rate":
-            rejected = runtime.store.count_rejections(tenant_id, since=now - WINDOWS[window], until=now)
-        cur = (currency or runtime.settings.reporting_currency).upper()
-        return compute_metric(
-            runtime.clickhouse,
-            tenant_id,
-            metric,
-            window,
-            cur,
-            now,
-            rejected_commands=rejected,
-            filters=filters,
-        ).value
-
-    return compute
+    """The metric as ``GET /v1/metrics/{name}`` computes it (serving read models, no cache): the one
+    metric query service's ``measure`` (readmodels/metric_queries.py), which the composition root hands
+    the runtime."""
+    measure: MetricFn | None = runtime.metric_source
+    if measure is None:
+        raise RuntimeError("Runtime.metric_source is not set (services.bootstrap.build sets it)")
+    return measure
 
 
 @dataclass(frozen=True)

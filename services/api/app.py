@@ -20,26 +20,29 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging import LoggingConfig
 
-from services.api.command_routes import COMMAND_ROUTES
+from readmodels.errors import ReadError
 from services.api.dependencies import DbLimiter, providers
 from services.api.errors import (
     ApiError,
     error_response,
     http_exception_response,
     internal_error_response,
+    read_error_response,
     validation_error_response,
 )
 from services.api.in_process import InProcess
-from services.api.metric_routes import METRIC_ROUTES
 from services.api.openapi import openapi_config, tidy_schema
-from services.api.read_routes import READ_ROUTES
 from services.api.routes.alerts import ALERT_ROUTES
 from services.api.routes.batch import BATCH_ROUTES
+from services.api.routes.catalog import CATALOG_ROUTES
 from services.api.routes.changelog import CHANGELOG_ROUTES
+from services.api.routes.commands import COMMAND_ROUTES
 from services.api.routes.contracts import CONTRACT_ROUTES
 from services.api.routes.deadletters import DEADLETTER_ROUTES
+from services.api.routes.entities import ENTITY_ROUTES
 from services.api.routes.health import HEALTH_ROUTES
 from services.api.routes.lineage import LINEAGE_ROUTES
+from services.api.routes.metrics import METRIC_ROUTES
 from services.api.routes.query import QUERY_ROUTES
 from services.api.routes.rebuilds import REBUILD_ROUTES
 from services.api.routes.replay import REPLAY_ROUTES
@@ -49,6 +52,7 @@ from services.api.routes.sources import SOURCE_ROUTES
 from services.api.routes.stream import STREAM_ROUTES
 from services.api.routes.timeline import TIMELINE_ROUTES
 from services.api.routes.webhooks import WEBHOOK_ROUTES
+from services.api.text_guard import TextGuard
 from services.bootstrap import Container
 from services.slo import LatencyRecorder
 
@@ -76,10 +80,11 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     app = Litestar(
         route_handlers=[
             *COMMAND_ROUTES,
-            *READ_ROUTES,
+            *METRIC_ROUTES,
+            *ENTITY_ROUTES,
+            *CATALOG_ROUTES,
             *HEALTH_ROUTES,
             *CONTRACT_ROUTES,
-            *METRIC_ROUTES,
             *TIMELINE_ROUTES,
             *BATCH_ROUTES,
             *SEARCH_ROUTES,
@@ -101,6 +106,7 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
         },
         exception_handlers={
             ApiError: error_response,
+            ReadError: read_error_response,
             ValidationException: validation_error_response,
             HTTPException: http_exception_response,
             Exception: internal_error_response,
@@ -121,7 +127,8 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     # request latency and status for the SLOs: a bare ASGI wrapper, no middleware stack; batch items
     # dispatch to the unwrapped handler (the batch itself is measured)
     in_process.bind(app, app.asgi_handler)
-    app.asgi_handler = LatencyRecorder(app.asgi_handler, container.slo)
+    # text no store can hold (NUL in a path, query or JSON body) is refused once, for every route
+    app.asgi_handler = LatencyRecorder(TextGuard(app.asgi_handler), container.slo)
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app
 
@@ -132,7 +139,7 @@ def openapi_document() -> dict[str, Any]:
     stub: Any = SimpleNamespace(
         runtime=None, settings=SimpleNamespace(db_threads=1), hub=None, slo=None, api_keys=None,
         rate_limiter=None, search=None, stream_slots=None, event_feed=None, lineage=None, changelog=None,
-        queries=None,
+        queries=None, command_service=None,
     )
     app = create_app(stub, manage_runtime=False)
     return app.openapi_schema.to_schema()

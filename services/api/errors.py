@@ -8,6 +8,8 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException, NotFoundException, ValidationException
 
+from readmodels.errors import NotYetApplied, ReadError, ReadNotFound
+
 
 class ApiError(Exception):
     def __init__(
@@ -50,6 +52,16 @@ def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[b
         media_type="application/json",
         headers=exc.headers,
     )
+
+
+def read_error_response(request: Request[Any, Any, Any], exc: ReadError) -> Response[bytes]:
+    """A read the query services refused: no such thing 404, a parameter it does not take 422, a
+    position not applied in time 503 with Retry-After."""
+    if isinstance(exc, NotYetApplied):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(request, ApiError(503, exc.code, exc.message, exc.details, headers))
+    status = 404 if isinstance(exc, ReadNotFound) else 422
+    return error_response(request, ApiError(status, exc.code, exc.message, exc.details))
 
 
 def validation_error_response(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:

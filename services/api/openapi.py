@@ -51,6 +51,12 @@ def errors(*statuses: int) -> dict[int, ResponseSpec]:
     }
 
 
+def body(struct: type[msgspec.Struct], description: str) -> ResponseSpec:
+    """A success response's schema, for routes that return a bare ASGI response (hot reads) or answer
+    another status besides their default: ``responses={200: body(TheStruct, "..."), **errors(...)}``."""
+    return ResponseSpec(struct, description=description, generate_examples=False)
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="AgentFlow",

@@ -25,7 +25,7 @@ from domain.events import EVENT_TYPES, RecordedEvent
 from domain.validation import event_problems
 from readmodels.contract_registry import REGISTRY
 from readmodels.metrics import METRICS, NOW, compute_metric
-from services.read_cache import ReadCache
+from readmodels.read_cache import ReadCache
 
 EVAL_AT = datetime.now(UTC).replace(microsecond=0)
 Story = Callable[[EventLog, str], None]

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from services.api.command_routes import parse_if_match, request_hash
+from commands.idempotency import request_hash
 from services.api.errors import ApiError
+from services.api.routes.commands import parse_if_match
 from services.auth import ApiKeys, load_or_create_dev_key
 from services.config import ENV_VARS, configuration_table, parse_api_keys, settings_from_env
 

@@ -17,7 +17,7 @@ from litestar.params import Parameter
 from commands.dead_letter_replay import DeadLetterNotFound, DeadLetterReplayer, ReplayConflict, ReplayRejected
 from connectors.dead_letters import DeadLetter, DeadLetterFilter, DeadLetterStore
 from services.api.blocking import in_thread
-from services.api.context import correlation_id
+from services.api.dependencies import correlation_id
 from services.api.errors import ApiError
 from services.api.openapi import errors
 

@@ -7,10 +7,16 @@ Entity entries drop when an event of their own stream, or of a stream that feeds
 (projections/feeds.py: an order feeds its user), is applied.
 A value computed while an invalidation for its key arrived is not stored, so the
 cache never holds a value older than the events already applied.
+
+``metric_value`` / ``entity_value`` are how readers use it on the event loop: a hit is served, concurrent
+misses of one key share one computation (single flight), and a hot metric entry past half its life is
+served while one computation refreshes it (refresh-ahead).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -18,8 +24,12 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from anyio import to_thread
+
 from domain.events import RecordedEvent
 from projections.feeds import LINKS_FROM, Link
+
+log = logging.getLogger(__name__)
 
 MetricKey = tuple[str, str, str, str]  # tenant, metric, window, currency
 EntityKey = tuple[str, str, str]  # tenant, entity type, id
@@ -195,3 +205,81 @@ class ReadCache:
             entities_hit.add((tenant, link.entity_type, linked))
         else:
             all_of.add((tenant, link.entity_type))
+
+
+# ---- single flight: concurrent misses of one key share one read-model query --------------------
+class _Flight:
+    __slots__ = ("gen", "task")
+
+    def __init__(self, gen: int, task: asyncio.Task[Any]) -> None:
+        self.gen = gen
+        self.task = task
+
+
+def _flight(
+    cache: ReadCache,
+    key: Hashable,
+    valid_since: Callable[[int], bool],
+    compute: Callable[[], Any],
+    store: Callable[[Any, int], None],
+) -> asyncio.Task[Any]:
+    """The in-flight computation of ``key``, started now unless one is running that began after the
+    last invalidation of ``key`` (``valid_since(flight.gen)``): joining it then is as fresh as starting
+    anew, so a reader that passed ``min_position`` never gets a value older than that position."""
+    flights = cache.flights
+    current = flights.get(key)
+    if current is not None and valid_since(current.gen):
+        return current.task
+    gen = cache.generation()
+
+    async def run() -> Any:
+        value = await to_thread.run_sync(compute)
+        store(value, gen)
+        return value
+
+    task = asyncio.ensure_future(run())
+    flight = _Flight(gen, task)
+    flights[key] = flight
+
+    def done(t: asyncio.Task[Any]) -> None:
+        if flights.get(key) is flight:
+            del flights[key]
+        if not t.cancelled() and t.exception() is not None:
+            log.debug("read of %r failed: %s", key, t.exception())
+
+    task.add_done_callback(done)
+    return task
+
+
+async def metric_value(cache: ReadCache, key: MetricKey, compute: Callable[[], Any]) -> Any:
+    """The cached value of ``key``, else ``compute()`` (in a worker thread, shared by concurrent misses)."""
+    value, refresh_due = cache.lookup_metric(key)
+    if value is not None and not refresh_due:
+        return value
+
+    def valid(gen: int) -> bool:
+        return cache.metric_valid_since(key, gen)
+
+    def store(v: Any, gen: int) -> None:
+        cache.put_metric(key, v, gen)
+
+    task = _flight(cache, ("metric", key), valid, compute, store)
+    if value is not None:  # refresh-ahead: serve the still-valid entry, the flight refreshes it
+        return value
+    return await asyncio.shield(task)
+
+
+async def entity_value(cache: ReadCache, key: EntityKey, compute: Callable[[], Any]) -> Any:
+    """The cached entity of ``key``, else ``compute()`` (None, "no such entity", is not cached)."""
+    found = cache.get_entity(key)
+    if found is not None:
+        return found
+
+    def valid(gen: int) -> bool:
+        return cache.entity_valid_since(key, gen)
+
+    def store(v: Any, gen: int) -> None:
+        if v is not None:
+            cache.put_entity(key, v, gen)
+
+    return await asyncio.shield(_flight(cache, ("entity", key), valid, compute, store))
