@@ -9,7 +9,7 @@ from event_log import shop_log
 
 from projections.entities import ENTITY_TABLES, fold_entity
 from projections.feeds import ENTITY_TYPES, entity_events
-from services.read_cache import ReadCache
+from readmodels.read_cache import ReadCache
 
 T = "t1"
 

@@ -80,6 +80,7 @@ def add_source(
 
 
 @delete("/v1/admin/sources/{name:str}", status_code=200, responses=errors(401, 403, 404, 409))
+@in_thread
 def remove_source(admin: str, legacy: LegacySources | None, name: SourceName) -> SourceRemoved:
     """Stop capturing, drop the connector (and a Postgres source's slot), forget the offsets;
     ``warnings`` lists clean-up that failed (an unreachable legacy database keeps its slot)."""
