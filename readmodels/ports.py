@@ -12,13 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from domain.events import RecordedEvent
 from projections.rows import Key, Row
-
-if TYPE_CHECKING:
-    from readmodels.webhooks import Delivery, Endpoint
 
 
 class ReadModelStore(Protocol):
@@ -77,51 +74,6 @@ class EventHistory(Protocol):
         self, tenant_id: str, product_ids: Sequence[str], until: datetime, limit: int
     ) -> list[RecordedEvent]:
         """ProductRegistered of these products, up to ``until``."""
-        ...
-
-
-# -- downstream: webhooks ----------------------------------------------------------------------------
-
-
-class WebhookStorePort(Protocol):
-    """Endpoints and the delivery outbox (connectors/webhook_store.py)."""
-
-    def create_endpoint(
-        self, tenant_id: str, url: str, secret: str, description: str = "", event_types: Iterable[str] = (),
-        entity_ids: Iterable[str] = (), predicates: list[dict[str, Any]] | None = None,
-    ) -> Endpoint: ...  # fmt: skip
-
-    def get_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint | None: ...
-
-    def list_endpoints(self, tenant_id: str) -> list[Endpoint]: ...
-
-    def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool: ...
-
-    def set_status(self, endpoint_id: str, status: str, reason: str | None = None) -> None: ...
-
-    def rotate_secret(
-        self, tenant_id: str, endpoint_id: str, new_secret: str, grace_s: float
-    ) -> Endpoint | None: ...
-
-    def add_delivery(
-        self, endpoint_id: str, tenant_id: str, payload: dict[str, Any] | str, kind: str, event_type: str,
-        dedup_key: str | None = None,
-    ) -> Delivery | None:  # fmt: skip
-        """Queue one delivery (committed on return); None if the endpoint is gone or the key was used."""
-        ...
-
-    def list_deliveries(
-        self, tenant_id: str, endpoint_id: str, limit: int = 50, status: str | None = None,
-        before_id: int | None = None,
-    ) -> list[Delivery]: ...  # fmt: skip
-
-    def queue_deliveries(self, rows: list[dict[str, Any]]) -> set[str]:
-        """Insert outbox rows (readmodels.webhooks.event_delivery), idempotent on (endpoint, dedup_key);
-        the endpoint ids that got a new delivery."""
-        ...
-
-    def count_replayed(self, endpoint_id: str, replay_id: str) -> int:
-        """Deliveries a range replay ``replay_id`` has created for the endpoint so far."""
         ...
 
 

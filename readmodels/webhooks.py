@@ -1,6 +1,6 @@
 """Webhooks, the downstream policy: which events an endpoint receives (event types, entity ids and the
 payload predicate language), the body it receives, the retry schedule -- pure code -- and the use cases
-behind ``/v1/webhooks`` over the storage ports of readmodels/ports.py (connectors/webhook_store.py
+behind ``/v1/webhooks`` over the storage port below (connectors/webhook_store.py
 implements them; connectors/webhook_delivery.py sends; services/webhooks runs the fleet).
 
 Order: deliveries to one endpoint go out by ascending id; the relay writes event deliveries in position
@@ -14,10 +14,10 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from domain.events import RecordedEvent
-from readmodels.ports import EventLog, WebhookStorePort
+from readmodels.ports import EventLog
 
 OPEN = ("pending", "delivering")
 FINAL = ("succeeded", "exhausted", "failed")
@@ -164,6 +164,48 @@ class Delivery:
     created_at: datetime
     finished_at: datetime | None
     attempt_log: list[dict[str, Any]] = field(default_factory=list)
+
+
+class WebhookStorePort(Protocol):
+    """Endpoints and the delivery outbox (connectors/webhook_store.py)."""
+
+    def create_endpoint(
+        self, tenant_id: str, url: str, secret: str, description: str = "", event_types: Iterable[str] = (),
+        entity_ids: Iterable[str] = (), predicates: list[dict[str, Any]] | None = None,
+    ) -> Endpoint: ...  # fmt: skip
+
+    def get_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint | None: ...
+
+    def list_endpoints(self, tenant_id: str) -> list[Endpoint]: ...
+
+    def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool: ...
+
+    def set_status(self, endpoint_id: str, status: str, reason: str | None = None) -> None: ...
+
+    def rotate_secret(
+        self, tenant_id: str, endpoint_id: str, new_secret: str, grace_s: float
+    ) -> Endpoint | None: ...
+
+    def add_delivery(
+        self, endpoint_id: str, tenant_id: str, payload: dict[str, Any] | str, kind: str, event_type: str,
+        dedup_key: str | None = None,
+    ) -> Delivery | None:  # fmt: skip
+        """Queue one delivery (committed on return); None if the endpoint is gone or the key was used."""
+        ...
+
+    def list_deliveries(
+        self, tenant_id: str, endpoint_id: str, limit: int = 50, status: str | None = None,
+        before_id: int | None = None,
+    ) -> list[Delivery]: ...  # fmt: skip
+
+    def queue_deliveries(self, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert outbox rows (readmodels.webhooks.event_delivery), idempotent on (endpoint, dedup_key);
+        the endpoint ids that got a new delivery."""
+        ...
+
+    def count_replayed(self, endpoint_id: str, replay_id: str) -> int:
+        """Deliveries a range replay ``replay_id`` has created for the endpoint so far."""
+        ...
 
 
 def rotated_secrets(
