@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig, ResponseSpec
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPIType, Schema, SecurityScheme
 
 API_KEY_SCHEME = "ApiKey"
 SECURED: list[dict[str, list[str]]] = [{API_KEY_SCHEME: []}]
@@ -73,11 +73,24 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+def _number(schema: Schema) -> None:
+    """``int | float`` is documented by Litestar as oneOf integer/number, which a whole number matches
+    twice (so it fails oneOf); every integer is a JSON number, so it is one ``number``."""
+    for prop in (schema.properties or {}).values():
+        if isinstance(prop, Schema):
+            kinds = {getattr(s, "type", None) for s in prop.one_of or ()}
+            if kinds == {OpenAPIType.INTEGER, OpenAPIType.NUMBER}:
+                prop.one_of, prop.type = None, OpenAPIType.NUMBER
+            _number(prop)
+
+
 def tidy_schema(app: Litestar) -> None:
     """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
     answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
-    declares itself (``errors(400, ...)``) stays."""
+    declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``."""
     schema = app.openapi_schema
+    for component in ((schema.components.schemas or {}) if schema.components else {}).values():
+        _number(component)
     for item in (schema.paths or {}).values():
         for op in (item.get, item.post, item.put, item.patch, item.delete):
             if op is not None and op.responses is not None:

@@ -18,6 +18,7 @@ from agentflow_process import AgentFlowProcess
 pytestmark = pytest.mark.timeout(1200)
 
 KEY = "fuzz-key"
+CONFIG = Path(__file__).with_name("schemathesis.toml")
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
@@ -27,7 +28,8 @@ def test_every_operation_answers_as_its_schema_says(tmp_path: Path) -> None:
         srv.start()
         run = subprocess.run(
             [
-                str(Path(sys.executable).with_name("schemathesis")), "run", f"{srv.base}/schema/openapi.json",
+                str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG),
+                "run", f"{srv.base}/schema/openapi.json",
                 "--header", f"X-API-Key: {KEY}", "--checks", CHECKS,
                 "--max-examples", "25", "--seed", "20261205",
                 "--generation-database", "none", "--generation-with-security-parameters", "false",

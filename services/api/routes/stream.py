@@ -39,24 +39,19 @@ def sse_frame(event: RecordedEvent) -> bytes:
     )
 
 
-class EventData(msgspec.Struct):
-    """The ``data:`` of one event frame."""
+class EventFrame(msgspec.Struct):
+    """One event of the stream, as a Server-Sent Events client parses it."""
 
-    type: str
-    id: str
-    position: int
-    tenant_id: str
-    stream_type: str
-    stream_id: str
-    stream_version: int
-    schema_version: int
-    data: dict[str, object]
-    occurred_at: str
-    recorded_at: str
-    event_id: str
-    event_type: str
-    entity_type: str
-    entity_id: str
+    id: Annotated[str, msgspec.Meta(description="the event's position (a resume point for Last-Event-ID)")]
+    event: Annotated[str, msgspec.Meta(description="the event type, e.g. OrderPlaced")]
+    data: Annotated[
+        str,
+        msgspec.Meta(
+            description="the event as a JSON object: type, id, position, tenant_id, stream_type, stream_id, "
+            "stream_version, schema_version, data, occurred_at, recorded_at, and the names existing clients "
+            "read: event_id, event_type, entity_type, entity_id"
+        ),
+    ]
 
 
 class _EventStream:
@@ -159,9 +154,9 @@ class _EventStream:
 
 
 _STREAM = ResponseSpec(
-    EventData,
-    description="text/event-stream: frames `id: <position>`, `event: <event type>`, `data: <EventData "
-    "json>`; comment lines (`: ...`) open the stream and keep it alive",
+    EventFrame,
+    description="text/event-stream: frames `id: <position>`, `event: <event type>`, `data: <event json>`; "
+    "comment lines (`: ...`) open the stream and keep it alive",
     media_type="text/event-stream",
     generate_examples=False,
 )
