@@ -1,16 +1,17 @@
 """Read-your-writes for reads (API.md "Consistency"): ``min_position``, ``timeout_ms`` and ``allow_stale``.
 
-A route that honours them declares ``read_after: ReadAfter`` (dependencies.py provides it from these three
-query parameters, which then appear in the route's schema) and awaits ``read_after.wait()`` once its own
-input is valid: the wait is bounded by the ``min_position_timeout_s`` setting (and ``timeout_ms``); past it
-the read answers 503 ``position_not_yet_applied`` with Retry-After, or goes ahead flagged stale when the
-client passed ``allow_stale=true``.
+A route that honours them declares ``read_after: NamedDependency[ReadAfter]`` (dependencies.py provides it
+from these three query parameters, which then appear in the route's schema) and awaits
+``read_after.wait()`` once its own input is valid: the wait is bounded by the ``min_position_timeout_s``
+setting (and ``timeout_ms``); past it the read answers 503 ``position_not_yet_applied`` with Retry-After,
+or goes ahead flagged stale when the client passed ``allow_stale=true``.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from services.api.errors import ApiError
@@ -47,7 +48,7 @@ class ReadAfter:
 
 
 def read_after(
-    runtime: Runtime,
+    runtime: NamedDependency[Runtime],
     min_position: Annotated[
         int | None,
         QueryParameter(description="answer only once the read models have applied this position "

@@ -1,8 +1,9 @@
 """What route handlers may ask for by parameter name (Litestar dependency injection).
 
 Every dependency comes from the one :class:`services.bootstrap.Container` of the process; a route
-declares e.g. ``tenant: str`` (the caller's tenant, authenticated and rate-limited) and ``store:
-PostgresEventStore`` and receives them. No route reaches into ``app.state``.
+declares e.g. ``tenant: NamedDependency[str]`` (the caller's tenant, authenticated and rate-limited) and
+``store: NamedDependency[PostgresEventStore]`` and receives them (Litestar's explicit marker: inferred
+dependencies stop working in Litestar 3.0). No route reaches into ``app.state``.
 
 The use cases are handed out to authenticated callers only, as one dependency that authenticates:
 ``reads`` (the caller's tenant with the read side's query services) and ``commands`` (the caller's tenant
@@ -19,7 +20,7 @@ from typing import Any
 
 from anyio import CapacityLimiter, to_thread
 from litestar import Request
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from commands.bus import CommandResult
 from commands.service import CommandService
@@ -59,7 +60,9 @@ def authenticate(request: Request[Any, Any, Any], container: Container) -> str:
     return tenant
 
 
-def authorize_admin(request: Request[Any, Any, Any], container: Container, tenant: str) -> str:
+def authorize_admin(
+    request: Request[Any, Any, Any], container: NamedDependency[Container], tenant: NamedDependency[str]
+) -> str:
     """The caller's tenant, when its key may run admin actions: every key, unless
     ``AGENTFLOW_ADMIN_API_KEYS`` names the ones that may (403 for the others)."""
     allowed = container.settings.admin_api_keys

@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response, delete, get, patch, post, put
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
 from msgspec import UNSET, UnsetType
 
 from readmodels.alerts import AlertNotFound, AlertRule, AlertRules, HistoryEntry, InvalidAlert
@@ -23,9 +24,9 @@ from services.api.errors import ApiError
 from services.api.openapi import errors
 from services.api.routes.webhooks import WebhookDelivery, delivery_view
 
-AlertId = Annotated[str, Parameter(description="an alert rule id (al_...)")]
+AlertId = Annotated[str, PathParameter(description="an alert rule id (al_...)")]
 AlertState = Literal["inactive", "pending", "firing", "resolved"]
-StateQ = Annotated[AlertState | None, Parameter(query="state", description="only rules in this state")]
+StateQ = Annotated[AlertState | None, QueryParameter(name="state", description="only rules in this state")]
 Duration = str | int | float  # seconds, or "30s", "5m", "1h", "250ms"
 
 
@@ -164,7 +165,9 @@ def _refusals() -> Iterator[None]:
 
 @post("/v1/alerts", status_code=201, responses=errors(401, 422))
 @in_thread
-def create_alert(tenant: str, alert_rules: AlertRules, data: AlertRuleBody) -> Response[AlertRuleView]:
+def create_alert(
+    tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], data: JSONBody[AlertRuleBody]
+) -> Response[AlertRuleView]:
     with _refusals():
         rule = alert_rules.create(tenant, data.given())
     return Response(rule_view(rule), status_code=201, headers={"Location": f"/v1/alerts/{rule.id}"})
@@ -173,7 +176,7 @@ def create_alert(tenant: str, alert_rules: AlertRules, data: AlertRuleBody) -> R
 @get("/v1/alerts", responses=errors(401, 422))
 @in_thread
 def list_alerts(
-    tenant: str, alert_rules: AlertRules,
+    tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules],
     in_state: StateQ = None,
 ) -> AlertRuleList:  # fmt: skip
     with _refusals():
@@ -183,7 +186,9 @@ def list_alerts(
 
 @get("/v1/alerts/{alert_id:str}", responses=errors(401, 404))
 @in_thread
-def get_alert(tenant: str, alert_rules: AlertRules, alert_id: AlertId) -> AlertRuleView:
+def get_alert(
+    tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], alert_id: AlertId
+) -> AlertRuleView:
     with _refusals():
         return rule_view(alert_rules.get(tenant, alert_id))
 
@@ -191,7 +196,10 @@ def get_alert(tenant: str, alert_rules: AlertRules, alert_id: AlertId) -> AlertR
 @patch("/v1/alerts/{alert_id:str}", responses=errors(401, 404, 422))
 @in_thread
 def patch_alert(
-    tenant: str, alert_rules: AlertRules, alert_id: AlertId, data: AlertRuleBody | None = None
+    tenant: NamedDependency[str],
+    alert_rules: NamedDependency[AlertRules],
+    alert_id: AlertId,
+    data: JSONBody[AlertRuleBody | None] = None,
 ) -> AlertRuleView:
     """Change some fields; the evaluation state is kept (``enabled: false`` resets it, silently)."""
     with _refusals():
@@ -201,7 +209,10 @@ def patch_alert(
 @put("/v1/alerts/{alert_id:str}", responses=errors(401, 404, 422))
 @in_thread
 def replace_alert(
-    tenant: str, alert_rules: AlertRules, alert_id: AlertId, data: AlertRuleBody
+    tenant: NamedDependency[str],
+    alert_rules: NamedDependency[AlertRules],
+    alert_id: AlertId,
+    data: JSONBody[AlertRuleBody],
 ) -> AlertRuleView:
     """Replace the definition (omitted optional fields take their defaults)."""
     with _refusals():
@@ -210,14 +221,18 @@ def replace_alert(
 
 @delete("/v1/alerts/{alert_id:str}", status_code=204, responses=errors(401, 404))
 @in_thread
-def delete_alert(tenant: str, alert_rules: AlertRules, alert_id: AlertId) -> None:
+def delete_alert(
+    tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], alert_id: AlertId
+) -> None:
     with _refusals():
         alert_rules.delete(tenant, alert_id)
 
 
 @post("/v1/alerts/{alert_id:str}/test", status_code=202, responses=errors(401, 404, 422))
 @in_thread
-def test_alert(tenant: str, alert_rules: AlertRules, alert_id: AlertId) -> AlertTestQueued:
+def test_alert(
+    tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], alert_id: AlertId
+) -> AlertTestQueued:
     """202: a signed ``alert.test`` notification through the normal webhook path, with the rule's
     current value; the rule's state and history are not touched. 422 when no endpoint would get it."""
     with _refusals():
@@ -228,11 +243,11 @@ def test_alert(tenant: str, alert_rules: AlertRules, alert_id: AlertId) -> Alert
 @get("/v1/alerts/{alert_id:str}/history", responses=errors(401, 404, 422))
 @in_thread
 def alert_history(
-    tenant: str,
-    alert_rules: AlertRules,
+    tenant: NamedDependency[str],
+    alert_rules: NamedDependency[AlertRules],
     alert_id: AlertId,
-    limit: Annotated[int, Parameter(description="page size (1-500)")] = 100,
-    before: Annotated[int | None, Parameter(description="the next_before of the previous page")] = None,
+    limit: Annotated[int, QueryParameter(description="page size (1-500)")] = 100,
+    before: Annotated[int | None, QueryParameter(description="the next_before of the previous page")] = None,
 ) -> AlertHistory:
     """Transitions newest first."""
     with _refusals():

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from services.api.errors import ApiError
 from services.api.in_process import InProcess
@@ -131,7 +133,10 @@ async def _run_item(
 
 @post("/v1/batch", status_code=200, responses=errors(401, 422))
 async def batch(
-    tenant: str, in_process: InProcess, request: Request[Any, Any, Any], data: BatchRequest
+    tenant: NamedDependency[str],
+    in_process: NamedDependency[InProcess],
+    request: Request[Any, Any, Any],
+    data: JSONBody[BatchRequest],
 ) -> BatchResponse:
     """Items run concurrently as the caller (its API key and correlation id); a failed item is an
     ``error`` result with the status and message its route answered, never a failed batch."""

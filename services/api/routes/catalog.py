@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 
 from readmodels.catalog import build_catalog
 from services.api.openapi import errors
@@ -45,7 +46,7 @@ class Catalog(msgspec.Struct):
 
 
 @get("/v1/catalog", responses=errors(401, 429), sync_to_thread=False)
-def catalog(tenant: str) -> Catalog:
+def catalog(tenant: NamedDependency[str]) -> Catalog:
     return msgspec.convert(build_catalog(), Catalog)
 
 

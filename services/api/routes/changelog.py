@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from anyio import to_thread
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from domain.events import EVENT_TYPES, STREAM_TYPES
@@ -57,9 +58,9 @@ class ChangelogPage(msgspec.Struct):
 
 @get("/v1/changelog", responses=errors(401, 422, 503))
 async def changelog(
-    tenant: str,
-    changelog: Changelog,
-    read_after: ReadAfter,
+    tenant: NamedDependency[str],
+    changelog: NamedDependency[Changelog],
+    read_after: NamedDependency[ReadAfter],
     limit: Annotated[int, QueryParameter(description="changes per page", ge=1, le=500)] = 50,
     cursor: Annotated[
         str | None, QueryParameter(description="the next_cursor of the previous page")

@@ -21,9 +21,9 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, post
 from litestar.datastructures import ResponseHeader
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
-from litestar.params import HeaderParameter, PathParameter, SkipValidation
+from litestar.params import HeaderParameter, JSONBody, PathParameter, SkipValidation
 
 from commands.idempotency import IdempotencyKeyReused
 from commands.ports import VersionConflict
@@ -201,7 +201,7 @@ class CommandCall:
 
 def command_call(
     request: Request[Any, Any, Any],
-    commands: Commands,
+    commands: NamedDependency[Commands],
     if_match: Annotated[
         str | None,
         HeaderParameter(name="If-Match", description="the stream version the command expects (a bare "
@@ -307,21 +307,21 @@ SessionId = Annotated[str, PathParameter(description="any id of 1-64 characters 
 
 @_create("/v1/products", "product.register")
 async def register_product(
-    call: CommandCall, data: SkipValidation[RegisterProduct]
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[RegisterProduct]]
 ) -> Response[ProductAck]:
     return await _submit(call, "product.register", None, data, ProductAck)
 
 
 @_transition("/v1/products/{product_id:str}/restock", "product.restock")
 async def restock_product(
-    call: CommandCall, product_id: ProductId, data: SkipValidation[Quantities]
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Quantities]]
 ) -> Response[ProductAck]:
     return await _submit(call, "product.restock", product_id, data, ProductAck)
 
 
 @_transition("/v1/products/{product_id:str}/adjust", "product.adjust")
 async def adjust_product(
-    call: CommandCall, product_id: ProductId, data: SkipValidation[Adjustment]
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Adjustment]]
 ) -> Response[ProductAck]:
     """Correct the stock on hand (never below what open orders hold: 409 stock_below_reserved)."""
     return await _submit(call, "product.adjust", product_id, data, ProductAck)
@@ -329,21 +329,21 @@ async def adjust_product(
 
 @_transition("/v1/products/{product_id:str}/price", "product.price")
 async def price_product(
-    call: CommandCall, product_id: ProductId, data: SkipValidation[PriceChange]
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[PriceChange]]
 ) -> Response[ProductAck]:
     return await _submit(call, "product.price", product_id, data, ProductAck)
 
 
 @_transition("/v1/products/{product_id:str}/reserve", "product.reserve")
 async def reserve_product(
-    call: CommandCall, product_id: ProductId, data: SkipValidation[Reservation]
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Reservation]]
 ) -> Response[ProductAck]:
     return await _submit(call, "product.reserve", product_id, data, ProductAck)
 
 
 @_transition("/v1/products/{product_id:str}/release", "product.release")
 async def release_product(
-    call: CommandCall, product_id: ProductId, data: SkipValidation[Reservation]
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Reservation]]
 ) -> Response[ProductAck]:
     return await _submit(call, "product.release", product_id, data, ProductAck)
 
@@ -353,7 +353,7 @@ async def release_product(
 
 @_create("/v1/users", "user.register")
 async def register_user(
-    call: CommandCall, data: SkipValidation[RegisterUser | None] = None
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[RegisterUser | None]] = None
 ) -> Response[UserAck]:
     return await _submit(call, "user.register", None, data, UserAck)
 
@@ -362,21 +362,27 @@ async def register_user(
 
 
 @_create("/v1/orders", "order.place")
-async def place_order(call: CommandCall, data: SkipValidation[PlaceOrder]) -> Response[OrderAck]:
+async def place_order(
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[PlaceOrder]]
+) -> Response[OrderAck]:
     """Reserves the lines' stock (409 insufficient_stock when it cannot)."""
     return await _submit(call, "order.place", None, data, OrderAck)
 
 
 @_transition("/v1/orders/{order_id:str}/confirm", "order.confirm")
 async def confirm_order(
-    call: CommandCall, order_id: OrderId, data: SkipValidation[NoBody | None] = None
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
 ) -> Response[OrderAck]:
     return await _submit(call, "order.confirm", order_id, data, OrderAck)
 
 
 @_transition("/v1/orders/{order_id:str}/cancel", "order.cancel")
 async def cancel_order(
-    call: CommandCall, order_id: OrderId, data: SkipValidation[Reason | None] = None
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[Reason | None]] = None,
 ) -> Response[OrderAck]:
     """Releases the order's reserved stock."""
     return await _submit(call, "order.cancel", order_id, data, OrderAck)
@@ -384,21 +390,25 @@ async def cancel_order(
 
 @_transition("/v1/orders/{order_id:str}/ship", "order.ship")
 async def ship_order(
-    call: CommandCall, order_id: OrderId, data: SkipValidation[NoBody | None] = None
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
 ) -> Response[OrderAck]:
     return await _submit(call, "order.ship", order_id, data, OrderAck)
 
 
 @_transition("/v1/orders/{order_id:str}/deliver", "order.deliver")
 async def deliver_order(
-    call: CommandCall, order_id: OrderId, data: SkipValidation[NoBody | None] = None
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
 ) -> Response[OrderAck]:
     return await _submit(call, "order.deliver", order_id, data, OrderAck)
 
 
 @_transition("/v1/orders/{order_id:str}/refund", "order.refund")
 async def refund_order(
-    call: CommandCall, order_id: OrderId, data: SkipValidation[Refund]
+    call: NamedDependency[CommandCall], order_id: OrderId, data: JSONBody[SkipValidation[Refund]]
 ) -> Response[OrderAck]:
     """Refunds across the order's captured payments; returned lines go back into stock unless
     ``restock`` is false."""
@@ -410,28 +420,32 @@ async def refund_order(
 
 @_create("/v1/payments", "payment.initiate")
 async def initiate_payment(
-    call: CommandCall, data: SkipValidation[InitiatePayment]
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[InitiatePayment]]
 ) -> Response[PaymentAck]:
     return await _submit(call, "payment.initiate", None, data, PaymentAck)
 
 
 @_transition("/v1/payments/{payment_id:str}/complete", "payment.complete")
 async def complete_payment(
-    call: CommandCall, payment_id: PaymentId, data: SkipValidation[NoBody | None] = None
+    call: NamedDependency[CommandCall],
+    payment_id: PaymentId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
 ) -> Response[PaymentAck]:
     return await _submit(call, "payment.complete", payment_id, data, PaymentAck)
 
 
 @_transition("/v1/payments/{payment_id:str}/fail", "payment.fail")
 async def fail_payment(
-    call: CommandCall, payment_id: PaymentId, data: SkipValidation[Reason | None] = None
+    call: NamedDependency[CommandCall],
+    payment_id: PaymentId,
+    data: JSONBody[SkipValidation[Reason | None]] = None,
 ) -> Response[PaymentAck]:
     return await _submit(call, "payment.fail", payment_id, data, PaymentAck)
 
 
 @_transition("/v1/payments/{payment_id:str}/refund", "payment.refund")
 async def refund_payment(
-    call: CommandCall, payment_id: PaymentId, data: SkipValidation[Refund]
+    call: NamedDependency[CommandCall], payment_id: PaymentId, data: JSONBody[SkipValidation[Refund]]
 ) -> Response[PaymentAck]:
     return await _submit(call, "payment.refund", payment_id, data, PaymentAck)
 
@@ -441,7 +455,7 @@ async def refund_payment(
 
 @_transition("/v1/sessions/{session_id:str}/events", "session.record", may_create=True)
 async def record_session_event(
-    call: CommandCall, session_id: SessionId, data: SkipValidation[SessionEvent]
+    call: NamedDependency[CommandCall], session_id: SessionId, data: JSONBody[SkipValidation[SessionEvent]]
 ) -> Response[SessionAck]:
     """page_view, click, add_to_cart or checkout; the session's first event creates it (201)."""
     return await _submit(call, "session.record", session_id, data, SessionAck)

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromQuery, JSONBody, PathParameter
 
 from readmodels.contract_diff import diff, validate_proposal
 from readmodels.contract_registry import REGISTRY, Contract
@@ -35,8 +36,8 @@ class ContractList(msgspec.Struct):
     total: int
 
 
-Name = Annotated[str, Parameter(description="a metric or entity name, e.g. revenue, order")]
-Version = Annotated[str, Parameter(description="a semantic version, e.g. 1.1.0")]
+Name = Annotated[str, PathParameter(description="a metric or entity name, e.g. revenue, order")]
+Version = Annotated[str, PathParameter(description="a semantic version, e.g. 1.1.0")]
 # a contract document: name, kind, version, status, description, unit, formula, tables, moved_by,
 # fields, ... (readmodels/contracts/*.yaml), plus current_version and versions
 ContractDoc = dict[str, Any]
@@ -68,7 +69,9 @@ def _doc(c: Contract) -> ContractDoc:
 
 
 @get("/v1/contracts", responses=errors(401, 422), sync_to_thread=False)
-def list_contracts(tenant: str, kind: Literal["metric", "entity"] | None = None) -> ContractList:
+def list_contracts(
+    tenant: NamedDependency[str], kind: FromQuery[Literal["metric", "entity"] | None] = None
+) -> ContractList:
     items = []
     for name in REGISTRY.names(kind):
         c = REGISTRY.current(name)
@@ -81,13 +84,13 @@ def list_contracts(tenant: str, kind: Literal["metric", "entity"] | None = None)
 
 
 @get("/v1/contracts/{name:str}", responses=errors(401, 404), sync_to_thread=False)
-def get_contract(tenant: str, name: Name) -> ContractDoc:
+def get_contract(tenant: NamedDependency[str], name: Name) -> ContractDoc:
     _versions(name)
     return _doc(REGISTRY.current(name))
 
 
 @get("/v1/contracts/{name:str}/{version:str}", responses=errors(401, 404), sync_to_thread=False)
-def get_contract_version(tenant: str, name: Name, version: Version) -> ContractDoc:
+def get_contract_version(tenant: NamedDependency[str], name: Name, version: Version) -> ContractDoc:
     return _doc(_version(name, version))
 
 
@@ -96,7 +99,9 @@ def get_contract_version(tenant: str, name: Name, version: Version) -> ContractD
     responses=errors(401, 404),
     sync_to_thread=False,
 )
-def diff_contract(tenant: str, name: Name, from_version: Version, to_version: Version) -> dict[str, Any]:
+def diff_contract(
+    tenant: NamedDependency[str], name: Name, from_version: Version, to_version: Version
+) -> dict[str, Any]:
     """``compatibility`` (identical, additive or breaking) with the breaking and additive changes."""
     return diff(_version(name, from_version), _version(name, to_version))
 
@@ -107,7 +112,9 @@ def diff_contract(tenant: str, name: Name, from_version: Version, to_version: Ve
     responses=errors(401, 404, 422),
     sync_to_thread=False,
 )
-def validate_contract(tenant: str, name: Name, data: dict[str, Any]) -> dict[str, Any]:
+def validate_contract(
+    tenant: NamedDependency[str], name: Name, data: JSONBody[dict[str, Any]]
+) -> dict[str, Any]:
     """Body: a proposed next version (or ``{"contract": {...}}``). 200 with ``valid`` and the reasons
     either way."""
     _versions(name)

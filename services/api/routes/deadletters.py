@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 
 from commands.dead_letter_replay import DeadLetterNotFound, DeadLetterReplayer, ReplayConflict, ReplayRejected
 from connectors.dead_letters import DeadLetter, DeadLetterFilter, DeadLetterStore
@@ -23,7 +24,7 @@ from services.api.openapi import errors
 
 MAX_LIST = 500
 
-LetterId = Annotated[str, Parameter(description="a dead letter id (an integer)")]
+LetterId = Annotated[str, PathParameter(description="a dead letter id (an integer)")]
 Status = Literal["failed", "replay_pending", "replayed", "dismissed"]
 Pipeline = Literal["embedded", "distributed", "cdc"]
 
@@ -132,25 +133,27 @@ def _refusals() -> Iterator[None]:
         raise ApiError(409, "invalid_status", str(exc), {"status": exc.status}) from exc
 
 
-StatusQ = Annotated[Status | None, Parameter(description="only letters in this status")]
-StageQ = Annotated[str | None, Parameter(description="only letters of this stage (the pipelines' own names)")]
-PipelineQ = Annotated[Pipeline | None, Parameter(description="only letters of this pipeline")]
-EventTypeQ = Annotated[str | None, Parameter(description="only letters of this event type")]
-SinceQ = Annotated[datetime | None, Parameter(description="only letters filed at or after (ISO-8601)")]
+StatusQ = Annotated[Status | None, QueryParameter(description="only letters in this status")]
+StageQ = Annotated[
+    str | None, QueryParameter(description="only letters of this stage (the pipelines' own names)")
+]
+PipelineQ = Annotated[Pipeline | None, QueryParameter(description="only letters of this pipeline")]
+EventTypeQ = Annotated[str | None, QueryParameter(description="only letters of this event type")]
+SinceQ = Annotated[datetime | None, QueryParameter(description="only letters filed at or after (ISO-8601)")]
 
 
 @get("/v1/deadletter", responses=errors(401, 422))
 @in_thread
 def list_dead_letters(
-    tenant: str,
-    dead_letters: DeadLetterStore,
+    tenant: NamedDependency[str],
+    dead_letters: NamedDependency[DeadLetterStore],
     status: StatusQ = None,
     stage: StageQ = None,
     pipeline: PipelineQ = None,
     event_type: EventTypeQ = None,
     since: SinceQ = None,
-    limit: Annotated[int, Parameter(description="page size (1-500)")] = 50,
-    cursor: Annotated[int | None, Parameter(description="the next_cursor of the previous page")] = None,
+    limit: Annotated[int, QueryParameter(description="page size (1-500)")] = 50,
+    cursor: Annotated[int | None, QueryParameter(description="the next_cursor of the previous page")] = None,
 ) -> DeadLetterList:
     """Newest first."""
     filters = _filters(status, stage, pipeline, event_type, since)
@@ -163,8 +166,8 @@ def list_dead_letters(
 @get("/v1/deadletter/stats", responses=errors(401, 422))
 @in_thread
 def dead_letter_stats(
-    tenant: str,
-    dead_letters: DeadLetterStore,
+    tenant: NamedDependency[str],
+    dead_letters: NamedDependency[DeadLetterStore],
     status: StatusQ = None,
     stage: StageQ = None,
     pipeline: PipelineQ = None,
@@ -178,7 +181,9 @@ def dead_letter_stats(
 
 @get("/v1/deadletter/{letter_id:str}", responses=errors(401, 404))
 @in_thread
-def get_dead_letter(tenant: str, dead_letters: DeadLetterStore, letter_id: LetterId) -> DeadLetterView:
+def get_dead_letter(
+    tenant: NamedDependency[str], dead_letters: NamedDependency[DeadLetterStore], letter_id: LetterId
+) -> DeadLetterView:
     letter = dead_letters.get(tenant, _letter_id(letter_id))
     if letter is None:
         raise ApiError(404, "not_found", f"dead letter {letter_id} not found")
@@ -191,11 +196,11 @@ def get_dead_letter(tenant: str, dead_letters: DeadLetterStore, letter_id: Lette
 @in_thread
 def replay_dead_letter(
     request: Request[Any, Any, Any],
-    tenant: str,
-    dead_letter_replay: DeadLetterReplayer,
+    tenant: NamedDependency[str],
+    dead_letter_replay: NamedDependency[DeadLetterReplayer],
     letter_id: LetterId,
-    actor: Annotated[str | None, Parameter(header="x-actor", description="who replays (audit)")] = None,
-    data: DeadLetterReplayRequest | None = None,
+    actor: Annotated[str | None, HeaderParameter(name="x-actor", description="who replays (audit)")] = None,
+    data: JSONBody[DeadLetterReplayRequest | None] = None,
 ) -> DeadLetterReplayed:
     """Append the event again -- with ``{"data": {...}}`` replacing its data -- after re-validating it;
     the deployment's normal pipeline projects it. 200 with the dead letter (``replayed``) and the new
@@ -215,10 +220,10 @@ def replay_dead_letter(
 )  # fmt: skip
 @in_thread
 def dismiss_dead_letter(
-    tenant: str,
-    dead_letter_replay: DeadLetterReplayer,
+    tenant: NamedDependency[str],
+    dead_letter_replay: NamedDependency[DeadLetterReplayer],
     letter_id: LetterId,
-    data: DeadLetterDismissRequest | None = None,
+    data: JSONBody[DeadLetterDismissRequest | None] = None,
 ) -> DeadLetterView:
     """failed -> dismissed (``{"note": "..."}`` optional); 409 when replayed or being replayed."""
     lid = _letter_id(letter_id)

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from readmodels.freshness import ReadAfter
@@ -32,7 +33,7 @@ class EntityValue(msgspec.Struct):
     responses={200: body(EntityValue, "the entity"), **errors(401, 404, 422, 429, 503)},
 )
 async def entity(
-    reads: Reads,
+    reads: NamedDependency[Reads],
     entity_type: EntityType,
     entity_id: EntityId,
     as_of: AsOf = None,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Response, get
+from litestar.di import NamedDependency
 
 from readmodels.health import Component, Health
 from services.api.blocking import in_thread
@@ -48,7 +49,7 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
 
 @get("/v1/health", security=[{}])
 @in_thread
-def health(health: Health) -> HealthReport:
+def health(health: NamedDependency[Health]) -> HealthReport:
     """200 always: ``healthy``, ``degraded`` or ``unhealthy`` overall and per component."""
     report = health.report()
     return HealthReport(report.status, report.checked_at, [_component(c) for c in report.components])  # type: ignore[arg-type]
@@ -61,7 +62,7 @@ def live() -> Liveness:
 
 @get("/v1/health/ready", security=[{}])
 @in_thread
-def ready(health: Health) -> Response[Readiness]:
+def ready(health: NamedDependency[Health]) -> Response[Readiness]:
     """200 once the event store and the read models answer and the serving projector runs; until then
     503 with the same body (``status: not_ready``) -- a probe's answer, not an error in the error shape."""
     state = health.readiness()

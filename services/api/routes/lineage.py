@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from anyio import to_thread
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from readmodels.lineage import LINEAGE_TYPES, Lineage
@@ -106,9 +107,9 @@ class LineageReport(msgspec.Struct):
 
 @get("/v1/lineage/{entity_type:str}/{entity_id:str}", responses=errors(401, 404, 422, 503))
 async def lineage(
-    tenant: str,
-    lineage: Lineage,
-    read_after: ReadAfter,
+    tenant: NamedDependency[str],
+    lineage: NamedDependency[Lineage],
+    read_after: NamedDependency[ReadAfter],
     entity_type: Annotated[str, PathParameter(description=", ".join(LINEAGE_TYPES))],
     entity_id: Annotated[str, PathParameter(description="e.g. ORD-20240501-0001")],
 ) -> LineageReport:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from readmodels.freshness import ReadAfter
@@ -71,7 +72,7 @@ class MetricSeries(msgspec.Struct):
     responses={200: body(MetricValue, "the metric's value"), **errors(401, 404, 422, 429, 503)},
 )
 async def metric(
-    reads: Reads,
+    reads: NamedDependency[Reads],
     metric_name: MetricName,
     window: Window = None,
     currency: Currency = None,
@@ -98,7 +99,7 @@ async def metric(
     responses={200: body(MetricSeries, "one point per bucket"), **errors(401, 404, 422, 429, 503)},
 )
 async def metric_series(
-    reads: Reads,
+    reads: NamedDependency[Reads],
     metric_name: MetricName,
     window: Window = None,
     grain: Grain = None,

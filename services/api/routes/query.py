@@ -16,6 +16,8 @@ from typing import Annotated, Any
 import msgspec
 from anyio import to_thread
 from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from readmodels.query.semantic import SemanticError
 from readmodels.query.service import MODES, QueryService
@@ -117,7 +119,12 @@ def _refused(exc: GuardError | SemanticError) -> ApiError:
 
 
 @post("/v1/query", status_code=200, responses=errors(400, 401, 422, 503))
-async def query(tenant: str, queries: QueryService, read_after: ReadAfter, data: QueryRequest) -> QueryResult:
+async def query(
+    tenant: NamedDependency[str],
+    queries: NamedDependency[QueryService],
+    read_after: NamedDependency[ReadAfter],
+    data: JSONBody[QueryRequest],
+) -> QueryResult:
     """One page of the answer; ``next_cursor`` asks for the next."""
     body = data.fields()
     mode = _mode(body)
@@ -131,7 +138,9 @@ async def query(tenant: str, queries: QueryService, read_after: ReadAfter, data:
 
 
 @post("/v1/query/explain", status_code=200, responses=errors(400, 401, 422), sync_to_thread=False)
-def explain(tenant: str, queries: QueryService, data: QueryRequest) -> dict[str, Any]:
+def explain(
+    tenant: NamedDependency[str], queries: NamedDependency[QueryService], data: JSONBody[QueryRequest]
+) -> dict[str, Any]:
     """The SQL a query would run and the tables it reads, without running it (``mode``, ``sql``,
     ``tables``; semantic queries also ``interpretation`` and one entry per metric in ``queries``)."""
     body = data.fields()

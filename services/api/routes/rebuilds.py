@@ -10,13 +10,14 @@ from typing import Annotated
 
 import msgspec
 from litestar import get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import PathParameter
 
 from services.api.errors import ApiError
 from services.api.openapi import errors
 from services.rebuild import NotProjectedHere, RebuildBusy, RebuildProgress, Rebuilds, UnknownReadModel
 
-ReadModel = Annotated[str, Parameter(description="clickhouse, iceberg or all")]
+ReadModel = Annotated[str, PathParameter(description="clickhouse, iceberg or all")]
 
 
 class RebuildStatus(msgspec.Struct):
@@ -58,7 +59,9 @@ def _refusals() -> Iterator[None]:
     "/v1/admin/projections/{name:str}/rebuild", status_code=202, responses=errors(401, 403, 404, 409),
     sync_to_thread=False,
 )  # fmt: skip
-def start_rebuild(admin: str, rebuilds: Rebuilds, name: ReadModel) -> RebuildList:
+def start_rebuild(
+    admin: NamedDependency[str], rebuilds: NamedDependency[Rebuilds], name: ReadModel
+) -> RebuildList:
     """Start rebuilding ``clickhouse``, ``iceberg`` or ``all`` from position 0; 202 with the progress
     (poll GET on the same path). 409 if one is already running."""
     with _refusals():
@@ -66,7 +69,9 @@ def start_rebuild(admin: str, rebuilds: Rebuilds, name: ReadModel) -> RebuildLis
 
 
 @get("/v1/admin/projections/{name:str}/rebuild", responses=errors(401, 403, 404, 409), sync_to_thread=False)
-def rebuild_progress(admin: str, rebuilds: Rebuilds, name: ReadModel) -> RebuildList:
+def rebuild_progress(
+    admin: NamedDependency[str], rebuilds: NamedDependency[Rebuilds], name: ReadModel
+) -> RebuildList:
     """Progress of the latest rebuild(s): state, phase, position, target, percent, events/s."""
     with _refusals():
         found = rebuilds.latest(name)

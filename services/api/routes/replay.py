@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 from litestar import post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from connectors.kafka_replay import InvalidReplay, KafkaRangeReplay, NoKafka
 from services.api.blocking import in_thread
@@ -29,7 +31,9 @@ class KafkaReplayDone(msgspec.Struct):
 @post("/v1/admin/replay/kafka", status_code=201, responses=errors(401, 403, 409, 422))
 @in_thread
 def replay_to_kafka(
-    admin: str, kafka_replay: KafkaRangeReplay, data: KafkaReplayRequest | None = None
+    admin: NamedDependency[str],
+    kafka_replay: NamedDependency[KafkaRangeReplay],
+    data: JSONBody[KafkaReplayRequest | None] = None,
 ) -> KafkaReplayDone:
     """Produce the caller's events in ``[from_position, to_position]`` keyed by stream id, and answer once
     Kafka acknowledged every record. 409 without Kafka (embedded deployment)."""

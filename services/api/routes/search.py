@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from projections.entities import ENTITY_TABLES
@@ -44,9 +45,9 @@ class SearchResults(msgspec.Struct):
 
 @get("/v1/search", responses=errors(401, 422, 503))
 async def search(
-    tenant: str,
-    search: EntitySearch,
-    read_after: ReadAfter,
+    tenant: NamedDependency[str],
+    search: NamedDependency[EntitySearch],
+    read_after: NamedDependency[ReadAfter],
     q: Annotated[str, QueryParameter(description="what to look for: 2 to 256 characters")] = "",
     limit: Annotated[int, QueryParameter(description="at most this many results", ge=1, le=50)] = 10,
     entity_types: Annotated[

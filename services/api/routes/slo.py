@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 from litestar import get
+from litestar.di import NamedDependency
 
 from readmodels.slo import SloTracker
 from services.api.openapi import errors
@@ -67,7 +68,9 @@ class SloReport(msgspec.Struct):
 
 
 @get("/v1/slo", responses=errors(401), sync_to_thread=False)
-def slo(tenant: str, slo: SloTracker, runtime: Runtime) -> SloReport:
+def slo(
+    tenant: NamedDependency[str], slo: NamedDependency[SloTracker], runtime: NamedDependency[Runtime]
+) -> SloReport:
     """Each objective's current good fraction, error budget and burn rates (1h, 6h), and the last
     hour's error rates; ``freshness_now_seconds`` is how far the read models lag right now."""
     report = slo.report()

@@ -12,7 +12,8 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import delete, get, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from connectors.legacy.declaration import SourceSpecError
 from connectors.legacy.registry import SourceExists, SourceNotFound
@@ -21,7 +22,7 @@ from services.api.errors import ApiError
 from services.api.openapi import errors
 from services.legacy_sources import LegacySources
 
-SourceName = Annotated[str, Parameter(description="a declared source's name")]
+SourceName = Annotated[str, PathParameter(description="a declared source's name")]
 # a declaration (name, kind, connection, tables, ...) with its capture status (state, records, applied,
 # dead_letters, events, last_position, lag_seconds, last_error, ...): its fields follow the source kind
 SourceDoc = dict[str, Any]
@@ -45,14 +46,16 @@ def _running(legacy: LegacySources | None) -> LegacySources:
 
 @get("/v1/admin/sources", responses=errors(401, 403, 409))
 @in_thread
-def list_sources(admin: str, legacy: LegacySources | None) -> SourceList:
+def list_sources(admin: NamedDependency[str], legacy: NamedDependency[LegacySources | None]) -> SourceList:
     """Every declared source with its capture status."""
     return SourceList(_running(legacy).statuses())
 
 
 @get("/v1/admin/sources/{name:str}", responses=errors(401, 403, 404, 409))
 @in_thread
-def get_source(admin: str, legacy: LegacySources | None, name: SourceName) -> SourceDoc:
+def get_source(
+    admin: NamedDependency[str], legacy: NamedDependency[LegacySources | None], name: SourceName
+) -> SourceDoc:
     found = [s for s in _running(legacy).statuses() if s["name"] == name]
     if not found:
         raise ApiError(404, "not_found", f"no source {name!r}")
@@ -62,10 +65,10 @@ def get_source(admin: str, legacy: LegacySources | None, name: SourceName) -> So
 @post("/v1/admin/sources", status_code=201, responses=errors(401, 403, 409, 422))
 @in_thread
 def add_source(
-    admin: str,
-    legacy: LegacySources | None,
-    data: SourceDoc,
-    replace: Annotated[bool, Parameter(description="replace a declaration of the same name")] = False,
+    admin: NamedDependency[str],
+    legacy: NamedDependency[LegacySources | None],
+    data: JSONBody[SourceDoc],
+    replace: Annotated[bool, QueryParameter(description="replace a declaration of the same name")] = False,
 ) -> SourceDoc:
     """Declare a source; its capture starts within a reconcile turn (2 s). 409 if the name is taken
     (without ``replace``); 422 for an invalid declaration."""
@@ -81,7 +84,9 @@ def add_source(
 
 @delete("/v1/admin/sources/{name:str}", status_code=200, responses=errors(401, 403, 404, 409))
 @in_thread
-def remove_source(admin: str, legacy: LegacySources | None, name: SourceName) -> SourceRemoved:
+def remove_source(
+    admin: NamedDependency[str], legacy: NamedDependency[LegacySources | None], name: SourceName
+) -> SourceRemoved:
     """Stop capturing, drop the connector (and a Postgres source's slot), forget the offsets;
     ``warnings`` lists clean-up that failed (an unreachable legacy database keeps its slot)."""
     sources = _running(legacy)

@@ -19,6 +19,7 @@ from typing import Annotated
 import msgspec
 from anyio import to_thread
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.types import Receive, Scope, Send
@@ -164,9 +165,9 @@ _STREAM = ResponseSpec(
 
 @get("/v1/stream/events", responses={200: _STREAM, **errors(401, 422, 429)})
 async def stream_events(
-    tenant: str,
-    event_feed: EventFeed,
-    stream_slots: StreamSlots,
+    tenant: NamedDependency[str],
+    event_feed: NamedDependency[EventFeed],
+    stream_slots: NamedDependency[StreamSlots],
     event_type: Annotated[
         str | None,
         QueryParameter(description="only these (comma-separated): event types, stream types, or the "

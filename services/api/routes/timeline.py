@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from anyio import to_thread
 from litestar import get
+from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from connectors.event_store import PostgresEventStore
@@ -76,8 +77,8 @@ def _iso(ts: datetime) -> str:
 # router does not backtrack), so the path keeps the entity route's parameters and serves orders only.
 @get("/v1/entity/{entity_type:str}/{entity_id:str}/timeline", responses=errors(401, 404, 422))
 async def order_timeline_route(
-    tenant: str,
-    store: PostgresEventStore,
+    tenant: NamedDependency[str],
+    store: NamedDependency[PostgresEventStore],
     entity_type: Annotated[str, PathParameter(description="order (the only type with a timeline)")],
     entity_id: Annotated[str, PathParameter(description="an order id")],
     as_of: Annotated[

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Response, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
 
 from readmodels.webhooks import (
     OPEN,
@@ -27,7 +28,7 @@ from services.api.blocking import in_thread
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
-EndpointId = Annotated[str, Parameter(description="a webhook endpoint id (ep_...)")]
+EndpointId = Annotated[str, PathParameter(description="a webhook endpoint id (ep_...)")]
 DeliveryStatus = Literal["pending", "delivering", "succeeded", "exhausted", "failed"]
 
 
@@ -179,7 +180,9 @@ def _refusals() -> Iterator[None]:
 @post("/v1/webhooks", status_code=201, responses=errors(401, 422))
 @in_thread
 def create_webhook(
-    tenant: str, webhook_subscriptions: WebhookSubscriptions, data: WebhookCreate
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
+    data: JSONBody[WebhookCreate],
 ) -> Response[WebhookCreated]:
     """Subscribe a URL (checked against SSRF: public addresses only unless the operator allows private
     ones). 201 with the signing secret, shown only here."""
@@ -193,7 +196,9 @@ def create_webhook(
 
 @get("/v1/webhooks", responses=errors(401))
 @in_thread
-def list_webhooks(tenant: str, webhook_subscriptions: WebhookSubscriptions) -> WebhookList:
+def list_webhooks(
+    tenant: NamedDependency[str], webhook_subscriptions: NamedDependency[WebhookSubscriptions]
+) -> WebhookList:
     eps = webhook_subscriptions.list(tenant)
     return WebhookList([endpoint_view(e) for e in eps], len(eps))
 
@@ -201,7 +206,9 @@ def list_webhooks(tenant: str, webhook_subscriptions: WebhookSubscriptions) -> W
 @get("/v1/webhooks/{endpoint_id:str}", responses=errors(401, 404))
 @in_thread
 def get_webhook(
-    tenant: str, webhook_subscriptions: WebhookSubscriptions, endpoint_id: EndpointId
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
+    endpoint_id: EndpointId,
 ) -> WebhookEndpoint:
     with _refusals():
         return endpoint_view(webhook_subscriptions.get(tenant, endpoint_id))
@@ -210,9 +217,11 @@ def get_webhook(
 @patch("/v1/webhooks/{endpoint_id:str}", responses=errors(401, 404, 422))
 @in_thread
 def update_webhook(
-    tenant: str, webhook_subscriptions: WebhookSubscriptions, endpoint_id: EndpointId,
-    data: WebhookUpdate | None = None,
-) -> WebhookEndpoint:  # fmt: skip
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
+    endpoint_id: EndpointId,
+    data: JSONBody[WebhookUpdate | None] = None,
+) -> WebhookEndpoint:
     """``{"enabled": true}`` re-enables an endpoint disabled by 410 Gone (its held deliveries resume)."""
     with _refusals():
         ep = webhook_subscriptions.set_enabled(tenant, endpoint_id, data.enabled if data else None)
@@ -221,7 +230,11 @@ def update_webhook(
 
 @delete("/v1/webhooks/{endpoint_id:str}", status_code=204, responses=errors(401, 404))
 @in_thread
-def delete_webhook(tenant: str, webhook_subscriptions: WebhookSubscriptions, endpoint_id: EndpointId) -> None:
+def delete_webhook(
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
+    endpoint_id: EndpointId,
+) -> None:
     with _refusals():
         webhook_subscriptions.delete(tenant, endpoint_id)
 
@@ -231,7 +244,9 @@ def delete_webhook(tenant: str, webhook_subscriptions: WebhookSubscriptions, end
 )  # fmt: skip
 @in_thread
 def rotate_secret(
-    tenant: str, webhook_subscriptions: WebhookSubscriptions, endpoint_id: EndpointId
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
+    endpoint_id: EndpointId,
 ) -> WebhookSecretRotated:
     """A new signing secret; the previous ones keep signing (one signature each) for the grace period."""
     with _refusals():
@@ -244,7 +259,9 @@ def rotate_secret(
 @post("/v1/webhooks/{endpoint_id:str}/test", status_code=202, responses=errors(401, 404))
 @in_thread
 def test_webhook(
-    tenant: str, webhook_subscriptions: WebhookSubscriptions, endpoint_id: EndpointId
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
+    endpoint_id: EndpointId,
 ) -> WebhookTestQueued:
     """Queue a signed ``webhook.test`` delivery through the normal path (order, retries, log)."""
     with _refusals():
@@ -255,12 +272,14 @@ def test_webhook(
 @get("/v1/webhooks/{endpoint_id:str}/deliveries", responses=errors(401, 404, 422))
 @in_thread
 def list_deliveries(
-    tenant: str,
-    webhook_subscriptions: WebhookSubscriptions,
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
     endpoint_id: EndpointId,
-    status: Annotated[DeliveryStatus | None, Parameter(description="only deliveries in this status")] = None,
-    limit: Annotated[int, Parameter(description="page size (1-500)")] = 50,
-    before: Annotated[int | None, Parameter(description="the next_before of the previous page")] = None,
+    status: Annotated[
+        DeliveryStatus | None, QueryParameter(description="only deliveries in this status")
+    ] = None,
+    limit: Annotated[int, QueryParameter(description="page size (1-500)")] = 50,
+    before: Annotated[int | None, QueryParameter(description="the next_before of the previous page")] = None,
 ) -> WebhookDeliveryList:
     """Newest first, each with its attempts."""
     with _refusals():
@@ -274,9 +293,11 @@ def list_deliveries(
 )  # fmt: skip
 @in_thread
 def replay_to_webhook(
-    tenant: str, webhook_subscriptions: WebhookSubscriptions, endpoint_id: EndpointId,
-    data: WebhookReplayRequest | None = None,
-) -> WebhookReplayQueued:  # fmt: skip
+    tenant: NamedDependency[str],
+    webhook_subscriptions: NamedDependency[WebhookSubscriptions],
+    endpoint_id: EndpointId,
+    data: JSONBody[WebhookReplayRequest | None] = None,
+) -> WebhookReplayQueued:
     """Queue the endpoint's matching events in ``[from_position, to_position]`` again, as ``replay``
     deliveries through the normal path; the same ``replay_id`` queues nothing twice."""
     body = data or WebhookReplayRequest()
