@@ -6,7 +6,7 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
 PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 
-.PHONY: run test unit integration e2e lint bench bench-distributed setup setup-distributed system-deps \
+.PHONY: run test unit integration e2e lint openapi bench bench-compare bench-distributed setup setup-distributed system-deps \
 	up-distributed down-distributed clean
 
 setup: $(STAMP) system-deps
@@ -36,7 +36,7 @@ system-deps:
 setup-distributed: setup
 	@command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1 || (apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven >/dev/null)
-	$(VENV)/bin/python -m services.distributed.jars
+	$(VENV)/bin/python -m connectors.jars
 	$(VENV)/bin/python -c "from services.distributed.flink_job import ensure_venv; ensure_venv()"
 
 run: setup
@@ -67,6 +67,10 @@ integration: setup-distributed
 e2e: setup-distributed
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e
 
+# docs/openapi.json: the schema the API serves (a test fails when they differ)
+openapi: setup
+	$(VENV)/bin/python -m services.api.app > docs/openapi.json
+
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy domain commands projections readmodels connectors services migrations bench
@@ -76,6 +80,11 @@ bench: setup
 	$(VENV)/bin/python -m bench.run
 	$(VENV)/bin/python -m bench.webhooks
 	$(VENV)/bin/python -m bench.legacy_cdc --deployment embedded
+
+# the embedded HTTP figures of BASELINE (a git ref) and of HEAD, alternating on this machine
+bench-compare: setup
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
+	$(VENV)/bin/python -m bench.compare --baseline $(or $(BASELINE),main)
 
 bench-distributed: setup-distributed
 	$(VENV)/bin/python -m bench.distributed

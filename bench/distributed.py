@@ -412,12 +412,15 @@ def run_rate(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from bench.tests_on_path import use_test_helpers
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
     from connectors.postgres_cluster import PostgresCluster
     from migrations import run_migrations
-    from services.child_process import AgentFlowProcess
     from services.distributed.stack import DistributedStack
+
+    use_test_helpers()
+    from agentflow_process import AgentFlowProcess
 
     raw: dict[str, Any] = {"config": {k: v for k, v in vars(args).items()}}
     with ExitStack() as teardown, tempfile.TemporaryDirectory(prefix="af-bench-dist-") as tmp:

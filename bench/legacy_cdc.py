@@ -33,7 +33,6 @@ import os
 import queue
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -44,6 +43,7 @@ from typing import Any
 import httpx
 
 from bench.machine import machine_info, percentile
+from bench.tests_on_path import use_test_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
@@ -267,7 +267,7 @@ def _reap(marker: str) -> list[str]:
 def run_deployment(
     deployment: str, dbs: dict[str, Any], work: Path, orders: int, interval_ms: float
 ) -> list[dict[str, Any]]:
-    from services.child_process import AgentFlowProcess
+    from agentflow_process import AgentFlowProcess
 
     for db in dbs.values():
         db.reset()
@@ -421,7 +421,7 @@ def _measure(
 
 
 def run(deployments: tuple[str, ...], orders: int, interval_ms: float) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "tests"))
+    use_test_helpers()
     from legacy_databases import start_legacy_mariadb, start_legacy_postgres
 
     result: dict[str, Any] = {

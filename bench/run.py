@@ -58,8 +58,11 @@ def bench_http(seconds: int, commands: int) -> dict[str, Any]:
     import httpx
 
     from bench.freshness import measure_freshness
+    from bench.tests_on_path import use_test_helpers
     from bench.wrk_load import reads_script, run_wrk, session_commands_script, wrk_available
-    from services.child_process import AgentFlowProcess
+
+    use_test_helpers()
+    from agentflow_process import AgentFlowProcess
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="af-bench-up-") as tmp:

@@ -5,7 +5,7 @@ process. Targets on a 2-core machine: p50 <= 100 ms, >= 500 deliveries/s.
   event store's commit listener, as in `agentflow up`); events appended one at a time at a steady
   rate; the receiver runs in its own process and stamps arrival times.
 - throughput: a backlog of events matching several endpoints is committed first, then ONE
-  ``python -m services.workers.cli`` process (per broker: dramatiq-postgres, Redis) relays and
+  ``python -m services.webhooks.cli`` process (per broker: dramatiq-postgres, Redis) relays and
   delivers it; deliveries/s = deliveries / (last receipt - worker ready).
 
 ``python -m bench.webhooks`` writes docs/benchmarks/webhooks-latest.{json,md}; ``run_webhooks_bench()``
@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from bench.machine import machine_info, percentile
+from bench.tests_on_path import use_test_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
@@ -82,14 +83,14 @@ def _append(store: Any, tenant: str, i: int) -> tuple[int, float]:
 
 
 def _latency(url: str, receiver: _ReceiverProcess, events: int, rate: float) -> dict[str, Any]:
+    from connectors import webhook_signing as signing
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
-    from services.workers import signing
-    from services.workers.fleet import WebhookFleet
-    from services.workers.settings import webhook_settings_from_env
+    from services.config import WebhookSettings
+    from services.webhooks.fleet import WebhookFleet
 
     engine = make_engine(url, pool_size=4, max_overflow=4)
-    settings = webhook_settings_from_env(allow_private=True)
+    settings = WebhookSettings(allow_private=True)
     fleet = WebhookFleet.embedded(url, settings)
     store = PostgresEventStore(engine, notify=False)
     store.add_commit_listener(fleet.wake)
@@ -121,10 +122,10 @@ def _throughput(
     url: str, receiver: _ReceiverProcess, broker: str, redis_url: str | None, events: int, endpoints: int,
     threads: int, tenant: str,
 ) -> dict[str, Any]:  # fmt: skip
+    from connectors import webhook_signing as signing
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
     from connectors.webhook_store import WebhookStore
-    from services.workers import signing
 
     engine = make_engine(url, pool_size=4, max_overflow=4)
     hooks = WebhookStore(engine)
@@ -135,7 +136,7 @@ def _throughput(
         _append(store, tenant, i)
     receiver.received(reset=True)
     total = events * endpoints
-    args = [sys.executable, "-m", "services.workers.cli", "--database-url", url, "--threads", str(threads)]
+    args = [sys.executable, "-m", "services.webhooks.cli", "--database-url", url, "--threads", str(threads)]
     if broker == "redis":
         assert redis_url
         args += ["--redis-url", redis_url]
@@ -194,7 +195,7 @@ def run_webhooks_bench(
                 if shutil.which("redis-server") is None:
                     say("redis-server not installed: skipping the Redis broker")
                     continue
-                sys.path.insert(0, str(ROOT / "tests"))
+                use_test_helpers()
                 from redis_server import RedisServer
 
                 redis = RedisServer().start()

@@ -1,14 +1,7 @@
 """Command side: ``execute(ctx, name, entity_id, payload)`` validates, decides and appends."""
 
+from commands.bus import COMMAND_ENTITY_TYPES, COMMAND_NAMES, CommandContext, CommandResult, execute
 from commands.cache import AggregateCache
-from commands.handlers import (
-    COMMAND_ENTITY_TYPES,
-    COMMAND_NAMES,
-    CommandContext,
-    CommandResult,
-    execute,
-    reset_cache,
-)
 from commands.validation import InvalidCommand
 from domain.errors import DomainError, NotFound
 
@@ -22,5 +15,4 @@ __all__ = [
     "InvalidCommand",
     "NotFound",
     "execute",
-    "reset_cache",
 ]

@@ -6,8 +6,12 @@ where its last event lives; a replay looks that event's position up.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import msgspec
 
 from commands.ports import EventStorePort, IdempotencyRecord, StreamKey, StreamWrite
 
@@ -18,6 +22,12 @@ _LAST_EVENT = "_last_event"
 class IdempotencyClaim:
     key: str
     request_hash: str
+
+
+def request_hash(name: str, entity_id: str | None, payload: dict[str, Any]) -> str:
+    """What "the same request" means for a repeated key: command, entity id and body (key order free)."""
+    canonical = msgspec.json.encode([name, entity_id, payload], order="sorted")
+    return hashlib.sha256(canonical).hexdigest()
 
 
 class IdempotencyKeyReused(Exception):

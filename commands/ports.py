@@ -52,6 +52,10 @@ class VersionConflict(Exception):
         self.actual = actual
 
 
+class DuplicateEventId(Exception):
+    """An event carries an id the store already holds (``NewEvent.event_id``); nothing was appended."""
+
+
 class IdempotencyReplay(Exception):
     """The idempotency key was used before; carries the stored record."""
 
@@ -64,7 +68,8 @@ class EventStorePort(Protocol):
     def load_stream(
         self, tenant_id: str, stream_type: str, stream_id: str, after_version: int = 0
     ) -> list[RecordedEvent]:
-        """Events with version > after_version, in version order, upcast to the current schema."""
+        """Events with version > after_version, in version order, upcast to the current schema
+        (domain.upcasting.upcast_event)."""
         ...
 
     def append(
@@ -74,7 +79,11 @@ class EventStorePort(Protocol):
         metadata: dict[str, Any],
         idempotency: IdempotencyRecord | None = None,
     ) -> AppendResult:
-        """Append atomically; raises VersionConflict, or IdempotencyReplay when the key exists."""
+        """Append atomically: all of ``writes`` or nothing. Positions are global, increasing and assigned
+        in write order; a stream's versions continue from ``expected_version``. Raises VersionConflict
+        (a stream is not at its expected version), IdempotencyReplay (the key was used: it wins over a
+        conflict) or DuplicateEventId; ValueError for writes that name a stream twice, a negative
+        expected version or an event of another stream."""
         ...
 
     def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
@@ -85,5 +94,5 @@ class EventStorePort(Protocol):
         ...
 
     def next_id(self, kind: str) -> int:
-        """Next number for a generated id (kind: order, payment, product, user)."""
+        """Next number for a generated id (kind: order, payment, product, user; ValueError otherwise)."""
         ...

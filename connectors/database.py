@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,14 +16,6 @@ from sqlalchemy.engine import Engine, make_url
 DEFAULT_DB_THREADS = 32
 # Pooled connections used beside the command threads: two tailers, checkpoints, health/read paths.
 BACKGROUND_CONNECTIONS = 6
-
-
-def db_threads() -> int:
-    """Command worker threads (``AGENTFLOW_DB_THREADS``, default 32); the pool is sized from it."""
-    try:
-        return max(1, int(os.environ.get("AGENTFLOW_DB_THREADS", DEFAULT_DB_THREADS)))
-    except ValueError:
-        return DEFAULT_DB_THREADS
 
 
 def make_engine(
@@ -54,10 +45,10 @@ def make_engine(
     )
 
 
-def make_service_engine(url: str, threads: int | None = None) -> Engine:
+def make_service_engine(url: str, threads: int = DEFAULT_DB_THREADS) -> Engine:
     """The embedded service's engine: one pooled connection per command thread plus the background
     users, so steady load never opens (and closes) overflow connections."""
-    n = threads if threads is not None else db_threads()
+    n = threads
     return make_engine(url, pool_size=n + BACKGROUND_CONNECTIONS, max_overflow=10, pool_use_lifo=True)
 
 

@@ -1,4 +1,6 @@
 """Dead-letter store (Postgres ``dead_letters``): events a pipeline could not parse, validate or project.
+The record and its status machine are commands/dead_letters.py (imported here for the stages that file
+dead letters).
 
 Inserts are idempotent on (pipeline, event_id, stage): pipelines deliver at least once, so the same
 failure may arrive twice. A failure without an event id (an unparseable record) is keyed by a digest
@@ -7,20 +9,42 @@ of its raw record instead, so its redeliveries collapse too.
 Statuses (migration 0005): ``failed`` -> ``replay_pending`` -> ``replayed``, or ``failed`` ->
 ``dismissed``; ``replay_pending`` may fall back to ``failed`` when the append fails. Every status
 change is one conditional UPDATE (``WHERE status IN <allowed sources>``, see TRANSITIONS), so two
-operators racing on one dead letter cannot both move it. services/replay.py drives the replay.
+operators racing on one dead letter cannot both move it. commands/dead_letter_replay.py drives the
+replay.
 """
 
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+
+from commands.dead_letters import (
+    DISMISSED,
+    FAILED,
+    FINAL,
+    PIPELINES,
+    REASON_CLASSES,
+    REPLAY_PENDING,
+    REPLAYED,
+    STATUSES,
+    TRANSITIONS,
+    DeadLetter,
+    InvalidTransition,
+    can_transition,
+    reason_class,
+)
+
+__all__ = [
+    "DISMISSED", "FAILED", "FINAL", "PIPELINES", "REASON_CLASSES", "REPLAYED", "REPLAY_PENDING", "STATUSES",
+    "TRANSITIONS", "DeadLetter", "DeadLetterFilter", "DeadLetterStore", "InvalidTransition", "can_transition",
+    "reason_class",
+]  # fmt: skip
 
 INSERT_SQL = """
 INSERT INTO dead_letters (tenant_id, pipeline, stage, reason, event_id, position, event_type, record)
@@ -33,115 +57,6 @@ SELECT_COLUMNS = (
     "id, tenant_id, pipeline, stage, reason, event_id, position, event_type, record, status, created_at, "
     "updated_at, replayed_at, dismissed_at, replay_position, replay_event_id, corrected_data, status_note"
 )
-
-FAILED, REPLAY_PENDING, REPLAYED, DISMISSED = "failed", "replay_pending", "replayed", "dismissed"
-STATUSES = (FAILED, REPLAY_PENDING, REPLAYED, DISMISSED)
-PIPELINES = ("embedded", "distributed", "cdc")
-# target status -> the statuses it may be entered from. replay_pending -> replay_pending re-claims a
-# replay whose process died between the claim and the append (the store's idempotency key makes
-# the second append a no-op); replayed and dismissed are final.
-TRANSITIONS: dict[str, frozenset[str]] = {
-    REPLAY_PENDING: frozenset({FAILED, REPLAY_PENDING}),
-    REPLAYED: frozenset({REPLAY_PENDING}),
-    FAILED: frozenset({REPLAY_PENDING}),
-    DISMISSED: frozenset({FAILED}),
-}
-FINAL = frozenset({REPLAYED, DISMISSED})
-
-
-class InvalidTransition(Exception):
-    """The dead letter is not in a status the requested change may start from."""
-
-    def __init__(self, letter_id: int, current: str | None, target: str) -> None:
-        super().__init__(f"dead letter {letter_id} is {current or 'missing'}; cannot become {target}")
-        self.letter_id = letter_id
-        self.current = current
-        self.target = target
-
-
-def can_transition(current: str, target: str) -> bool:
-    return current in TRANSITIONS.get(target, frozenset())
-
-
-# (substring of a validation problem, class): the first problem of a reason names its class
-REASON_CLASSES: tuple[tuple[str, str], ...] = (
-    ("unknown event type", "unknown_event_type"),
-    ("belongs to stream type", "stream_type"),
-    ("schema_version", "schema_version"),
-    ("missing fields", "schema_fields"),
-    ("unexpected fields", "schema_fields"),
-    ("data is not an object", "schema_fields"),
-    ("!= stream id", "stream_id"),
-    ("sum of lines", "total_mismatch"),
-    ("unknown currency", "currency"),
-    ("line ", "order_lines"),
-    ("lines must be", "order_lines"),
-    ("more than", "order_lines"),
-    ("must be an integer", "range"),
-    ("out of range", "range"),
-    ("must be positive", "range"),
-    ("outside", "range"),
-)
-
-
-def reason_class(stage: str, reason: str) -> str:
-    """A coarse class for stats: ``parse`` for parse failures, else the first validation problem's."""
-    if stage == "parse":
-        return "parse"
-    first = reason.split("; ", 1)[0]
-    for needle, cls in REASON_CLASSES:
-        if needle in first:
-            return cls
-    return "other"
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    pipeline: str
-    stage: str
-    reason: str
-    event_id: str | None = None
-    position: int | None = None
-    tenant_id: str | None = None
-    event_type: str | None = None
-    record: Any = None
-    status: str = "failed"
-    id: int | None = None
-    created_at: datetime | None = field(default=None, compare=False)
-    updated_at: datetime | None = field(default=None, compare=False)
-    replayed_at: datetime | None = field(default=None, compare=False)
-    dismissed_at: datetime | None = field(default=None, compare=False)
-    replay_position: int | None = None
-    replay_event_id: str | None = None
-    corrected_data: Any = None
-    status_note: str | None = None
-
-    @property
-    def reason_class(self) -> str:
-        return reason_class(self.stage, self.reason)
-
-    def public(self) -> dict[str, Any]:
-        def iso(v: datetime | None) -> str | None:
-            return v.isoformat() if v is not None else None
-
-        return {
-            "id": self.id, "tenant_id": self.tenant_id, "pipeline": self.pipeline, "stage": self.stage,
-            "reason": self.reason, "reason_class": self.reason_class, "event_id": self.event_id,
-            "position": self.position, "event_type": self.event_type, "record": self.record,
-            "status": self.status, "status_note": self.status_note,
-            "created_at": iso(self.created_at), "updated_at": iso(self.updated_at),
-            "replayed_at": iso(self.replayed_at), "dismissed_at": iso(self.dismissed_at),
-            "replay_position": self.replay_position, "replay_event_id": self.replay_event_id,
-            "corrected_data": self.corrected_data,
-        }  # fmt: skip
-
-    def dedup_id(self) -> str:
-        """The event id, or ``record:<sha256 of the canonical record>`` when there is none."""
-        if self.event_id:
-            return self.event_id
-        raw = json.dumps(self.record, sort_keys=True, default=str, separators=(",", ":"))
-        return "record:" + hashlib.sha256(raw.encode()).hexdigest()
-
 
 def _params(letter: DeadLetter) -> dict[str, Any]:
     return {
@@ -277,6 +192,19 @@ class DeadLetterStore:
             with self.engine.connect() as own:
                 row = own.exec_driver_sql(sql, params).first()
         return _row(row) if row is not None else None
+
+    def at_positions(self, tenant_id: str, positions: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Why each of these event positions was dead-lettered (readmodels.ports.DeadLetterLookup:
+        lineage), ``{position: {pipeline, stage, reason}}`` for those that were."""
+        if not positions:
+            return {}
+        with self.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT position, pipeline, stage, reason FROM dead_letters "
+                "WHERE tenant_id = %(t)s AND position = ANY(%(p)s)",
+                {"t": tenant_id, "p": list(positions)},
+            ).all()
+        return {int(r[0]): {"pipeline": r[1], "stage": r[2], "reason": r[3]} for r in rows}
 
     def stats(self, tenant_id: str | None, filters: DeadLetterFilter | None = None) -> dict[str, Any]:
         """Counts: total, by status, stage, pipeline, reason class (and event type)."""

@@ -117,11 +117,3 @@ def debezium_postgres_config(
 def _re_escape(s: str) -> str:
     """Java regex escaping for a topic prefix (letters, digits, '.', '_', '-')."""
     return "".join("\\" + c if c in ".-" else c for c in s)
-
-
-def drop_replication_slot_sql(slot_name: str = DEFAULT_SLOT) -> str:
-    """Drops the slot when no connector holds it (it can only go once the connector is stopped)."""
-    return (
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-        f"WHERE slot_name = '{slot_name}' AND NOT active"
-    )

@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from commands.ports import (
     AppendResult,
+    DuplicateEventId,
     IdempotencyRecord,
     IdempotencyReplay,
     StreamKey,
@@ -35,35 +36,15 @@ from commands.ports import (
 )
 from connectors.database import pooled_psycopg
 from domain.events import RecordedEvent
+from domain.upcasting import upcast_event
+from projections.feeds import FEEDERS, looked_up_streams, own_stream
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "agentflow_events"
 VERSION_KEY = "events_stream_version_key"
+EVENT_ID_KEY = "events_event_id_key"
 ID_KINDS = ("order", "payment", "product", "user")
-
-Upcast = Callable[[str, int, dict[str, Any]], tuple[int, dict[str, Any]]]
-_upcast_fn: Upcast | None = None
-
-
-def _identity_upcast(
-    event_type: str, schema_version: int, data: dict[str, Any]
-) -> tuple[int, dict[str, Any]]:
-    return schema_version, data
-
-
-def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    """domain.upcasting.upcast, resolved lazily (identity if that module is absent)."""
-    global _upcast_fn
-    if _upcast_fn is None:
-        try:
-            from domain.upcasting import upcast as fn
-        except ImportError:
-            log.warning("domain.upcasting not available; events are not upcast")
-            fn = _identity_upcast
-        _upcast_fn = fn
-    return _upcast_fn(event_type, schema_version, data)
-
 
 _encode = msgspec.json.Encoder().encode
 
@@ -79,12 +60,11 @@ EVENT_COLUMNS = (
 
 
 def row_to_event(row: Sequence[Any]) -> RecordedEvent:
-    """A row selected with EVENT_COLUMNS -> an upcast RecordedEvent."""
+    """A row selected with EVENT_COLUMNS -> a RecordedEvent at the current schema (domain/upcasting.py)."""
     data = row[8]
     if isinstance(data, str):
         data = json.loads(data)
-    version, data = upcast(row[6], row[7], data)
-    return RecordedEvent(
+    return upcast_event(RecordedEvent(
         position=row[0],
         tenant_id=row[1],
         stream_type=row[2],
@@ -92,13 +72,13 @@ def row_to_event(row: Sequence[Any]) -> RecordedEvent:
         stream_version=row[4],
         event_id=row[5],
         event_type=row[6],
-        schema_version=version,
+        schema_version=row[7],
         data=data,
         occurred_at=row[9],
         recorded_at=row[10],
         transaction_id=row[11],
         metadata=row[12] if row[12] is not None else {},
-    )
+    ))
 
 
 # One statement: xid first (CTE x is scanned before any row reaches the INSERT, i.e. before nextval),
@@ -255,9 +235,9 @@ class PostgresEventStore:
     ) -> AppendResult:
         """Append on a caller's connection: inside its transaction the events commit (and the notify
         fires) with that transaction; commit listeners are NOT called (call ``committed`` after the
-        COMMIT). On VersionConflict/IdempotencyReplay nothing was written by this call; when the
-        conflict came from a race (unique violation, deadlock) the caller's transaction has already
-        been rolled back."""
+        COMMIT). On VersionConflict, IdempotencyReplay or DuplicateEventId nothing was written by this
+        call; when the refusal came from a unique violation or a deadlock, the caller's transaction has
+        already been rolled back."""
         params = self._append_params(tenant_id, writes, metadata, idempotency)
 
         def query(sql: str, p: dict[str, Any]) -> list[Any]:
@@ -284,6 +264,9 @@ class PostgresEventStore:
         except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as e:
             # UniqueViolation: a concurrent writer committed the same stream version after our check.
             # Deadlock: two multi-stream appends raced on the same versions; one of them must lose.
+            if isinstance(e, psycopg.errors.UniqueViolation) and e.diag.constraint_name == EVENT_ID_KEY:
+                rollback()
+                raise DuplicateEventId(str(e.diag.message_detail or e)) from None
             if isinstance(e, psycopg.errors.UniqueViolation) and e.diag.constraint_name != VERSION_KEY:
                 raise
             rollback()
@@ -444,33 +427,86 @@ class PostgresEventStore:
             ).all()
         return [row_to_event(r) for r in rows]
 
+    # -- history for time travel (readmodels.ports.EventHistory) ---------------------------------
+    def _select(self, where: str, params: dict[str, Any], limit: int) -> list[RecordedEvent]:
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT %(limit)s"
+        with self._ac.connect() as conn:
+            rows = conn.exec_driver_sql(sql, {**params, "limit": limit}).all()
+        return [row_to_event(r) for r in rows]
+
+    def streams_touched(
+        self, tenant_id: str, stream_type: str, since: datetime | None, until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        params: dict[str, Any] = {"t": tenant_id, "u": until, "st": stream_type, "s": since}
+        if since is None:
+            where = "tenant_id = %(t)s AND stream_type = %(st)s AND occurred_at <= %(u)s"
+        else:
+            where = (
+                "tenant_id = %(t)s AND stream_type = %(st)s AND occurred_at <= %(u)s AND stream_id IN ("
+                "SELECT DISTINCT stream_id FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
+                "AND occurred_at >= %(s)s AND occurred_at <= %(u)s)"
+            )
+        return self._select(where, params, limit)
+
+    def recorded_between(
+        self, tenant_id: str, since: datetime | None, until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        if since is None:
+            params0 = {"t": tenant_id, "u": until}
+            return self._select("tenant_id = %(t)s AND recorded_at <= %(u)s", params0, limit)
+        # recorded_at >= occurred_at (transaction start); the occurred_at bound only lets the
+        # (tenant_id, occurred_at) index cut the scan: an append's transaction never spans an hour
+        params = {"t": tenant_id, "u": until, "s": since, "s0": since - timedelta(hours=1)}
+        return self._select(
+            "tenant_id = %(t)s AND occurred_at > %(s0)s AND occurred_at <= %(u)s "
+            "AND recorded_at > %(s)s AND recorded_at <= %(u)s",
+            params,
+            limit,
+        )
+
+    def registrations(
+        self, tenant_id: str, product_ids: Sequence[str], until: datetime, limit: int
+    ) -> list[RecordedEvent]:
+        return self._select(
+            "tenant_id = %(t)s AND stream_type = 'product' AND stream_id = ANY(%(ids)s) "
+            "AND event_type = 'ProductRegistered' AND occurred_at <= %(u)s",
+            {"t": tenant_id, "u": until, "ids": list(product_ids)},
+            limit,
+        )
+
     def read_entity_events_until(
         self, tenant_id: str, entity_type: str, entity_id: str, until: datetime
     ) -> list[RecordedEvent]:
-        """Every event that feeds one entity, as of ``until`` (time travel folds these).
-
-        A user is fed by their own stream, the streams of their orders and the products
-        those orders contain (for categories); the other entities by their own stream.
-        """
-        if entity_type != "user":
-            return self.read_stream_until(tenant_id, entity_type, entity_id, until)
-        sql = f"""
-            WITH orders AS (
-                SELECT stream_id, data FROM events
-                WHERE tenant_id = %(t)s AND event_type = 'OrderPlaced'
-                  AND data->>'user_id' = %(id)s AND occurred_at <= %(u)s
-            ), products AS (
-                SELECT DISTINCT line->>'product_id' AS product_id
-                FROM orders, jsonb_array_elements(orders.data->'lines') AS line
+        """Every event that feeds one entity, as of ``until`` (time travel and lineage fold these), in
+        position order: its own stream, the streams linked to it and the streams a fold of it looks up
+        (projections/feeds.py says which)."""
+        streams = {own_stream(entity_type, entity_id)}
+        for link in FEEDERS.get(entity_type, ()):
+            rows = self._raw_query(
+                "SELECT DISTINCT stream_id FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
+                "AND event_type = %(et)s AND data->>%(f)s = %(id)s AND occurred_at <= %(u)s",
+                {"t": tenant_id, "st": link.stream_type, "et": link.event_type, "f": link.field,
+                 "id": entity_id, "u": until},
             )
-            SELECT {EVENT_COLUMNS} FROM events
-            WHERE tenant_id = %(t)s AND occurred_at <= %(u)s AND (
-                (stream_type = 'user' AND stream_id = %(id)s)
-                OR (stream_type = 'order' AND stream_id IN (SELECT stream_id FROM orders))
-                OR (stream_type = 'product' AND stream_id IN (SELECT product_id FROM products)))
-            ORDER BY position"""
+            streams.update((link.stream_type, r[0]) for r in rows)
+        events = self._streams_until(tenant_id, streams, until)
+        extra = looked_up_streams(entity_type, events) - streams
+        if extra:
+            looked_up = self._streams_until(tenant_id, extra, until)
+            events = sorted([*events, *looked_up], key=lambda e: e.position)
+        return events
+
+    def _streams_until(
+        self, tenant_id: str, streams: set[StreamKey], until: datetime
+    ) -> list[RecordedEvent]:
+        keys = sorted(streams)
         with self._ac.connect() as conn:
-            rows = conn.exec_driver_sql(sql, {"t": tenant_id, "id": entity_id, "u": until}).all()
+            rows = conn.exec_driver_sql(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = %(t)s AND occurred_at <= %(u)s "
+                "AND (stream_type, stream_id) IN (SELECT * FROM unnest(%(st)s::text[], %(sid)s::text[])) "
+                "ORDER BY position",
+                {"t": tenant_id, "u": until, "st": [k[0] for k in keys], "sid": [k[1] for k in keys]},
+            ).all()
         return [row_to_event(r) for r in rows]
 
     def count_rejections(self, tenant_id: str, since: datetime, until: datetime) -> int:
@@ -509,6 +545,42 @@ class PostgresEventStore:
             params["maxp"] = max_position
         where = " AND ".join(clauses)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT %(limit)s"
+        with self._ac.connect() as conn:
+            rows = conn.exec_driver_sql(sql, params).all()
+        return [row_to_event(r) for r in rows]
+
+    def changes(
+        self,
+        tenant_id: str,
+        max_position: int,
+        limit: int,
+        before: int | None = None,
+        stream_type: str | None = None,
+        stream_id: str | None = None,
+        event_types: Sequence[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[RecordedEvent]:
+        """The tenant's events at or below ``max_position`` (and below ``before``), newest first, at
+        most ``limit`` (readmodels.ports.ChangeFeed: GET /v1/changelog)."""
+        clauses = ["tenant_id = %(t)s", "position <= %(wm)s"]
+        params: dict[str, Any] = {"t": tenant_id, "wm": max_position, "n": limit}
+        if before is not None:
+            clauses.append("position < %(before)s")
+            params["before"] = before
+        if stream_type is not None:
+            clauses.append("stream_type = %(st)s")
+            params["st"] = stream_type
+        if stream_id is not None:
+            clauses.append("stream_id = %(sid)s")
+            params["sid"] = stream_id
+        if event_types:
+            clauses.append("event_type = ANY(%(types)s)")
+            params["types"] = list(event_types)
+        if since is not None:
+            clauses.append("occurred_at >= %(since)s")
+            params["since"] = since
+        where = " AND ".join(clauses)
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position DESC LIMIT %(n)s"
         with self._ac.connect() as conn:
             rows = conn.exec_driver_sql(sql, params).all()
         return [row_to_event(r) for r in rows]

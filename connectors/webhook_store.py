@@ -1,150 +1,33 @@
-"""Webhook endpoints, deliveries (the outbox the workers drain) and the attempt log, in Postgres.
+"""Webhook endpoints, deliveries (the outbox the workers drain) and the attempt log, in Postgres; the
+drain's lease protocol and the relay's leadership lock.
 
 Order: deliveries to one endpoint go out by ascending ``id``; the relay inserts event deliveries in
 position order, so an endpoint never receives position N+1 before N is delivered or exhausted.
 Exclusivity: one drainer per endpoint, by a lease on the endpoint row that expires if its holder dies.
+What a subscription matches and what is sent is readmodels/webhooks.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
-from connectors.database import AutocommitStore, pooled_psycopg
-from domain.events import RecordedEvent
+from connectors.checkpoints import CheckpointStore
+from connectors.database import AutocommitStore, connect_raw, pooled_psycopg
+from connectors.tailer import TailCursor
+from readmodels.webhooks import Delivery, Endpoint, normalize_predicates, rotated_secrets
 
-OPEN = ("pending", "delivering")
-FINAL = ("succeeded", "exhausted", "failed")
-
-PREDICATE_OPS = {
-    "eq": "eq", "==": "eq", "=": "eq", "ne": "ne", "!=": "ne",
-    "gt": "gt", ">": "gt", "gte": "gte", ">=": "gte", "lt": "lt", "<": "lt", "lte": "lte", "<=": "lte",
-    "in": "in", "exists": "exists",
-}  # fmt: skip
-
-
-class InvalidSubscription(ValueError):
-    pass
-
-
-def normalize_predicates(raw: Any) -> list[dict[str, Any]]:
-    """``[{field, op, value}]`` with ``field`` a dotted path into the event data; raises on bad input."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise InvalidSubscription("filters must be a list of {field, op, value}")
-    out = []
-    for i, p in enumerate(raw):
-        if not isinstance(p, dict) or not isinstance(p.get("field"), str) or not p["field"]:
-            raise InvalidSubscription(f"filters[{i}] needs a non-empty string 'field'")
-        op = PREDICATE_OPS.get(str(p.get("op", "eq")))
-        if op is None:
-            raise InvalidSubscription(f"filters[{i}].op must be one of {sorted(set(PREDICATE_OPS.values()))}")
-        if op == "in" and not isinstance(p.get("value"), list):
-            raise InvalidSubscription(f"filters[{i}]: 'in' needs a list value")
-        if op in ("gt", "gte", "lt", "lte") and not isinstance(p.get("value"), int | float | str):
-            raise InvalidSubscription(f"filters[{i}]: {op} needs a number or string value")
-        if op != "exists" and "value" not in p:
-            raise InvalidSubscription(f"filters[{i}] needs a 'value'")
-        out.append({"field": p["field"], "op": op, "value": p.get("value")})
-    return out
-
-
-_MISSING = object()
-
-
-def _lookup(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(data, dict) or part not in data:
-            return _MISSING
-        data = data[part]
-    return data
-
-
-def _compare(op: str, actual: Any, expected: Any) -> bool:
-    if op == "exists":
-        return actual is not _MISSING and actual is not None
-    if actual is _MISSING:
-        return False
-    if op == "eq":
-        return bool(actual == expected)
-    if op == "ne":
-        return bool(actual != expected)
-    if op == "in":
-        return actual in expected
-    try:
-        if isinstance(expected, str) or isinstance(actual, str):
-            a, b = float(actual), float(expected)
-        else:
-            a, b = actual, expected
-        if op == "gt":
-            return bool(a > b)
-        if op == "gte":
-            return bool(a >= b)
-        if op == "lt":
-            return bool(a < b)
-        return bool(a <= b)
-    except (TypeError, ValueError):
-        return False
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    id: str
-    tenant_id: str
-    url: str
-    description: str
-    event_types: list[str]
-    entity_ids: list[str]
-    predicates: list[dict[str, Any]]
-    secrets: list[dict[str, Any]]
-    status: str
-    disabled_reason: str | None
-    start_position: int
-    created_at: datetime
-    updated_at: datetime
-
-    def matches(self, event: RecordedEvent) -> bool:
-        if (
-            self.status != "active"
-            or event.tenant_id != self.tenant_id
-            or event.position <= self.start_position
-        ):
-            return False
-        if self.event_types and event.event_type not in self.event_types:
-            return False
-        if self.entity_ids and event.stream_id not in self.entity_ids:
-            return False
-        return all(
-            _compare(p["op"], _lookup(event.data, p["field"]), p.get("value")) for p in self.predicates
-        )
-
-    def signing_secrets(self, now: datetime | None = None) -> list[str]:
-        """The current secret first, then rotated-out ones still inside their grace period."""
-        now = now or datetime.now(UTC)
-        out = []
-        for s in self.secrets:
-            exp = s.get("expires_at")
-            if exp is None or datetime.fromisoformat(exp) > now:
-                out.append(str(s["secret"]))
-        return out
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "url": self.url, "description": self.description,
-            "event_types": self.event_types, "entity_ids": self.entity_ids, "filters": self.predicates,
-            "status": self.status, "disabled_reason": self.disabled_reason,
-            "start_position": self.start_position,
-            "created_at": self.created_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-        }  # fmt: skip
+log = logging.getLogger("agentflow.webhooks")
 
 
 @dataclass(frozen=True)
@@ -155,56 +38,6 @@ class OpenDelivery:
     status: str
     attempts: int
     wait_s: float  # <= 0 when due
-
-
-@dataclass
-class Delivery:
-    id: int
-    message_id: str
-    endpoint_id: str
-    kind: str
-    event_id: str | None
-    position: int | None
-    event_type: str
-    status: str
-    attempts: int
-    next_attempt_at: datetime | None
-    last_status: int | None
-    last_error: str | None
-    created_at: datetime
-    finished_at: datetime | None
-    attempt_log: list[dict[str, Any]] = field(default_factory=list)
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "id": self.id, "webhook_id": self.message_id, "endpoint_id": self.endpoint_id, "kind": self.kind,
-            "event_id": self.event_id, "position": self.position, "event_type": self.event_type,
-            "status": self.status, "attempts": self.attempts,
-            "next_attempt_at": self.next_attempt_at.isoformat()
-            if self.next_attempt_at and self.status in OPEN else None,
-            "last_status": self.last_status, "last_error": self.last_error,
-            "created_at": self.created_at.isoformat(),
-            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-            "attempt_log": self.attempt_log,
-        }  # fmt: skip
-
-
-def event_body(event: RecordedEvent) -> str:
-    """The webhook body: the event itself (not an internal row)."""
-    return json.dumps(
-        {
-            "type": event.event_type,
-            "id": str(event.event_id),
-            "position": event.position,
-            "tenant_id": event.tenant_id,
-            "stream_type": event.stream_type,
-            "stream_id": event.stream_id,
-            "data": event.data,
-            "occurred_at": event.occurred_at.isoformat(),
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
 
 
 _MSG_NS = uuid.UUID("6f1d4c52-9b8e-4f0a-a3de-5a1c0e7b9d21")
@@ -323,6 +156,10 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 
 
 class WebhookStore(AutocommitStore):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.checkpoints = CheckpointStore(engine)
+
     # -- endpoints ----------------------------------------------------------------------------------
     def create_endpoint(
         self,
@@ -393,14 +230,7 @@ class WebhookStore(AutocommitStore):
         ep = self.get_endpoint(tenant_id, endpoint_id)
         if ep is None:
             return None
-        expires = (datetime.now(UTC) + timedelta(seconds=grace_s)).isoformat()
-        now = datetime.now(UTC)
-        kept = [
-            {"secret": s["secret"], "expires_at": s.get("expires_at") or expires}
-            for s in ep.secrets
-            if s.get("expires_at") is None or datetime.fromisoformat(s["expires_at"]) > now
-        ]
-        secrets = [{"secret": new_secret, "expires_at": None}, *kept]
+        secrets = rotated_secrets(ep.secrets, new_secret, grace_s, datetime.now(UTC))
         row = self._one(
             f"UPDATE webhook_endpoints SET secrets = %(s)s::jsonb, updated_at = now() "
             f"WHERE id = %(id)s AND tenant_id = %(t)s RETURNING {_EP_COLS}",
@@ -421,6 +251,29 @@ class WebhookStore(AutocommitStore):
             r.setdefault("position", None)
         result = conn.exec_driver_sql(INSERT_DELIVERIES_SQL, {"rows": json.dumps(rows)}).all()
         return {r[0] for r in result}
+
+    def queue_deliveries(self, rows: list[dict[str, Any]]) -> set[str]:
+        """``insert_deliveries`` in a transaction of its own."""
+        with self.engine.begin() as conn:
+            return self.insert_deliveries(conn, rows)
+
+    def relay_batch(
+        self, rows: list[dict[str, Any]], checkpoint: str, cursor: TailCursor | None, watermark: int
+    ) -> set[str]:
+        """The relay's turn, in ONE transaction: the deliveries of the events it handled and its
+        checkpoint (a crash before the commit re-reads the events; the insert is idempotent)."""
+        with self.engine.begin() as conn:
+            touched = self.insert_deliveries(conn, rows)
+            self.checkpoints.save(checkpoint, cursor, watermark, conn=conn)
+        return touched
+
+    def count_replayed(self, endpoint_id: str, replay_id: str) -> int:
+        row = self._one(
+            "SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = %(e)s AND kind = 'replay' "
+            "AND starts_with(dedup_key, %(p)s)",
+            {"e": endpoint_id, "p": f"replay:{replay_id}:"},
+        )
+        return int(row[0])
 
     def add_delivery(
         self,
@@ -489,10 +342,6 @@ class WebhookStore(AutocommitStore):
                     })  # fmt: skip
         return out
 
-    def get_delivery(self, delivery_id: int) -> Delivery | None:
-        row = self._one(f"SELECT {_DL_COLS} FROM webhook_deliveries WHERE id = %(d)s", {"d": delivery_id})
-        return _delivery(row) if row else None
-
     # -- draining (workers) -------------------------------------------------------------------------
     def session(self) -> AbstractContextManager[psycopg.Connection[Any]]:
         """One pooled psycopg connection in autocommit for a whole drain (the hot path skips
@@ -557,3 +406,45 @@ class WebhookStore(AutocommitStore):
     def due_endpoints(self, grace_s: float, limit: int = 1000) -> list[str]:
         """Endpoints whose head delivery has been due for ``grace_s`` and that nobody is draining."""
         return [r[0] for r in self._all(SWEEP_SQL, {"grace": grace_s, "n": limit})]
+
+
+LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('agentflow'), hashtext('webhook-relay'))"
+
+
+class RelayLeadership:
+    """One relay per database: a session advisory lock on a connection of its own, held while the
+    session lives. Standbys call ``hold()`` until they get it."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._conn: psycopg.Connection[Any] | None = None
+
+    def hold(self) -> bool:
+        """True while this process holds the lock (taking it if it is free). A lost session answers
+        False once, so the holder starts over (reloads its checkpoint) when it gets the lock again."""
+        if self._conn is not None:
+            try:
+                if not self._conn.closed:
+                    self._conn.execute("SELECT 1")
+                    return True
+            except psycopg.Error:
+                pass
+            self.release()
+            return False
+        try:
+            conn = connect_raw(self.database_url, autocommit=True, application_name="agentflow-webhook-relay")
+        except psycopg.Error as exc:
+            log.warning("relay cannot connect: %s", exc)
+            return False
+        got = bool(conn.execute(LOCK_SQL).fetchone()[0])  # type: ignore[index]
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def release(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None

@@ -39,10 +39,6 @@ SESSION_EVENTS = frozenset(EVENT_STAGE)
 API_EVENT_TYPES: dict[str, str] = {**SESSION_EVENT_TYPES, "checkout": "CheckoutStarted"}
 
 
-def stage_of(event_type: str) -> str | None:
-    return EVENT_STAGE.get(event_type)
-
-
 def furthest_stage(current: str | None, event_type: str) -> str | None:
     """The stage after an event: never moves backwards."""
     new = EVENT_STAGE.get(event_type)

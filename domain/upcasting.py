@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
-from domain.events import EVENT_TYPES
+from domain.events import EVENT_TYPES, RecordedEvent
 from domain.money import parse_amount
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
-
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
-
-
-def register(event_type: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
-    def wrap(fn: Upcaster) -> Upcaster:
-        key = (event_type, from_version)
-        if key in UPCASTERS:
-            raise ValueError(f"duplicate upcaster for {key}")
-        UPCASTERS[key] = fn
-        return fn
-
-    return wrap
 
 
 def current_version(event_type: str) -> int:
@@ -46,7 +35,15 @@ def upcast(event_type: str, schema_version: int, data: dict[str, Any]) -> tuple[
     return version, data
 
 
-@register("OrderPlaced", 1)
+def upcast_event(event: RecordedEvent) -> RecordedEvent:
+    """A stored event at the current schema version of its type (the same object when it is current).
+    Every reader of the event store hands out events through this."""
+    version, data = upcast(event.event_type, event.schema_version, event.data)
+    if version == event.schema_version:
+        return event
+    return dataclasses.replace(event, schema_version=version, data=data)
+
+
 def _order_placed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 lines carried ``unit_price`` as a major-unit decimal string and there was no total."""
     currency = data["currency"]
@@ -65,7 +62,13 @@ def _order_placed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@register("OrderRefunded", 1)
 def _order_refunded_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """v1 refunds were money only: nothing came back."""
     return {**data, "lines": [], "restock": False}
+
+
+# (event type, stored version) -> the step to the next version
+UPCASTERS: Mapping[tuple[str, int], Upcaster] = MappingProxyType({
+    ("OrderPlaced", 1): _order_placed_v1_to_v2,
+    ("OrderRefunded", 1): _order_refunded_v1_to_v2,
+})

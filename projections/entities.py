@@ -16,6 +16,7 @@ from typing import Any
 
 from domain.events import RecordedEvent
 from domain.money import to_major
+from projections.feeds import ORDER_OWNER
 from projections.rows import ORDER_LINES, ORDERS, PRODUCTS, SESSIONS, USERS, MemoryLookup, Row, project
 
 ENTITY_TABLES = {"order": ORDERS, "user": USERS, "product": PRODUCTS, "session": SESSIONS}
@@ -147,8 +148,8 @@ def user_entity(user: Row, orders: Iterable[Row], lines: Iterable[Row]) -> Entit
 def fold_entity(entity_type: str, entity_id: str, events: list[RecordedEvent]) -> dict[str, Any] | None:
     """Entity ``data`` after folding ``events`` (position order; one tenant), or None if absent.
 
-    For a user, pass the user's stream plus the streams of their orders and the products they
-    bought (categories come from product rows).
+    Pass at least the streams that feed the entity and those its fold looks up (projections/feeds.py;
+    the event store's ``read_entity_events_until`` reads exactly these).
     """
     found = fold_entity_row(entity_type, entity_id, events)
     return found.data if found is not None else None
@@ -169,7 +170,8 @@ def fold_entity_row(entity_type: str, entity_id: str, events: list[RecordedEvent
         return None
     if entity_type in ROW_ENTITIES:
         return ROW_ENTITIES[entity_type](row)
-    orders = [o for o in mem.tables[ORDERS].values() if o["user_id"] == entity_id]
+    # the orders that feed the user: an orders row carries its OrderPlaced's link field
+    orders = [o for o in mem.tables[ORDERS].values() if o[ORDER_OWNER.field] == entity_id]
     ids = {o["order_id"] for o in orders}
     lines = [ln for ln in mem.tables[ORDER_LINES].values() if ln["order_id"] in ids]
     return user_entity(row, orders, lines)

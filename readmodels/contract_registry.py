@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from domain.events import EVENT_TYPES
-from readmodels.clickhouse import COLUMNS
+from readmodels.schema import COLUMNS
 from readmodels.windows import GRAINS, NOW, WINDOWS
 
 CONTRACTS_DIR = Path(__file__).with_name("contracts")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from projections.entities import ENTITY_TABLES, ROW_ENTITIES, EntityData, user_entity
 from projections.rows import ORDER_LINES, ORDERS
-from readmodels.clickhouse import ClickHouseStore
 from readmodels.contract_registry import REGISTRY
+from readmodels.ports import ReadModelStore
 
 EntityRow = EntityData
 
@@ -22,7 +22,7 @@ ENTITY_FIELDS: dict[str, tuple[str, str, dict[str, str]]] = {
 }
 
 
-def get_entity(store: ClickHouseStore, tenant_id: str, entity_type: str, entity_id: str) -> EntityRow | None:
+def get_entity(store: ReadModelStore, tenant_id: str, entity_type: str, entity_id: str) -> EntityRow | None:
     table = ENTITY_TABLES.get(entity_type)
     if table is None:
         return None

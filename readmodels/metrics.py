@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.session import ACTIVE_WINDOW_SECONDS
-from readmodels.clickhouse import ClickHouseStore, ms
 from readmodels.contract_registry import DIMENSION_COLUMNS, REGISTRY
 from readmodels.metric_specs import SPECS, Aggregates, MetricSpec
+from readmodels.ports import ReadModelStore
+from readmodels.schema import ms
 from readmodels.windows import GRAINS, NOW, WINDOWS
 
 __all__ = ["GRAINS", "METRICS", "NOW", "WINDOWS", "MetricDef", "MetricResult", "compute_metric"]
@@ -104,7 +105,7 @@ def _filters_sql(m: MetricDef, filters: dict[str, str]) -> tuple[str, dict[str, 
 
 
 def _aggregate(
-    store: ClickHouseStore,
+    store: ReadModelStore,
     spec: MetricSpec,
     tenant_id: str,
     since: datetime | None,
@@ -142,7 +143,7 @@ def _aggregate(
     return out
 
 
-def _active_sessions(store: ClickHouseStore, tenant_id: str, now: datetime) -> MetricResult:
+def _active_sessions(store: ReadModelStore, tenant_id: str, now: datetime) -> MetricResult:
     rows = store.query(
         "SELECT count() AS n FROM {db}.sessions FINAL WHERE tenant_id = {t:String} "
         "AND last_event_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC') "
@@ -152,7 +153,7 @@ def _active_sessions(store: ClickHouseStore, tenant_id: str, now: datetime) -> M
     return MetricResult(float(rows[0]["n"]), "sessions", {"active_window_seconds": ACTIVE_WINDOW_SECONDS})
 
 
-def accepted_commands(store: ClickHouseStore, tenant_id: str, window: str, now: datetime) -> int:
+def accepted_commands(store: ReadModelStore, tenant_id: str, window: str, now: datetime) -> int:
     rows = store.query(
         "SELECT uniqExactIf(command_id, command_id != '') AS n FROM {db}.events "
         "WHERE tenant_id = {t:String} AND " + _IN_WINDOW.format(col="recorded_at"),
@@ -162,7 +163,7 @@ def accepted_commands(store: ClickHouseStore, tenant_id: str, window: str, now: 
 
 
 def _error_rate(
-    store: ClickHouseStore, tenant_id: str, window: str, now: datetime, rejected: int
+    store: ReadModelStore, tenant_id: str, window: str, now: datetime, rejected: int
 ) -> MetricResult:
     accepted = accepted_commands(store, tenant_id, window, now)
     total = accepted + rejected
@@ -185,7 +186,7 @@ def metric_def(name: str, window: str) -> MetricDef:
 
 
 def compute_metric(
-    store: ClickHouseStore,
+    store: ReadModelStore,
     tenant_id: str,
     name: str,
     window: str,
@@ -211,7 +212,7 @@ def compute_metric(
 
 
 def compute_series(
-    store: ClickHouseStore,
+    store: ReadModelStore,
     tenant_id: str,
     name: str,
     window: str,

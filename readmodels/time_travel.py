@@ -20,21 +20,14 @@ or cancelled / refunded).
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from connectors.event_store import EVENT_COLUMNS, PostgresEventStore, row_to_event
 from domain.events import RecordedEvent
 from domain.session import ACTIVE_WINDOW_SECONDS
 from projections.rows import (
     EVENTS,
-    KEY_COLUMNS,
     ORDER_LINES,
     ORDERS,
     PAYMENTS,
@@ -47,7 +40,6 @@ from projections.rows import (
     invalid_reason,
     project,
 )
-from readmodels.clickhouse import ClickHouseStore
 from readmodels.metrics import (
     NOW,
     WINDOWS,
@@ -58,12 +50,11 @@ from readmodels.metrics import (
     compute_series,
     metric_def,
 )
+from readmodels.ports import EventHistory, ReadModelStore
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS = int(os.environ.get("AGENTFLOW_TIME_TRAVEL_MAX_EVENTS", "100000"))
-SCRATCH_PREFIX = "agentflow_tt_"
-SCRATCH_MAX_AGE_S = 3600  # scratch databases older than this are leftovers of a crashed process
+DEFAULT_MAX_EVENTS = 100_000  # AGENTFLOW_TIME_TRAVEL_MAX_EVENTS
 
 # read-model table -> the stream type whose events build its rows
 _STREAM_OF = {
@@ -115,18 +106,8 @@ class _Budget:
         return events
 
 
-def _select(
-    store: PostgresEventStore, where: str, params: dict[str, Any], budget: _Budget
-) -> list[RecordedEvent]:
-    sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE {where} ORDER BY position LIMIT %(limit)s"
-    with store.engine.connect() as conn:
-        rows = conn.exec_driver_sql(sql, {**params, "limit": budget.left + 1}).all()
-        conn.rollback()
-    return budget.take([row_to_event(r) for r in rows])
-
-
 def events_for_table(
-    store: PostgresEventStore,
+    history: EventHistory,
     tenant_id: str,
     table: str,
     since: datetime | None,
@@ -138,32 +119,9 @@ def events_for_table(
     range (or of every stream of the table's type when ``since`` is None). Order lines also get the
     registrations of their products (their category). The events table gets the events recorded in
     (since, until]."""
-    params: dict[str, Any] = {"t": tenant_id, "u": until}
-    if since is not None:
-        params["s"] = since
     if table == EVENTS:
-        if since is None:
-            return _select(store, "tenant_id = %(t)s AND recorded_at <= %(u)s", params, budget)
-        # recorded_at >= occurred_at (transaction start); the occurred_at bound only lets the
-        # (tenant_id, occurred_at) index cut the scan: an append's transaction never spans an hour
-        params["s0"] = since - timedelta(hours=1)
-        return _select(
-            store,
-            "tenant_id = %(t)s AND occurred_at > %(s0)s AND occurred_at <= %(u)s "
-            "AND recorded_at > %(s)s AND recorded_at <= %(u)s",
-            params,
-            budget,
-        )
-    params["st"] = _STREAM_OF[table]
-    if since is None:
-        where = "tenant_id = %(t)s AND stream_type = %(st)s AND occurred_at <= %(u)s"
-    else:
-        where = (
-            "tenant_id = %(t)s AND stream_type = %(st)s AND occurred_at <= %(u)s AND stream_id IN ("
-            "SELECT DISTINCT stream_id FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
-            "AND occurred_at >= %(s)s AND occurred_at <= %(u)s)"
-        )
-    events = _select(store, where, params, budget)
+        return budget.take(history.recorded_between(tenant_id, since, until, budget.left + 1))
+    events = budget.take(history.streams_touched(tenant_id, _STREAM_OF[table], since, until, budget.left + 1))
     if table == ORDER_LINES:
         products = sorted(
             {
@@ -174,13 +132,7 @@ def events_for_table(
             }
         )
         if products:
-            registered = _select(
-                store,
-                "tenant_id = %(t)s AND stream_type = 'product' AND stream_id = ANY(%(ids)s) "
-                "AND event_type = 'ProductRegistered' AND occurred_at <= %(u)s",
-                {"t": tenant_id, "u": until, "ids": products},
-                budget,
-            )
+            registered = budget.take(history.registrations(tenant_id, products, until, budget.left + 1))
             events = sorted([*events, *registered], key=lambda e: e.position)
     return events
 
@@ -194,80 +146,12 @@ def fold_rows(events: Sequence[RecordedEvent], table: str) -> list[Row]:
     return list(mem.tables[table].values())
 
 
-# ---- scratch databases on the live engine -----------------------------------------------------
-
-
-class ScratchStore(ClickHouseStore):
-    """A throwaway database on the live store's engine, client and lock (chdb: one path per process).
-
-    Built from the live store (its __init__ would open another client and create every table)."""
-
-    def __init__(self, live: ClickHouseStore, database: str) -> None:
-        self.__dict__.update(vars(live))
-        if not database.startswith(SCRATCH_PREFIX) or not database.replace("_", "").isalnum():
-            raise ValueError(f"bad scratch database name {database!r}")
-        self.database = database
-
-    def create(self, tables: Sequence[str]) -> None:
-        with self._lock:
-            self.client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            for table in tables:
-                cols = ", ".join(f"{c} {ty}" for c, ty in self.columns(table))
-                order_by = ", ".join(("tenant_id", *KEY_COLUMNS[table]))
-                self.client.command(
-                    f"CREATE TABLE IF NOT EXISTS {self.t(table)} ({cols}) "
-                    f"ENGINE = ReplacingMergeTree(version) ORDER BY ({order_by})"
-                )
-
-    def drop_all(self) -> None:
-        with self._lock:
-            self.client.command(f"DROP DATABASE IF EXISTS {self.database} SYNC")
-
-    def close(self) -> None:
-        """The client is the live store's: never closed here."""
-
-
-_SWEPT: set[str] = set()
-_SWEEP_LOCK = threading.Lock()
-
-
-def _sweep_leftovers(live: ClickHouseStore) -> None:
-    """Once per process and engine: drop scratch databases a crashed process left behind."""
-    with _SWEEP_LOCK:
-        if live.dsn in _SWEPT:
-            return
-        _SWEPT.add(live.dsn)
-    cutoff = int(time.time()) - SCRATCH_MAX_AGE_S
-    try:
-        rows = live.query(
-            "SELECT name FROM system.databases WHERE startsWith(name, {p:String})", {"p": SCRATCH_PREFIX}
-        )
-        for r in rows:
-            stamp = str(r["name"])[len(SCRATCH_PREFIX) :].split("_", 1)[0]
-            if stamp.isdigit() and int(stamp) < cutoff:
-                ScratchStore(live, str(r["name"])).drop_all()
-    except Exception:  # a sweep is housekeeping: never fail a read for it
-        log.warning("could not sweep leftover time-travel databases", exc_info=True)
-
-
-@contextmanager
-def scratch_store(live: ClickHouseStore, tables: Sequence[str]) -> Iterator[ScratchStore]:
-    """A fresh database with ``tables`` on the live engine, dropped on exit."""
-    _sweep_leftovers(live)
-    scratch = ScratchStore(live, f"{SCRATCH_PREFIX}{int(time.time())}_{uuid.uuid4().hex}")
-    try:
-        scratch.create(tables)
-        yield scratch
-    finally:
-        scratch.drop_all()
-
-
 # ---- metrics ----------------------------------------------------------------------------------
 
 
 def historical_metric(
-    events: PostgresEventStore,
-    live: ClickHouseStore,
+    events: EventHistory,
+    live: ReadModelStore,
     tenant_id: str,
     name: str,
     window: str,
@@ -275,7 +159,7 @@ def historical_metric(
     as_of: datetime,
     rejected_commands: int = 0,
     filters: dict[str, str] | None = None,
-    max_events: int | None = None,
+    max_events: int = DEFAULT_MAX_EVENTS,
 ) -> MetricResult:
     """The metric over the window ending at ``as_of``, from the events that had occurred by then.
 
@@ -286,10 +170,10 @@ def historical_metric(
         if dim not in m.dimensions:
             raise UnsupportedDimension(f"{name} offers dimensions {', '.join(m.dimensions) or 'none'}")
     table = m.tables[0]
-    budget = _Budget(MAX_EVENTS if max_events is None else max_events, name, window)
+    budget = _Budget(max_events, name, window)
     found = events_for_table(events, tenant_id, table, _window_start(name, window, as_of), as_of, budget)
     rows = fold_rows(found, table)
-    with scratch_store(live, [table]) as scratch:
+    with live.scratch([table]) as scratch:
         scratch.insert_rows(table, rows)
         return compute_metric(
             scratch,
@@ -304,8 +188,8 @@ def historical_metric(
 
 
 def historical_series(
-    events: PostgresEventStore,
-    live: ClickHouseStore,
+    events: EventHistory,
+    live: ReadModelStore,
     tenant_id: str,
     name: str,
     window: str,
@@ -313,7 +197,7 @@ def historical_series(
     currency: str,
     as_of: datetime,
     filters: dict[str, str] | None = None,
-    max_events: int | None = None,
+    max_events: int = DEFAULT_MAX_EVENTS,
 ) -> tuple[str, list[dict[str, Any]]]:
     """``compute_series`` over the window ending at ``as_of``, from the events that had occurred by then
     (raises like ``compute_series`` and TimeTravelTooLarge)."""
@@ -321,10 +205,10 @@ def historical_series(
     if grain not in m.grains:
         raise UnsupportedGrain(f"{name} offers grains {', '.join(m.grains) or 'none'}")
     table = m.tables[0]
-    budget = _Budget(MAX_EVENTS if max_events is None else max_events, name, window)
+    budget = _Budget(max_events, name, window)
     found = events_for_table(events, tenant_id, table, _window_start(name, window, as_of), as_of, budget)
     rows = fold_rows(found, table)
-    with scratch_store(live, [table]) as scratch:
+    with live.scratch([table]) as scratch:
         scratch.insert_rows(table, rows)
         return compute_series(scratch, tenant_id, name, window, grain, currency, as_of, filters)
 
@@ -347,7 +231,7 @@ def _seconds(a: datetime, b: datetime) -> float:
 
 
 def order_timeline(
-    store: PostgresEventStore, tenant_id: str, order_id: str, as_of: datetime | None = None
+    store: EventHistory, tenant_id: str, order_id: str, as_of: datetime | None = None
 ) -> dict[str, Any] | None:
     """Every event of the order's stream (position order; up to ``as_of`` when given), or None.
 

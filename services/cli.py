@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 from services.config import settings_from_env
 
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     mig = sub.add_parser("migrate", help="apply database migrations to AGENTFLOW_DATABASE_URL")
     mig.add_argument("--database-url", default=None)
 
-    from services.workers.cli import add_worker_command
+    from services.webhooks.cli import add_worker_command
 
     add_worker_command(sub)
 
@@ -58,11 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
-    install_logging()
+    try:
+        env_settings = settings_from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    install_logging(env_settings.log_level)
     if args.command == "up":
         from services.launcher import run_up
 
-        overrides: dict[str, object] = {
+        overrides: dict[str, Any] = {
             "host": args.host,
             "port": args.port,
             "data_dir": args.data_dir,
@@ -73,11 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["iceberg_enabled"] = False
         if args.distributed:
             overrides["deployment"] = "distributed"
-        try:
-            settings = settings_from_env(**overrides)
-        except ValueError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        settings = env_settings.with_(**overrides)
         if args.external and not (args.distributed and settings.kafka_bootstrap):
             print(
                 "error: --external needs --distributed and AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr
@@ -87,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = dataclasses.replace(settings, kafka_bootstrap=None)  # start our own stack
         return run_up(settings, demo=args.demo, demo_rate=args.demo_rate)
     if args.command == "worker":
-        from services.workers.cli import run_worker_command
+        from services.webhooks.cli import run_worker_command
 
-        return run_worker_command(args)
+        return run_worker_command(args, env_settings)
     if args.command == "projections":
         from services.projections_cli import run_projections_command
 
@@ -101,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "down":
         from services.launcher import run_down
 
-        return run_down(args.data_dir or settings_from_env().data_dir)
+        return run_down(args.data_dir or env_settings.data_dir)
     if args.command == "migrate":
         from migrations import run_migrations
 
-        url = args.database_url or settings_from_env().database_url
+        url = args.database_url or env_settings.database_url
         if not url:
             print("error: pass --database-url or set AGENTFLOW_DATABASE_URL", file=sys.stderr)
             return 2

@@ -1,40 +1,90 @@
-"""Runtime settings, read once from the environment and the command line."""
+"""Every ``AGENTFLOW_*`` setting, read once from the environment here and nowhere else.
+
+``settings_from_env()`` builds the server's :class:`Settings` (``agentflow up``, ``agentflow worker``,
+the benchmarks and the tests all go through it); ``client_settings_from_env()`` the admin CLIs' target.
+``ENV_VARS`` lists every variable; docs/configuration.md is ``configuration_table()``, and a test keeps
+both equal to the variables the code reads.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from connectors.database import DEFAULT_DB_THREADS
+
+# seconds before each webhook attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
+DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+DEFAULT_MAX_STREAMS = 5
+DEFAULT_TIME_TRAVEL_MAX_EVENTS = 100_000
+
+# variable -> what it sets (docs/configuration.md is generated from the same words)
+ENV_VARS: dict[str, str] = {
+    "AGENTFLOW_DATA_DIR": "data directory of `agentflow up` (default `.agentflow`)",
+    "AGENTFLOW_HOST": "address the API binds (default 127.0.0.1)",
+    "AGENTFLOW_PORT": "port the API binds (default 8000)",
+    "AGENTFLOW_DATABASE_URL": "an existing Postgres 15+ instead of the own cluster",
+    "AGENTFLOW_CLICKHOUSE_DSN": "`http(s)://` ClickHouse server instead of embedded chdb",
+    "AGENTFLOW_API_KEYS": "`key:tenant` pairs, comma-separated; without it a development key is created",
+    "AGENTFLOW_ADMIN_API_KEYS": "keys allowed on admin routes, comma-separated (unset: every key)",
+    "AGENTFLOW_REPORTING_CURRENCY": "default currency of money metrics (USD)",
+    "AGENTFLOW_RATE_LIMIT_RPM": "requests a minute per API key (unset: no limit)",
+    "AGENTFLOW_ICEBERG": "`0` leaves the Iceberg lake out",
+    "AGENTFLOW_WORKERS": "`0` leaves the embedded webhook worker fleet out",
+    "AGENTFLOW_ALERTS": "`0` leaves the alert evaluator out",
+    "AGENTFLOW_ALERT_SWEEP_S": "seconds between alert sweeps (5)",
+    "AGENTFLOW_LEGACY_SOURCES": "`0` leaves legacy-database capture out",
+    "AGENTFLOW_SSE_MAX_STREAMS": f"concurrent SSE streams per process ({DEFAULT_MAX_STREAMS})",
+    "AGENTFLOW_SLO_FILE": "YAML file replacing the default service-level objectives",
+    "AGENTFLOW_SLO_OVERRIDES": "JSON object adjusting objectives by name",
+    "AGENTFLOW_TIME_TRAVEL_MAX_EVENTS": f"events an `as_of` read may fold ({DEFAULT_TIME_TRAVEL_MAX_EVENTS})",
+    "AGENTFLOW_DB_THREADS": f"threads (and pooled connections) for database work ({DEFAULT_DB_THREADS})",
+    "AGENTFLOW_LOG_LEVEL": "log level (INFO)",
+    "AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS": "with `--external`: the Kafka to read serving upserts from",
+    "AGENTFLOW_CONNECT_URL": "with `--external`: register the Debezium connector on this Kafka Connect",
+    "AGENTFLOW_KAFKA_TOPIC_PREFIX": "topics `<prefix>.events`, `.serving`, `.deadletter` (agentflow)",
+    "AGENTFLOW_LOADER_GROUP": "consumer group of the serving loader (default: one per host)",
+    "AGENTFLOW_REDIS_URL": "`agentflow worker`: the Redis broker (unset: dramatiq-postgres)",
+    "AGENTFLOW_WORKER_THREADS": "webhook worker threads per process (8)",
+    "AGENTFLOW_WEBHOOK_ALLOW_PRIVATE": "`1` lets webhooks reach loopback/private addresses",
+    "AGENTFLOW_WEBHOOK_RETRY_SCHEDULE": "seconds before each delivery attempt, comma-separated",
+    "AGENTFLOW_WEBHOOK_TIMEOUT_S": "seconds per delivery attempt (10)",
+    "AGENTFLOW_WEBHOOK_LEASE_MARGIN_S": "seconds an endpoint lease outlives an attempt (10)",
+    "AGENTFLOW_WEBHOOK_SWEEP_S": "seconds between relay sweeps for due work (1)",
+    "AGENTFLOW_WEBHOOK_RELAY_POLL_S": "seconds between relay polls of the event store (0.1)",
+    "AGENTFLOW_PG_BIN": "directory of initdb/pg_ctl/postgres for the own cluster",
+    "AGENTFLOW_JVM_OPTS": "extra JVM options for the embedded Debezium engine (legacy sources)",
+    "AGENTFLOW_URL": "admin CLIs: the running API (default http://HOST:PORT)",
+    "AGENTFLOW_API_KEY": "admin CLIs: the key they send",
+}
 
 
-@dataclass(frozen=True)
-class Settings:
-    data_dir: Path = Path(".agentflow")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    database_url: str | None = None  # an external Postgres; None = own cluster under data_dir
-    clickhouse_dsn: str | None = None  # None = chdb under data_dir
-    api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant
-    reporting_currency: str = "USD"
-    min_position_timeout_s: float = 5.0
-    rate_limit_rpm: int | None = None  # per API key; None = no limit
-    iceberg_enabled: bool = True
-    iceberg_batch_rows: int = 5000
-    iceberg_batch_age_s: float = 5.0
-    # distributed deployment (docs/distributed.md)
-    deployment: str = "embedded"  # "embedded" | "distributed"
-    kafka_bootstrap: str | None = None  # None with --distributed = start our own stack
-    topic_prefix: str = "agentflow"
-    loader_group: str | None = None
-    connect_url: str | None = None  # register the Debezium connector there at start (external stack)
+class ConfigError(ValueError):
+    """A setting has a value AgentFlow cannot use; the message names the variable."""
 
-    @property
-    def chdb_path(self) -> Path:
-        return self.data_dir / "clickhouse"
 
-    @property
-    def resolved_clickhouse_dsn(self) -> str:
-        return self.clickhouse_dsn or f"chdb://{self.chdb_path.resolve()}"
+def _flag(raw: str | None, default: bool) -> bool:
+    if raw is None or raw.strip() == "":
+        return default
+    return raw.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[float] | type[int], minimum: float) -> Any:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        value = kind(raw)
+    except ValueError as exc:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(f"{name} must be {what}, not {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
 
 
 def parse_api_keys(raw: str | None) -> dict[str, str]:
@@ -46,37 +96,185 @@ def parse_api_keys(raw: str | None) -> dict[str, str]:
             continue
         key, sep, tenant = item.partition(":")
         if not sep or not key.strip() or not tenant.strip():
-            raise ValueError(f"AGENTFLOW_API_KEYS entry {item!r} is not key:tenant")
+            raise ConfigError(f"AGENTFLOW_API_KEYS entry {item!r} is not key:tenant")
         keys[key.strip()] = tenant.strip()
     return keys
 
 
-def _positive_int(raw: str | None, name: str) -> int | None:
-    if not raw:
-        return None
+def parse_schedule(raw: str) -> tuple[float, ...]:
+    """``"0,5,300"`` -> (0.0, 5.0, 300.0): the delay before attempt 1, 2, 3 ..."""
     try:
-        value = int(raw)
+        values = tuple(float(x) for x in raw.split(",") if x.strip())
     except ValueError as exc:
-        raise ValueError(f"{name} must be a whole number, not {raw!r}") from exc
-    if value <= 0:
-        raise ValueError(f"{name} must be positive")
-    return value
+        raise ConfigError(
+            f"AGENTFLOW_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, not {raw!r}"
+        ) from exc
+    if not values or any(v < 0 for v in values):
+        raise ConfigError("AGENTFLOW_WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
+    return values
 
 
-def settings_from_env(**overrides: object) -> Settings:
-    env = os.environ
-    values: dict[str, object] = {
-        "data_dir": Path(env.get("AGENTFLOW_DATA_DIR", ".agentflow")),
+@dataclass(frozen=True)
+class WebhookSettings:
+    schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    timeout_s: float = 10.0  # per attempt: connect + send + response
+    allow_private: bool = False  # loopback/private/link-local destinations (tests, trusted networks)
+    max_retry_after_s: float = 36000.0  # a Retry-After beyond this is capped
+    lease_margin_s: float = 10.0  # an endpoint lease outlives an attempt by this much
+    sweep_interval_s: float = 1.0  # how often the relay looks for due work nobody is delivering
+    drain_batch: int = 200  # deliveries one drain message handles before yielding to other endpoints
+    worker_threads: int = 8
+    relay_poll_s: float = 0.1
+    response_excerpt_chars: int = 500
+    queue_name: str = "webhooks"
+    secret_grace_s: float = 24 * 3600.0  # a rotated-out secret keeps signing this long
+
+    @property
+    def lease_s(self) -> float:
+        return self.timeout_s + self.lease_margin_s
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".agentflow")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str | None = None  # an external Postgres; None = own cluster under data_dir
+    clickhouse_dsn: str | None = None  # None = chdb under data_dir
+    api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant
+    admin_api_keys: frozenset[str] | None = None  # None: every key may use the admin routes
+    reporting_currency: str = "USD"
+    min_position_timeout_s: float = 5.0
+    rate_limit_rpm: int | None = None  # per API key; None = no limit
+    iceberg_enabled: bool = True
+    iceberg_batch_rows: int = 5000
+    iceberg_batch_age_s: float = 5.0
+    workers_enabled: bool = True
+    alerts_enabled: bool = True
+    alert_sweep_s: float = 5.0
+    legacy_sources_enabled: bool = True
+    sse_max_streams: int = DEFAULT_MAX_STREAMS
+    slo_file: Path | None = None
+    slo_overrides: dict[str, Any] = field(default_factory=dict)
+    time_travel_max_events: int = DEFAULT_TIME_TRAVEL_MAX_EVENTS
+    db_threads: int = DEFAULT_DB_THREADS
+    log_level: str = "INFO"
+    jvm_opts: tuple[str, ...] = ()
+    pg_bin: Path | None = None
+    # distributed deployment (docs/distributed.md)
+    deployment: str = "embedded"  # "embedded" | "distributed"
+    kafka_bootstrap: str | None = None  # None with --distributed = start our own stack
+    topic_prefix: str = "agentflow"
+    loader_group: str | None = None
+    connect_url: str | None = None  # register the Debezium connector there at start (external stack)
+    redis_url: str | None = None  # `agentflow worker`: Redis broker instead of dramatiq-postgres
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "clickhouse"
+
+    @property
+    def resolved_clickhouse_dsn(self) -> str:
+        return self.clickhouse_dsn or f"chdb://{self.chdb_path.resolve()}"
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` (None values ignored: an unset command-line flag changes nothing)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _webhooks_from_env(env: Mapping[str, str]) -> WebhookSettings:
+    values: dict[str, Any] = {"allow_private": _flag(env.get("AGENTFLOW_WEBHOOK_ALLOW_PRIVATE"), False)}
+    if raw := env.get("AGENTFLOW_WEBHOOK_RETRY_SCHEDULE"):
+        values["schedule"] = parse_schedule(raw)
+    for name, var in (
+        ("timeout_s", "AGENTFLOW_WEBHOOK_TIMEOUT_S"),
+        ("lease_margin_s", "AGENTFLOW_WEBHOOK_LEASE_MARGIN_S"),
+        ("sweep_interval_s", "AGENTFLOW_WEBHOOK_SWEEP_S"),
+        ("relay_poll_s", "AGENTFLOW_WEBHOOK_RELAY_POLL_S"),
+    ):
+        if (value := _number(env, var, float, 0.0)) is not None:
+            values[name] = value
+    if (threads := _number(env, "AGENTFLOW_WORKER_THREADS", int, 1)) is not None:
+        values["worker_threads"] = threads
+    return WebhookSettings(**values)
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """The server's settings; ``overrides`` (command-line flags) win over the environment."""
+    env = os.environ if env is None else env
+    admin = [k.strip() for k in (env.get("AGENTFLOW_ADMIN_API_KEYS") or "").split(",") if k.strip()]
+    overrides_raw = env.get("AGENTFLOW_SLO_OVERRIDES")
+    try:
+        slo_overrides = json.loads(overrides_raw) if overrides_raw else {}
+    except ValueError as exc:
+        raise ConfigError(f"AGENTFLOW_SLO_OVERRIDES is not JSON: {exc}") from exc
+    values: dict[str, Any] = {
+        "data_dir": Path(env.get("AGENTFLOW_DATA_DIR") or ".agentflow"),
+        "host": env.get("AGENTFLOW_HOST") or "127.0.0.1",
+        "port": _number(env, "AGENTFLOW_PORT", int, 1) or 8000,
         "database_url": env.get("AGENTFLOW_DATABASE_URL") or None,
         "clickhouse_dsn": env.get("AGENTFLOW_CLICKHOUSE_DSN") or None,
         "api_keys": parse_api_keys(env.get("AGENTFLOW_API_KEYS")),
-        "reporting_currency": env.get("AGENTFLOW_REPORTING_CURRENCY", "USD"),
-        "iceberg_enabled": env.get("AGENTFLOW_ICEBERG", "1") not in ("0", "false", "no"),
+        "admin_api_keys": frozenset(admin) if admin else None,
+        "reporting_currency": (env.get("AGENTFLOW_REPORTING_CURRENCY") or "USD").upper(),
+        "rate_limit_rpm": _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 1),
+        "iceberg_enabled": _flag(env.get("AGENTFLOW_ICEBERG"), True),
+        "workers_enabled": _flag(env.get("AGENTFLOW_WORKERS"), True),
+        "alerts_enabled": _flag(env.get("AGENTFLOW_ALERTS"), True),
+        "alert_sweep_s": _number(env, "AGENTFLOW_ALERT_SWEEP_S", float, 0.01) or 5.0,
+        "legacy_sources_enabled": _flag(env.get("AGENTFLOW_LEGACY_SOURCES"), True),
+        "sse_max_streams": _number(env, "AGENTFLOW_SSE_MAX_STREAMS", int, 1) or DEFAULT_MAX_STREAMS,
+        "slo_file": Path(env["AGENTFLOW_SLO_FILE"]) if env.get("AGENTFLOW_SLO_FILE") else None,
+        "slo_overrides": slo_overrides,
+        "time_travel_max_events": _number(env, "AGENTFLOW_TIME_TRAVEL_MAX_EVENTS", int, 1)
+        or DEFAULT_TIME_TRAVEL_MAX_EVENTS,
+        "db_threads": _number(env, "AGENTFLOW_DB_THREADS", int, 1) or DEFAULT_DB_THREADS,
+        "log_level": (env.get("AGENTFLOW_LOG_LEVEL") or "INFO").upper(),
+        "jvm_opts": tuple((env.get("AGENTFLOW_JVM_OPTS") or "").split()),
+        "pg_bin": Path(env["AGENTFLOW_PG_BIN"]) if env.get("AGENTFLOW_PG_BIN") else None,
         "kafka_bootstrap": env.get("AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS") or None,
         "topic_prefix": env.get("AGENTFLOW_KAFKA_TOPIC_PREFIX") or "agentflow",
         "loader_group": env.get("AGENTFLOW_LOADER_GROUP") or None,
         "connect_url": env.get("AGENTFLOW_CONNECT_URL") or None,
-        "rate_limit_rpm": _positive_int(env.get("AGENTFLOW_RATE_LIMIT_RPM"), "AGENTFLOW_RATE_LIMIT_RPM"),
+        "redis_url": env.get("AGENTFLOW_REDIS_URL") or None,
+        "webhooks": _webhooks_from_env(env),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where the admin CLIs (``agentflow sources|projections``) send their requests."""
+
+    url: str
+    api_key: str | None
+
+
+def client_settings_from_env(
+    url: str | None = None, api_key: str | None = None, data_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ClientSettings:
+    """Flags first, then ``AGENTFLOW_URL``/``AGENTFLOW_API_KEY``, then the server's own settings: its
+    first configured key, or the development key under its data dir."""
+    env = os.environ if env is None else env
+    server = settings_from_env(env)
+    target = (url or env.get("AGENTFLOW_URL") or f"http://{server.host}:{server.port}").rstrip("/")
+    key = api_key or env.get("AGENTFLOW_API_KEY") or next(iter(server.api_keys), None)
+    if key is None:
+        try:
+            key = ((data_dir or server.data_dir) / "dev-api-key").read_text().strip() or None
+        except OSError:
+            key = None
+    return ClientSettings(target, key)
+
+
+def configuration_table() -> str:
+    """docs/configuration.md."""
+    rows = "\n".join(f"| `{name}` | {what} |" for name, what in ENV_VARS.items())
+    return (
+        "# Configuration\n\nEvery setting is an environment variable, read once at start by "
+        "`services/config.py`\n(command-line flags of `agentflow up` win over them).\n\n"
+        f"| variable | meaning |\n|---|---|\n{rows}\n"
+    )

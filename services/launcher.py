@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from services.api.app import create_app
-from services.auth import DEV_TENANT, ApiKeys, load_or_create_dev_key
+from services.auth import DEV_TENANT, load_or_create_dev_key
+from services.bootstrap import build
 from services.config import Settings
 from services.distributed.java_process import is_ours, pid_alive
-from services.runtime import Runtime
 
 if TYPE_CHECKING:
     from services.distributed.stack import DistributedStack
@@ -75,7 +75,7 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             from connectors.postgres_cluster import PostgresCluster
 
             _say(f"starting Postgres under {settings.data_dir / 'postgres'} ...")
-            cluster = PostgresCluster(settings.data_dir / "postgres")
+            cluster = PostgresCluster(settings.data_dir / "postgres", bin_dir=settings.pg_bin)
             cluster.start()
             database_url = cluster.local_url  # unix socket: cheaper round trips than TCP
             tcp_url = cluster.url  # the JVMs (Debezium, Iceberg's JDBC catalog) need TCP
@@ -92,8 +92,8 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
         if not keys:
             dev_key = load_or_create_dev_key(settings.data_dir)
             keys = {dev_key: DEV_TENANT}
-        runtime = Runtime(settings, database_url)
-        app = create_app(runtime, ApiKeys(keys))
+        container = build(settings, database_url, keys)
+        app = create_app(container)
         base = f"http://{settings.host}:{settings.port}"
         config = uvicorn.Config(
             app,
@@ -216,8 +216,7 @@ def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> Non
     _say("\n".join(lines))
 
 
-def install_logging() -> None:
-    level = os.environ.get("AGENTFLOW_LOG_LEVEL", "INFO").upper()
+def install_logging(level: str = "INFO") -> None:
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

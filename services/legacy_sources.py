@@ -3,7 +3,7 @@
 Embedded: one Debezium embedded engine per declared source (connectors/legacy/embedded_capture.py)
 inside this process; its batches go straight to the ingestor, and its offsets are committed only
 after the ingestor returns. Distributed: each source is a connector on Kafka Connect
-(connectors/legacy/connect_sources.py) writing ``<prefix>.legacy.<source>.<schema>.<table>`` topics;
+(connectors/legacy/connect_registration.py) writing ``<prefix>.legacy.<source>.<schema>.<table>`` topics;
 one consumer here feeds the ingestor and commits Kafka offsets only after it returns.
 
 Declarations live in Postgres (``cdc_sources``); a reconcile loop (every 2 s) starts captures for new
@@ -19,12 +19,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from commands.cache import AggregateCache
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.canonical import UnknownSource
+from connectors.legacy.declaration import SourceSpec
 from connectors.legacy.ingest import LegacyIngestor
+from connectors.legacy.jvm import EmbeddedJvm
 from connectors.legacy.registry import SourceNotFound, SourceRegistry, SourceStatus
-from connectors.legacy.sources import SourceSpec
 
 log = logging.getLogger("agentflow.legacy")
 
@@ -46,10 +48,15 @@ class LegacySources:
         topic_prefix: str = "agentflow",
         connect_url: str | None = None,
         group_id: str | None = None,
+        jvm_opts: tuple[str, ...] = (),
+        aggregates: AggregateCache | None = None,
     ) -> None:
+        """``aggregates``: the process's aggregate cache (shared with HTTP commands; default: its own)."""
+        # the process's JVM for embedded captures (started by the first one; JPype: one JVM per process)
+        self.jvm = EmbeddedJvm(jvm_opts)
         self.letters = letters
         self.registry = SourceRegistry(store.engine)
-        self.ingestor = LegacyIngestor(store, letters, self.registry)
+        self.ingestor = LegacyIngestor(store, letters, aggregates or AggregateCache(), self.registry)
         self.state_dir = state_dir
         self.mode = mode
         self.kafka_bootstrap = kafka_bootstrap
@@ -91,7 +98,7 @@ class LegacySources:
     def add(self, declaration: dict[str, Any], replace: bool = False) -> SourceStatus:
         spec = self.registry.add(declaration, replace=replace)
         if self.mode == "distributed" and self.connect_url:
-            from connectors.legacy.connect_sources import register_source_connector
+            from connectors.legacy.connect_registration import register_source_connector
 
             assert self.kafka_bootstrap
             try:
@@ -120,16 +127,16 @@ class LegacySources:
             capture.stop()
         try:
             if self.mode == "distributed" and self.connect_url:
-                from connectors.legacy.connect_sources import remove_source_connector
+                from connectors.legacy.connect_registration import remove_source_connector
 
                 remove_source_connector(self.connect_url, spec, topic_prefix=self.topic_prefix,
                                         bootstrap=self.kafka_bootstrap)
             elif spec.kind == "postgres":
-                from connectors.legacy.connect_sources import drop_postgres_capture
+                from connectors.legacy.debezium_config import drop_slot_and_publication
 
-                drop_postgres_capture(spec)  # the slot would pin the legacy database's WAL forever
+                drop_slot_and_publication(spec)  # the slot would pin the legacy database's WAL forever
         except Exception as exc:
-            from connectors.legacy.debezium_sources import publication_name, slot_name
+            from connectors.legacy.debezium_config import publication_name, slot_name
 
             what = (f"connector legacy-{name} on {self.connect_url}" if self.mode == "distributed"
                     else f"replication slot {slot_name(spec)} and publication {publication_name(spec)}")
@@ -140,12 +147,12 @@ class LegacySources:
 
     def replay_letter(self, letter: DeadLetter, corrected: dict[str, Any] | None) -> Any:
         """Re-translate a ``cdc`` dead letter under its source's current declaration (``corrected``:
-        a replacement ``after`` row image). Returns a services.replay.ReplayOutcome."""
+        a replacement ``after`` row image). Returns a commands.dead_letter_replay.ReplayOutcome."""
+        from commands.dead_letter_replay import ReplayConflict, ReplayOutcome, ReplayRejected
+        from commands.dead_letters import InvalidTransition
         from commands.validation import InvalidCommand
-        from connectors.dead_letters import InvalidTransition
         from connectors.legacy.translators import MissingReference, Untranslatable
         from domain.errors import DomainError
-        from services.replay import ReplayConflict, ReplayOutcome, ReplayRejected
 
         name = str((letter.record or {}).get("source") or "")
         try:
@@ -204,7 +211,7 @@ class LegacySources:
         process; a fresh Connect cluster, e.g. ``--external`` against a new one, gets them back)."""
         if not self.connect_url or not self.kafka_bootstrap:
             return
-        from connectors.legacy.connect_sources import register_source_connector
+        from connectors.legacy.connect_registration import register_source_connector
 
         for name in [n for n in declared if n not in self._registered]:
             try:
@@ -225,7 +232,9 @@ class LegacySources:
                 self.registry.record_error(spec.name, str(exc))
                 raise
 
-        capture = EmbeddedCapture(spec, self._source_dir(spec.name), handle, topic_prefix=self.topic_prefix)
+        capture = EmbeddedCapture(
+            spec, self._source_dir(spec.name), handle, self.jvm, topic_prefix=self.topic_prefix
+        )
         capture.start()
         log.info("legacy source %s: embedded capture started", spec.name)
         return capture

@@ -10,7 +10,6 @@ development key under the data dir).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from services.config import settings_from_env
+from services.config import client_settings_from_env
 
 
 def add_projections_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -35,21 +34,6 @@ def add_projections_command(sub: argparse._SubParsersAction) -> argparse.Argumen
     return p
 
 
-def _api_key(args: argparse.Namespace) -> str | None:
-    if args.api_key:
-        return str(args.api_key)
-    if os.environ.get("AGENTFLOW_API_KEY"):
-        return os.environ["AGENTFLOW_API_KEY"]
-    settings = settings_from_env()
-    if settings.api_keys:
-        return next(iter(settings.api_keys))
-    path = (args.data_dir or settings.data_dir) / "dev-api-key"
-    try:
-        return path.read_text().strip() or None
-    except OSError:
-        return None
-
-
 def _line(p: dict[str, Any]) -> str:
     return (
         f"{p['name']:<10} {p['state']:<7} {p['phase']:<10} "
@@ -61,9 +45,8 @@ def _line(p: dict[str, Any]) -> str:
 
 def admin_target(args: argparse.Namespace) -> tuple[str, str | None]:
     """The running API's URL and the API key for an admin command (``--url``/``--api-key``)."""
-    settings = settings_from_env()
-    url = (args.url or os.environ.get("AGENTFLOW_URL") or f"http://{settings.host}:{settings.port}").rstrip("/")
-    key = _api_key(args)
+    target = client_settings_from_env(args.url, args.api_key, getattr(args, "data_dir", None))
+    url, key = target.url, target.api_key
     if not key:
         print("error: no API key (pass --api-key or set AGENTFLOW_API_KEY)", file=sys.stderr)
     return url, key

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 
 class RateLimiter:
@@ -36,17 +35,3 @@ class RateLimiter:
 
 def retry_after_header(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
-
-
-FROZEN_CLOCK_ENV = "AGENTFLOW_TEST_RATE_LIMIT_FROZEN"
-
-
-def rate_limiter_from_env(per_minute: int | None, env: Mapping[str, str] | None = None) -> RateLimiter | None:
-    """The server's limiter, None without a limit. ``AGENTFLOW_TEST_RATE_LIMIT_FROZEN=1`` is for tests
-    only: the buckets' clock stands still, so no token comes back while an e2e test counts requests."""
-    if not per_minute:
-        return None
-    env = os.environ if env is None else env
-    if env.get(FROZEN_CLOCK_ENV) == "1":
-        return RateLimiter(per_minute, clock=lambda: 0.0)
-    return RateLimiter(per_minute)

@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.event_store import PostgresEventStore
 from domain.events import RecordedEvent
 from projections.rows import TABLES
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 
 log = logging.getLogger("agentflow.rebuild")
 
@@ -129,6 +129,14 @@ class RebuildBusy(Exception):
     pass
 
 
+class UnknownReadModel(LookupError):
+    pass
+
+
+class NotProjectedHere(LookupError):
+    """The read model exists, but this process does not project it (distributed, or no lake)."""
+
+
 class Rebuilds:
     """At most one rebuild per read model at a time, each in its own thread; progress kept in memory."""
 
@@ -164,6 +172,25 @@ class Rebuilds:
         if self.lake_gate is not None and self.lake_tailer is not None:
             out.append("iceberg")
         return out
+
+    def select(self, name: str) -> list[str]:
+        """The read models ``name`` stands for: itself, or for ``all`` every one projected here."""
+        if name == "all":
+            return self.available()
+        if name not in NAMES:
+            raise UnknownReadModel(f"unknown read model {name!r}; expected one of {[*NAMES, 'all']}")
+        if name not in self.available():
+            raise NotProjectedHere(f"{name} is not projected by this process "
+                                   "(distributed deployment, or the lake is disabled)")  # fmt: skip
+        return [name]
+
+    def start_selected(self, name: str) -> list[RebuildProgress]:
+        """Start rebuilding what ``name`` stands for (``select``); RebuildBusy if one is running."""
+        return [self.start(n) for n in self.select(name)]
+
+    def latest(self, name: str) -> list[RebuildProgress]:
+        """The latest rebuild of each read model ``name`` stands for that has run in this process."""
+        return [self.progress[n] for n in self.select(name) if n in self.progress]
 
     def start(self, name: str) -> RebuildProgress:
         if name not in NAMES:
@@ -216,7 +243,7 @@ class Rebuilds:
         gate = self.serving_gate
         assert gate is not None
         live = self.clickhouse
-        shadow = ClickHouseStore(live.dsn, database=f"{live.database}_rebuild")
+        shadow = live.on_database(f"{live.database}_rebuild")  # same engine and lock as the live store
         try:
             shadow.drop_all()
             shadow.ensure_schema()
@@ -255,7 +282,7 @@ class Rebuilds:
         assert gate is not None and tailer is not None
         import pyarrow as pa
 
-        from readmodels.iceberg_sink import SCHEMAS
+        from connectors.iceberg_sink import SCHEMAS
 
         progress.phase = "truncating"
         with gate.paused() as lake:

@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy.engine import Engine
+
+from commands.cache import AggregateCache
 from connectors.checkpoints import CheckpointStore
-from connectors.database import make_service_engine
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.serving_loader import LoaderStatus, ServingLoader
@@ -27,13 +30,14 @@ from connectors.tailer import PostgresTailer, TailCursor
 from connectors.webhook_store import WebhookStore
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
-from readmodels.metrics import METRICS
+from readmodels.read_cache import ReadCache
 from services.config import Settings
-from services.read_cache import ReadCache
 from services.rebuild import Rebuilds, SinkGate, TailerGate
-from services.workers.settings import webhook_settings_from_env
+
+if TYPE_CHECKING:
+    from services.alerts.evaluator import AlertEvaluator, MetricFn
+    from services.legacy_sources import LegacySources
+    from services.webhooks.fleet import WebhookFleet
 
 log = logging.getLogger("agentflow.runtime")
 
@@ -54,43 +58,45 @@ class _Thread:
 
 
 class Runtime:
-    """Everything the API process owns. Projectors (or the serving loader) run in threads beside the
-    HTTP server.
-
-    Distributed mode: ``Runtime(settings, url, mode="distributed", kafka_bootstrap="host:9092",
-    topic_prefix="agentflow")``; unset arguments fall back to the settings fields ``deployment``,
-    ``kafka_bootstrap``, ``topic_prefix`` and ``loader_group``.
-    """
+    """What keeps the read models current in this process, and how far they are: projector threads
+    (embedded) or the serving loader (distributed), the watermark and waiting for it, freshness, the
+    legacy captures, the embedded worker fleet and the alert evaluator. Built by services/bootstrap.py
+    from parts it owns. To the read side it is a ``readmodels.ports.ReadProgress``: the watermark,
+    waiting for a position, freshness, catching up the serving sink."""
 
     def __init__(
         self,
         settings: Settings,
         database_url: str,
-        mode: str | None = None,
-        kafka_bootstrap: str | None = None,
-        topic_prefix: str | None = None,
-        loader_group: str | None = None,
+        engine: Engine,
+        store: PostgresEventStore,
+        checkpoints: CheckpointStore,
+        dead_letters: DeadLetterStore,
+        clickhouse: ClickHouseStore,
+        cache: ReadCache,
+        webhook_store: WebhookStore,
+        aggregates: AggregateCache,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
-        self.mode = mode or settings.deployment
+        self.mode = settings.deployment
         if self.mode not in MODES:
             raise ValueError(f"unknown deployment mode {self.mode!r} (expected one of {MODES})")
-        self.kafka_bootstrap = kafka_bootstrap or settings.kafka_bootstrap
-        self.topic_prefix = topic_prefix or settings.topic_prefix
+        self.kafka_bootstrap = settings.kafka_bootstrap
+        self.topic_prefix = settings.topic_prefix
         # one group per host: every API replica applies every upsert (idempotent) and so knows its
         # own contiguous position; replicas sharing a group would split the partitions between them
         host_group = f"{self.topic_prefix}-serving-loader-{socket.gethostname()}"
-        self.loader_group = loader_group or settings.loader_group or host_group
+        self.loader_group = settings.loader_group or host_group
         if self.mode == "distributed" and not self.kafka_bootstrap:
             raise ValueError("distributed mode needs kafka_bootstrap (host:port of a Kafka broker)")
-        self.engine = make_service_engine(database_url)
-        # the tailers share this process: wake them in-process after each commit instead of NOTIFY
-        self.store = PostgresEventStore(self.engine, notify=False)
-        self.checkpoints = CheckpointStore(self.engine)
-        self.dead_letters = DeadLetterStore(self.engine)
-        self.clickhouse = ClickHouseStore(settings.resolved_clickhouse_dsn)
-        self.cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
+        self.engine = engine
+        self.store = store
+        self.checkpoints = checkpoints
+        self.dead_letters = dead_letters
+        self.clickhouse = clickhouse
+        self.cache = cache
+        self.aggregates = aggregates  # folded aggregates: every command of this process goes through it
         self.started_at = time.time()
         self._stop = threading.Event()
         self._threads: list[_Thread] = []
@@ -102,17 +108,20 @@ class Runtime:
         self.applied_listeners: list[Callable[[Sequence[RecordedEvent], int], None]] = []
         self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
-        self.alerts: Any = None  # services.alerts.evaluator.AlertEvaluator (started by start())
-        self.legacy: Any = None  # services.legacy_sources.LegacySources (started by start())
+        self.alerts: AlertEvaluator | None = None
+        # the metric as served (readmodels.metric_queries.MetricQueries.measure) for the alert rules; set
+        # by the composition root (services/bootstrap.py) before start
+        self.metric_source: MetricFn | None = None
+        self.legacy: LegacySources | None = None
         # webhooks: the API writes endpoints/deliveries; the fleet (embedded: threads started here,
         # distributed: `agentflow worker` processes) relays events and delivers
-        self.webhook_settings = webhook_settings_from_env()
-        self.webhook_store = WebhookStore(self.engine)
-        self.webhooks: Any = None  # services.workers.fleet.WebhookFleet when running in this process
+        self.webhook_settings = settings.webhooks
+        self.webhook_store = webhook_store
+        self.webhooks: WebhookFleet | None = None
         # read-model rebuilds in this process (services/rebuild.py): the projectors' sinks (and the
         # lake's tailer) sit behind gates the rebuild pauses; set by start() in embedded mode
         self.rebuilds = Rebuilds(
-            self.store, self.clickhouse, None, lambda: self.watermark, on_swapped=self._reset_read_cache
+            self.store, self.clickhouse, None, lambda: self.watermark, on_swapped=cache.clear
         )
 
     # ---- lifecycle -----------------------------------------------------------------
@@ -132,7 +141,7 @@ class Runtime:
         self.serving_runner = ProjectionRunner("clickhouse", serving, sink, on_applied=self._on_applied)
         self._spawn(self.serving_runner)
         if self.settings.iceberg_enabled:
-            from readmodels.iceberg_sink import IcebergSink, make_catalog
+            from connectors.iceberg_sink import IcebergSink, make_catalog
 
             catalog = make_catalog(self.database_url, self.settings.data_dir.resolve())
             lake = IcebergSink(
@@ -154,11 +163,11 @@ class Runtime:
         self._start_alerts()
 
     def _start_workers(self) -> None:
-        """Embedded Dramatiq fleet on dramatiq-postgres (services/workers): worker threads + relay
+        """Embedded Dramatiq fleet on dramatiq-postgres (services/webhooks): worker threads + relay
         (``AGENTFLOW_WORKERS=0`` leaves them out)."""
-        if os.environ.get("AGENTFLOW_WORKERS", "1").lower() in ("0", "false", "no"):
+        if not self.settings.workers_enabled:
             return
-        from services.workers.fleet import WebhookFleet
+        from services.webhooks.fleet import WebhookFleet
 
         self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings)
         self.store.add_commit_listener(self.webhooks.wake)
@@ -167,7 +176,7 @@ class Runtime:
     def _start_legacy_sources(self) -> None:
         """CDC from legacy databases (services/legacy_sources.py): captures start when sources are
         declared (``AGENTFLOW_LEGACY_SOURCES=0`` leaves it out)."""
-        if os.environ.get("AGENTFLOW_LEGACY_SOURCES", "1").lower() in ("0", "false", "no"):
+        if not self.settings.legacy_sources_enabled:
             return
         from services.legacy_sources import LegacySources
 
@@ -175,21 +184,29 @@ class Runtime:
             self.store, self.dead_letters, self.settings.data_dir.resolve() / "legacy", mode=self.mode,
             kafka_bootstrap=self.kafka_bootstrap, topic_prefix=self.topic_prefix,
             connect_url=self.settings.connect_url, group_id=f"{self.topic_prefix}-legacy-ingest",
+            jvm_opts=self.settings.jvm_opts, aggregates=self.aggregates,
         )
         self.legacy.start()
 
     def _start_alerts(self) -> None:
         """Alert evaluator thread (services/alerts): woken by the applied events that move a rule's
         metric, plus a periodic sweep (``AGENTFLOW_ALERTS=0`` leaves it out)."""
-        if os.environ.get("AGENTFLOW_ALERTS", "1").lower() in ("0", "false", "no"):
+        if not self.settings.alerts_enabled:
             return
-        from services.alerts.evaluator import AlertEvaluator, runtime_metric
+        from connectors.alert_store import AlertStore
+        from services.alerts.evaluator import AlertEvaluator
+
+        if self.metric_source is None:
+            raise RuntimeError("alerts need Runtime.metric_source (set by services.bootstrap.build)")
 
         def kick(endpoint_id: str) -> None:  # distributed: no fleet here, the workers' sweep sends it
             if self.webhooks is not None:
                 self.webhooks.kick(endpoint_id)
 
-        self.alerts = AlertEvaluator(self.engine, runtime_metric(self), self.webhook_store, kick=kick)
+        self.alerts = AlertEvaluator(
+            AlertStore(self.engine, self.webhook_store), self.metric_source, kick=kick,
+            sweep_s=self.settings.alert_sweep_s,
+        )
         self.applied_listeners.append(self.alerts.on_applied)
         self.alerts.start()
 
@@ -221,10 +238,6 @@ class Runtime:
             tenant_id=event.tenant_id, event_type=event.event_type, record=record,
         )  # fmt: skip
         self.dead_letters.add([letter])
-
-    def _reset_read_cache(self) -> None:
-        """After a read-model swap: forget every cached metric and entity (computed from the old tables)."""
-        self.cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
 
     def _spawn(self, runner: _Runnable) -> None:
         thread = threading.Thread(target=runner.run, args=(self._stop,), name=f"projector-{runner.name}")
@@ -303,6 +316,19 @@ class Runtime:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), timeout=min(remaining, 0.5))
         return True
+
+    @property
+    def lake_watermark(self) -> int | None:
+        """The lake's applied position; None when this process runs no lake."""
+        lake = self.lake_runner
+        return lake.status.watermark if lake is not None else None
+
+    def flush_serving(self) -> None:
+        """The serving sink writes the tables metrics don't read (events, order lines, products, users,
+        payments) lazily; a reader of those catches them up first (a no-op when nothing is pending)."""
+        sink = getattr(self.serving_runner, "sink", None)
+        if sink is not None:
+            sink.flush()
 
     # ---- freshness -----------------------------------------------------------------
     def freshness_seconds(self) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from connectors.legacy.sources import SourceSpecError, load_source
+from connectors.legacy.declaration import SourceSpecError, load_source
 from services.projections_cli import admin_target
 
 

@@ -1,4 +1,9 @@
-"""The one chdb data path of a pytest process (chdb allows one per process), shared by test modules."""
+"""The one chdb data path of a pytest process (chdb allows one per process), shared by test modules.
+
+This module owns the path, so it owns the one store made from its DSN: every test store on the path
+comes from it (``chdb_store``) and shares its client and lock. ``chdb_dsn`` is for what builds its own
+store from settings (an in-process app); such a store is used while its test module runs.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,10 @@ import atexit
 import os
 import shutil
 import tempfile
+
+from connectors.clickhouse import ClickHouseStore
+
+_root: list[ClickHouseStore] = []  # the store that owns this process's path, made on first use
 
 
 def chdb_dsn() -> str:
@@ -15,3 +24,10 @@ def chdb_dsn() -> str:
         os.makedirs(path)
         atexit.register(shutil.rmtree, path, True)
     return f"chdb://{path}"
+
+
+def chdb_store(database: str) -> ClickHouseStore:
+    """A store of ``database`` (schema ensured) on the process's chdb path."""
+    if not _root:
+        _root.append(ClickHouseStore(chdb_dsn(), database="agentflow_tests"))
+    return _root[0].on_database(database)

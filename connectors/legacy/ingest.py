@@ -13,7 +13,7 @@ with the canonical record and the reason, by stage: ``cdc_normalize`` (not a cha
 an unknown table raises UnknownSource instead: the batch is not acknowledged and the source shows the
 error until its declaration is fixed. ``cdc_reference`` letters are retried automatically after later
 batches (the missing entity usually arrives a moment later); any cdc letter can be replayed by hand
-after a mapping fix (services/replay.py).
+after a mapping fix (commands/dead_letter_replay.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from commands.handlers import CommandContext, execute
+from commands.bus import CommandContext, execute
+from commands.cache import AggregateCache
 from commands.idempotency import IdempotencyClaim, IdempotencyKeyReused
 from commands.ports import VersionConflict
 from commands.validation import InvalidCommand
@@ -42,8 +43,8 @@ from connectors.legacy.canonical import (
     NormalizeError,
     normalize,
 )
+from connectors.legacy.declaration import SourceSpec
 from connectors.legacy.registry import BatchTally, SourceRegistry
-from connectors.legacy.sources import SourceSpec
 from connectors.legacy.translators import LEGACY_SYNC, Ids, MissingReference, Step, Untranslatable, next_step
 from domain import errors
 from domain.base import Aggregate
@@ -144,9 +145,15 @@ def _digest(data: Any) -> str:
 
 class LegacyIngestor:
     def __init__(
-        self, store: PostgresEventStore, letters: DeadLetterStore, registry: SourceRegistry | None = None
+        self,
+        store: PostgresEventStore,
+        letters: DeadLetterStore,
+        aggregates: AggregateCache,
+        registry: SourceRegistry | None = None,
     ) -> None:
+        """``aggregates``: the process's aggregate cache (the one HTTP commands on ``store`` use)."""
         self.store = store
+        self.aggregates = aggregates
         self.letters = letters
         self.registry = registry
         # (source, tenant, product id) -> the newest inventory row seen: a shipment applied from an
@@ -276,6 +283,7 @@ class LegacyIngestor:
             seed = str(uuid.uuid5(NAMESPACE, f"{tag}|{step.key}"))
             ctx = CommandContext(
                 tenant_id=record.tenant, store=self.store, metadata={**metadata, "command": step.command},
+                cache=self.aggregates,
                 idempotency=IdempotencyClaim(f"cdc:{tag}:{step.key}", _digest(step.payload)),
                 event_id_seed=seed,
             )

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from connectors.legacy.sources import SourceSpec, parse_source
+from connectors.legacy.declaration import SourceSpec, parse_source
 
 COLUMNS = (
     "name, kind, spec, created_at, state, records, applied, unchanged, dead_letters, events, schema_changes, "
@@ -187,11 +187,4 @@ class SourceRegistry:
                 "UPDATE cdc_sources SET state = 'error', last_error = %(e)s, last_error_at = now(), "
                 "updated_at = now() WHERE name = %(n)s",
                 {"n": name, "e": error[:2000]},
-            )
-
-    def record_state(self, name: str, state: str) -> None:
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "UPDATE cdc_sources SET state = %(s)s, updated_at = now() WHERE name = %(n)s",
-                {"n": name, "s": state},
             )

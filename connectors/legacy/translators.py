@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from connectors.legacy.canonical import DELETE, CanonicalRecord
-from connectors.legacy.sources import SourceSpec
+from connectors.legacy.declaration import SourceSpec
 from domain.money import format_major, is_known_currency
 from domain.order import CANCELLABLE, CANCELLED, CONFIRMED, DELIVERED, PENDING, SHIPPED, Order
 from domain.payment import COMPLETED, FAILED, INITIATED, PAYMENT_METHODS, Payment

@@ -36,7 +36,7 @@ CREATE TABLE alert_rules (
     notify_resolved    boolean          NOT NULL DEFAULT true,
     endpoint_id        text,                                -- NULL = endpoints subscribed to alert.*
     enabled            boolean          NOT NULL DEFAULT true,
-    -- evaluation state (services/alerts/rules.py), changed only under a row lock
+    -- evaluation state (readmodels/alerts.py), changed only under a row lock
     state              text             NOT NULL DEFAULT 'inactive', -- inactive|pending|firing|resolved
     state_since        timestamptz,
     pending_since      timestamptz,

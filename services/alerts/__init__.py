@@ -1,4 +1,5 @@
-"""Threshold alerts on metrics: rules (pure state machine), their store, and the evaluator.
+"""The alert evaluator thread of an API process (evaluator.py). The rules, their state machine and
+the ``/v1/alerts`` use cases are readmodels/alerts.py; their storage is connectors/alert_store.py.
 
 See docs/alerts.md.
 """

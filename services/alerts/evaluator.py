@@ -7,11 +7,12 @@ contracts' ``moved_by`` — and wakes this thread; rules whose ``next_check_at``
 ``sweep_s`` (``AGENTFLOW_ALERT_SWEEP_S``, 5 s) evaluates every enabled rule, so windows that slide
 without events are seen too.
 
-One evaluation = one transaction: lock the rule row (FOR UPDATE SKIP LOCKED; a rule somebody else is
-evaluating is skipped), compute the metric, step the pure state machine (services/alerts/rules.py),
-write the state, one history row per transition (unique on rule + seq) and the webhook delivery rows
-of its notifications (``WebhookStore.add_delivery(conn=...)``, dedup key ``alert:<rule>:<seq>``), then
-commit; only after the commit are the endpoints' drains enqueued (or the webhook sweep finds them).
+One evaluation = one transaction (``AlertStore.evaluation``, connectors/alert_store.py): lock the rule
+row (FOR UPDATE SKIP LOCKED; a rule somebody else is evaluating is skipped), measure the metric, decide
+(the pure state machine and notifications of readmodels/alerts.py), write the state, one history row
+per transition (unique on rule + seq) and the webhook delivery rows of its notifications (dedup key
+``alert:<rule>:<seq>``), then commit; only after the commit are the endpoints' drains enqueued (or the
+webhook sweep finds them).
 So any number of evaluators (threads, API replicas) never notify one transition twice, and a crash
 before the commit loses the transition and its notifications together (the next evaluation redoes
 it).
@@ -20,73 +21,28 @@ it).
 from __future__ import annotations
 
 import logging
-import math
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy.engine import Engine
-
-from connectors.webhook_store import WebhookStore
+from connectors.alert_store import AlertStore
 from domain.events import RecordedEvent
-from readmodels.metrics import METRICS, WINDOWS
-from services.alerts.rules import Transition, change_pct, holds, next_check, step
-from services.alerts.store import AlertRule, AlertStore
+from readmodels.alerts import AlertRule, MetricFn, Transition, decide, measure, metrics_by_event
 
 log = logging.getLogger("agentflow.alerts")
 
-_ID_NS = uuid.UUID("0b7f3d7e-5a44-4c1f-9f8e-2f6f1c0a9e51")
-
-
-class MetricFn(Protocol):
-    def __call__(
-        self, tenant_id: str, metric: str, window: str, currency: str | None, filters: dict[str, str],
-        now: datetime,
-    ) -> float: ...  # fmt: skip
-
-
-def metrics_by_event() -> dict[str, tuple[str, ...]]:
-    """Event type -> the metrics it moves (the contracts' ``moved_by``)."""
-    out: dict[str, list[str]] = {}
-    for name, m in METRICS.items():
-        for et in m.source_events:
-            out.setdefault(et, []).append(name)
-    return {k: tuple(v) for k, v in out.items()}
-
 
 def runtime_metric(runtime: Any) -> MetricFn:
-    """The metric as ``GET /v1/metrics/{name}`` computes it (serving read models, no cache)."""
-    from readmodels.clickhouse_sink import METRIC_TABLES
-    from readmodels.metrics import compute_metric
-
-    def compute(
-        tenant_id: str, metric: str, window: str, currency: str | None, filters: dict[str, str], now: datetime
-    ) -> float:
-        spec = METRICS[metric]
-        runner = runtime.serving_runner
-        if not set(spec.tables) <= METRIC_TABLES and runner is not None and hasattr(runner, "sink"):
-            runner.sink.flush()
-        rejected = 0
-        if metric == "error_rate":
-            rejected = runtime.store.count_rejections(tenant_id, since=now - WINDOWS[window], until=now)
-        cur = (currency or runtime.settings.reporting_currency).upper()
-        return compute_metric(
-            runtime.clickhouse,
-            tenant_id,
-            metric,
-            window,
-            cur,
-            now,
-            rejected_commands=rejected,
-            filters=filters,
-        ).value
-
-    return compute
+    """The metric as ``GET /v1/metrics/{name}`` computes it (serving read models, no cache): the one
+    metric query service's ``measure`` (readmodels/metric_queries.py), which the composition root hands
+    the runtime."""
+    measure: MetricFn | None = runtime.metric_source
+    if measure is None:
+        raise RuntimeError("Runtime.metric_source is not set (services.bootstrap.build sets it)")
+    return measure
 
 
 @dataclass(frozen=True)
@@ -101,49 +57,21 @@ class Evaluation:
     error: str | None = None
 
 
-def notification(rule: AlertRule, t: Transition, event_type: str) -> dict[str, Any]:
-    """The webhook body of a transition: shaped like an event (type, id, tenant_id, data, occurred_at);
-    ``id`` is stable per (rule, seq)."""
-    data: dict[str, Any] = {
-        "alert_id": rule.id, "name": rule.name, "description": rule.description,
-        "state": t.to_state, "previous_state": t.from_state, "seq": t.seq,
-        "metric": rule.metric, "window": rule.window, "filters": rule.filters, "currency": rule.currency,
-        "condition": rule.condition, "threshold": rule.threshold, "value": t.value,
-    }  # fmt: skip
-    if rule.condition == "change_pct":
-        data.update(direction=rule.direction, compare_to=rule.compare_to, baseline=t.baseline)
-        if t.value is not None and t.baseline is not None:
-            pct = change_pct(t.value, t.baseline)
-            data["change_pct"] = round(pct, 6) if math.isfinite(pct) else None
-    return {
-        "type": event_type,
-        "id": str(uuid.uuid5(_ID_NS, f"{rule.id}:{t.seq}")),
-        "tenant_id": rule.tenant_id,
-        "data": data,
-        "occurred_at": t.at.isoformat(),
-    }
-
-
 class AlertEvaluator:
     name = "alerts"
 
     def __init__(
         self,
-        engine: Engine,
+        store: AlertStore,
         compute: MetricFn,
-        webhook_store: WebhookStore | None = None,
         kick: Callable[[str], None] | None = None,
-        sweep_s: float | None = None,
+        sweep_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.engine = engine
-        self.store = AlertStore(engine)
-        self.webhooks = webhook_store or WebhookStore(engine)
+        self.store = store
         self.compute = compute
         self.kick = kick
-        self.sweep_s = (
-            sweep_s if sweep_s is not None else float(os.environ.get("AGENTFLOW_ALERT_SWEEP_S", "5"))
-        )
+        self.sweep_s = sweep_s
         self.clock = clock
         self._by_event = metrics_by_event()
         self._lock = threading.Lock()
@@ -228,32 +156,17 @@ class AlertEvaluator:
         return out
 
     def measure(self, rule: AlertRule, now: datetime) -> tuple[float, float | None]:
-        """(value, baseline): the baseline of change_pct is the previous evaluation's value or the
-        metric over the window just before this one."""
-        value = float(
-            self.compute(rule.tenant_id, rule.metric, rule.window, rule.currency, rule.filters, now)
-        )
-        baseline = None
-        if rule.condition == "change_pct":
-            if rule.compare_to == "previous_window":
-                before = now - WINDOWS[rule.window]
-                baseline = float(
-                    self.compute(
-                        rule.tenant_id, rule.metric, rule.window, rule.currency, rule.filters, before
-                    )
-                )
-            else:
-                baseline = rule.last_value
-        return value, baseline
+        """(value, baseline) of the rule at ``now`` (readmodels.alerts.measure)."""
+        return measure(rule, self.compute, now)
 
     def evaluate(self, rule_id: str) -> Evaluation | None:
         """Evaluate one rule in one transaction under its row lock; None when it is gone, disabled or
         locked by another evaluator."""
         kicks: set[str] = set()
-        with self.engine.begin() as conn:
-            rule = self.store.locked(conn, rule_id)
-            if rule is None:
+        with self.store.evaluation(rule_id) as unit:
+            if unit is None:
                 return None
+            rule = unit.rule
             now = self.clock()
             try:
                 value, baseline = self.measure(rule, now)
@@ -261,33 +174,20 @@ class AlertEvaluator:
                 log.warning("alert %s: metric %s failed: %s", rule.id, rule.metric, exc)
                 err = f"{type(exc).__name__}: {exc}"[:500]
                 # next_check_at cleared: the sweep retries (no tight loop on a broken metric)
-                self.store.save_state(conn, rule.id, rule.rule_state, None, now, err, None)
+                unit.save_state(rule.rule_state, None, now, err, None)
                 return Evaluation(rule.id, None, None, None, rule.state, [], [], err)
-            spec = rule.spec
-            new_state, transitions = step(spec, rule.rule_state, value, baseline, now)
+            decision = decide(rule, value, baseline, now)
             queued: list[str] = []
-            for t in transitions:
+            for notice in decision.notices:
                 sent: list[str] = []
-                event_type = t.notification
-                if event_type == "alert.resolved" and not spec.notify_resolved:
-                    event_type = None
-                if event_type is not None:
-                    body = notification(rule, t, event_type)
-                    for endpoint_id in self.store.targets(conn, rule, event_type):
-                        d = self.webhooks.add_delivery(
-                            endpoint_id, rule.tenant_id, body, "alert", event_type,
-                            dedup_key=f"alert:{rule.id}:{t.seq}", conn=conn,
-                        )  # fmt: skip
-                        if d is not None:
-                            sent.append(d.message_id)
-                            kicks.add(endpoint_id)
-                details = {"event_type": event_type} if event_type else {}
-                self.store.add_history(conn, rule, t, sent, details)
+                if notice.event_type is not None and notice.body is not None:
+                    for d in unit.notify(notice.event_type, notice.body, notice.dedup_key):
+                        sent.append(d.message_id)
+                        kicks.add(d.endpoint_id)
+                details = {"event_type": notice.event_type} if notice.event_type else {}
+                unit.add_history(notice.transition, sent, details)
                 queued += sent
-            decided = holds(spec, value, baseline)
-            # undecided (no baseline yet): nothing can change with time alone, the next trigger decides
-            due = next_check(spec, new_state) if decided is not None else None
-            self.store.save_state(conn, rule.id, new_state, value, now, None, due)
+            unit.save_state(decision.state, value, now, None, decision.next_check_at)
         self.evaluations += 1
         if self.kick is not None:
             for endpoint_id in sorted(kicks):
@@ -295,4 +195,5 @@ class AlertEvaluator:
                     self.kick(endpoint_id)
                 except Exception:  # the webhook sweep enqueues it anyway
                     log.exception("enqueueing alert delivery to %s failed", endpoint_id)
-        return Evaluation(rule.id, value, baseline, decided, new_state.state, transitions, queued)
+        transitions = [n.transition for n in decision.notices]
+        return Evaluation(rule.id, value, baseline, decision.holds, decision.state.state, transitions, queued)

@@ -6,7 +6,9 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import ClientException, HTTPException, NotFoundException, ValidationException
+
+from readmodels.errors import NotYetApplied, ReadError, ReadNotFound
 
 
 class ApiError(Exception):
@@ -52,7 +54,30 @@ def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[b
     )
 
 
+def read_error_response(request: Request[Any, Any, Any], exc: ReadError) -> Response[bytes]:
+    """A read the query services refused: no such thing 404, a parameter it does not take 422, a
+    position not applied in time 503 with Retry-After."""
+    if isinstance(exc, NotYetApplied):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(request, ApiError(503, exc.code, exc.message, exc.details, headers))
+    status = 404 if isinstance(exc, ReadNotFound) else 422
+    return error_response(request, ApiError(status, exc.code, exc.message, exc.details))
+
+
+def validation_error_response(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    """Litestar's own parsing of typed parameters and bodies: 422 with the field errors."""
+    fields = [
+        {"field": str(e.get("key") or e.get("source") or ""), "message": str(e.get("message", ""))}
+        for e in (exc.extra if isinstance(exc.extra, list) else [])
+        if isinstance(e, dict)
+    ]
+    return error_response(request, ApiError(422, "validation_failed", "request is not valid", fields))
+
+
 def http_exception_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    if type(exc) is ClientException and exc.status_code == 400:  # a body Litestar could not decode
+        detail = exc.detail if isinstance(exc.detail, str) else "request body is not valid JSON"
+        return error_response(request, ApiError(422, "invalid_json", detail))
     code = "not_found" if isinstance(exc, NotFoundException) else "http_error"
     if exc.status_code == 405:
         code = "method_not_allowed"

@@ -8,10 +8,9 @@ snapshot; use a new name (or keep the slot) deliberately.
 
 from __future__ import annotations
 
-import time
-
 from connectors.database import connect_raw
 from connectors.debezium_config import DEFAULT_PUBLICATION, DEFAULT_SLOT, debezium_postgres_config
+from connectors.replication_slots import drop_slot_and_publication as drop_replication
 from services.distributed.kafka_connect import KafkaConnect
 
 
@@ -38,24 +37,9 @@ def drop_slot_and_publication(
     publication_name: str = DEFAULT_PUBLICATION,
     timeout: float = 30.0,
 ) -> None:
-    """Drop the (inactive) slot and the publication; waits for a just-stopped walsender to let go."""
-    deadline = time.monotonic() + timeout
+    """Drop the event store capture's (inactive) slot and its publication."""
     with connect_raw(database_url) as conn:
-        while True:
-            row = conn.execute(
-                "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot_name,)
-            ).fetchone()
-            if row is None:
-                break
-            if not row[0]:
-                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot_name,))
-                break
-            if time.monotonic() > deadline:
-                # the walsender of a deleted connector outlived it: end it, then drop on the next pass
-                conn.execute("SELECT pg_terminate_backend(%s)", (row[1],))
-                deadline = time.monotonic() + 10.0
-            time.sleep(0.1)
-        conn.execute(f'DROP PUBLICATION IF EXISTS "{publication_name}"')
+        drop_replication(conn, slot_name, publication_name, timeout)
 
 
 def stop_event_capture(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from services.distributed import jars
+from connectors import jars
 from services.distributed.java_process import pid_alive
 
 FLINK_VENV = jars.CACHE_DIR / "flink-venv"

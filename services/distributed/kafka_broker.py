@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 from types import TracebackType
 
+from connectors import jars
 from connectors.postgres_cluster import free_port
-from services.distributed import jars
 from services.distributed.java_process import JavaProcess, run_java
 
 READY_LINE = "Kafka Server started"

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
+from connectors import jars
 from connectors.postgres_cluster import free_port
-from services.distributed import jars
 from services.distributed.java_process import JavaProcess
 
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"

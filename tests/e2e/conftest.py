@@ -16,10 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from agentflow_process import AgentFlowProcess
 from waiting import eventually
 from webhook_receiver import Receiver
-
-from services.child_process import AgentFlowProcess
 
 KEY_A = "e2e-key-a"
 KEY_B = "e2e-key-b"

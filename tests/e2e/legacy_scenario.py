@@ -17,11 +17,10 @@ from typing import Any
 
 import httpx
 import yaml
+from agentflow_process import PROJECT_ROOT, AgentFlowProcess
 from legacy_app import LegacyShopWriter
 from legacy_databases import LegacyDatabase
 from waiting import eventually
-
-from services.child_process import PROJECT_ROOT, AgentFlowProcess
 
 KEYS = "pg-key:t-legacy-pg,maria-key:t-legacy-maria"
 SOURCES = {"postgres": ("shop_pg", "pg-key", "t-legacy-pg", "PG-"),

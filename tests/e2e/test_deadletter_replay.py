@@ -19,12 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+from agentflow_process import PROJECT_ROOT, AgentFlowProcess
 from sqlalchemy import text
 from waiting import eventually
 
 from connectors.database import make_engine
 from e2e.conftest import KEY_A, client
-from services.child_process import PROJECT_ROOT, AgentFlowProcess
 
 pytestmark = pytest.mark.timeout(600)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from agentflow_process import AgentFlowProcess
+
 from e2e.conftest import client
-from services.child_process import AgentFlowProcess
 from services.demo import DemoTraffic
 
 EVERY_COMMAND = {

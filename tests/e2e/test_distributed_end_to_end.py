@@ -3,7 +3,8 @@
 Postgres -> Debezium on Kafka Connect -> Kafka (KRaft) -> Flink job (mini-cluster) -> serving loader ->
 ClickHouse (chdb in the API process) -> the API; and Flink -> Iceberg (JDBC catalog in Postgres).
 
-The embedded suite's exactness and inventory scenarios run unchanged against this path (imported
+The embedded suite's scenarios (exactness and tenant isolation, the order lifecycle, idempotency
+and If-Match, inventory, metric and entity ``as_of``) run unchanged against this path (imported
 below, with the ``server`` fixture overridden), then: an invalid event written straight into the store
 is dead-lettered and moves nothing, and Flink and Kafka Connect are killed and restarted mid-stream
 without losing or double-counting anything. The first run on a fresh machine fetches ~400 MB of jars
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
+from agentflow_process import AgentFlowProcess
 from sqlalchemy import text
 from waiting import eventually
 
@@ -37,12 +39,15 @@ from connectors.postgres_cluster import PostgresCluster
 from e2e.conftest import KEY_A, KEY_B, client
 from e2e.test_embedded_end_to_end import (  # noqa: F401  (collected here against this server)
     test_commands_move_metrics_and_entities_exactly,
+    test_entity_as_of_folds_the_store_up_to_that_instant,
     test_errors_idempotency_and_if_match,
     test_order_lifecycle_payment_and_refund,
 )
 from e2e.test_inventory import test_shipping_returns_and_adjustments_move_stock  # noqa: F401
+from e2e.test_time_travel import (  # noqa: F401
+    test_metric_as_of_is_the_value_before_a_later_cancellation_and_refund,
+)
 from migrations import run_migrations
-from services.child_process import AgentFlowProcess
 from services.distributed.flink_job import latest_checkpoint
 from services.distributed.stack import DistributedStack
 
@@ -275,7 +280,7 @@ def test_iceberg_lake_holds_every_valid_event(
     api: httpx.Client, postgres: PostgresCluster, stack: DistributedStack
 ) -> None:
     """Flink's Iceberg sink commits on checkpoints into the JDBC catalog that pyiceberg reads."""
-    from readmodels.iceberg_sink import make_catalog
+    from connectors.iceberg_sink import make_catalog
 
     # this test's own orders: one cancelled, one paid and refunded
     product, user = _shop(api)

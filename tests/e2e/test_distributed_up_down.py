@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from agentflow_process import PROJECT_ROOT, AgentFlowProcess
 
 from e2e.conftest import client
-from services.child_process import PROJECT_ROOT, AgentFlowProcess
 from services.distributed.java_process import pid_alive
 
 pytestmark = pytest.mark.timeout(900)

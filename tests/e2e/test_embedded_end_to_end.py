@@ -14,9 +14,9 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
+from agentflow_process import AgentFlowProcess
 
 from e2e.conftest import recorded_instant
-from services.child_process import AgentFlowProcess
 
 
 def _ok(resp: httpx.Response, status: int) -> dict[str, Any]:

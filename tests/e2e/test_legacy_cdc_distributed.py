@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from agentflow_process import AgentFlowProcess
 from legacy_databases import LegacyDatabase
 
 from e2e.legacy_scenario import KEYS, run_legacy_scenario
-from services.child_process import AgentFlowProcess
 
 pytestmark = pytest.mark.timeout(1800)
 

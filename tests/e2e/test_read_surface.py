@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from agentflow_process import AgentFlowProcess
 from waiting import eventually
 
 from e2e.conftest import KEY_A, client
-from services.child_process import AgentFlowProcess
 
 SSE_HANG_S = 120.0  # bounds a stream that never delivers what the test waits for: not a latency bound
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from agentflow_process import AgentFlowProcess
+
 from e2e.conftest import KEY_A as KEY
 from e2e.conftest import client
-from services.child_process import AgentFlowProcess
 
 
 def test_min_position_reads_never_miss_applied_orders(server: AgentFlowProcess) -> None:

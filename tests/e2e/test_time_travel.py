@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from agentflow_process import AgentFlowProcess
 
 from e2e.conftest import KEY_A, KEY_B, recorded_instant
-from services.child_process import AgentFlowProcess
 
 MAX_EVENTS = 60
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import httpx
 import pytest
+from agentflow_process import AgentFlowProcess
 from standardwebhooks import Webhook
 from waiting import eventually
 from webhook_receiver import Receiver, Reply
 
 from e2e.conftest import client, webhook_server
-from services.child_process import AgentFlowProcess
 
 pytestmark = pytest.mark.e2e
 

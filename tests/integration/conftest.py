@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from commands.handlers import reset_cache
 from connectors.database import make_engine
 from connectors.postgres_cluster import PostgresCluster
 from migrations import run_migrations
@@ -78,7 +77,6 @@ def reset_database(url: str) -> None:
 @pytest.fixture()
 def pg_url(pg_cluster: PostgresCluster | ExternalCluster) -> str:
     reset_database(pg_cluster.url)
-    reset_cache()  # the process-wide aggregate cache would remember streams of the emptied database
     return pg_cluster.url
 
 

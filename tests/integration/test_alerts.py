@@ -19,13 +19,15 @@ from standardwebhooks import Webhook
 from waiting import eventually
 from webhook_receiver import Receiver
 
+from connectors import webhook_signing as signing
+from connectors.alert_store import AlertStore
 from connectors.database import make_engine
-from connectors.webhook_store import Endpoint, WebhookStore
+from connectors.webhook_store import WebhookStore
+from readmodels.alerts import AlertRule
+from readmodels.webhooks import Endpoint
 from services.alerts.evaluator import AlertEvaluator
-from services.alerts.store import AlertRule, AlertStore
-from services.workers import signing
-from services.workers.fleet import WebhookFleet
-from services.workers.settings import WebhookSettings
+from services.config import WebhookSettings
+from services.webhooks.fleet import WebhookFleet
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +108,7 @@ class Harness:
         clock: ManualClock | None = None,
     ) -> AlertEvaluator:
         return AlertEvaluator(
-            engine or self.engine, metric, kick=self.fleet.kick, sweep_s=sweep_s,
+            AlertStore(engine or self.engine), metric, kick=self.fleet.kick, sweep_s=sweep_s,
             clock=clock or (lambda: datetime.now(UTC)),
         )  # fmt: skip
 

@@ -37,11 +37,11 @@ MIN_STEPS = 15  # each writer's completed steps before the last kill: enough row
 
 def _projector(pg_url: str, chdb_path: str, batch_size: int, progress: Path, kill_on_save: int) -> None:
     from connectors.checkpoints import CheckpointStore
+    from connectors.clickhouse import ClickHouseStore
+    from connectors.clickhouse_sink import ClickHouseSink
     from connectors.database import make_engine
     from connectors.tailer import PostgresTailer, TailCursor
     from projections.runner import ProjectionRunner
-    from readmodels.clickhouse import ClickHouseStore
-    from readmodels.clickhouse_sink import ClickHouseSink
 
     engine = make_engine(pg_url, pool_size=2)
     checkpoints: Any = CheckpointStore(engine)
@@ -88,17 +88,17 @@ def _projector(pg_url: str, chdb_path: str, batch_size: int, progress: Path, kil
 
 def _verify(pg_url: str, chdb_path: str, target: int) -> None:
     """Catch up, rebuild from position 0 into another database, print the comparison."""
+    from connectors.clickhouse import ClickHouseStore
+    from connectors.clickhouse_sink import ClickHouseSink
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
     from projections.rows import TABLES
     from projections.runner import rebuild
-    from readmodels.clickhouse import ClickHouseStore
-    from readmodels.clickhouse_sink import ClickHouseSink
 
     engine = make_engine(pg_url, pool_size=2)
     es = PostgresEventStore(engine)
     live = ClickHouseStore(f"chdb://{chdb_path}")
-    fresh = ClickHouseStore(f"chdb://{chdb_path}", database="rebuild")
+    fresh = live.on_database("rebuild")
     fresh.drop_all()
     fresh.ensure_schema()
 

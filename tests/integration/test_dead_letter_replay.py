@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from commands.dead_letter_replay import DeadLetterReplayer, ReplayConflict, ReplayRejected
 from commands.ports import StreamWrite
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.dead_letters import (
     DISMISSED,
     FAILED,
@@ -22,19 +25,13 @@ from connectors.dead_letters import (
     DeadLetterFilter,
     DeadLetterStore,
 )
+from connectors.event_lookup import EventLookup
 from connectors.event_store import PostgresEventStore
 from connectors.webhook_store import WebhookStore
 from domain.events import EVENT_TYPES, NewEvent, RecordedEvent
 from projections.rows import TABLES
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
+from readmodels.webhooks import replay_range_to_endpoint
 from services.rebuild import Rebuilds, SinkGate
-from services.replay import (
-    DeadLetterReplayer,
-    ReplayConflict,
-    ReplayRejected,
-    replay_range_to_endpoint,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +42,7 @@ LINE = {"product_id": "PROD-1", "quantity": 2, "unit_price_minor": 500}
 
 @pytest.fixture(scope="module")
 def ch() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="dl_replay_test")
+    s = chdb_store("dl_replay_test")
     s.drop_all()
     s.ensure_schema()
     yield s
@@ -115,7 +112,7 @@ def test_dead_letter_corrected_replayed_and_projected(engine: Engine, ch: ClickH
     assert stats["total"] == 2 and stats["by_status"][FAILED] == 2
     assert stats["by_reason_class"] == {"total_mismatch": 2} and stats["by_pipeline"] == {"embedded": 2}
 
-    replayer = DeadLetterReplayer(engine, store, letters)
+    replayer = DeadLetterReplayer(EventLookup(engine), store, letters)
     # no correction: the original is still invalid -> rejected, nothing written, still failed
     head = store.head_position()
     with pytest.raises(ReplayRejected, match="sum of lines"):
@@ -213,7 +210,7 @@ def test_rebuild_swaps_in_an_identical_read_model_while_the_projector_runs(
         thread.join(HANG_S)
     assert not thread.is_alive()
     # the reference: the same events projected from scratch in a fresh database
-    ref = ClickHouseStore(ch.dsn, database="dl_replay_ref")
+    ref = ch.on_database("dl_replay_ref")
     try:
         ref.drop_all()
         ref.ensure_schema()

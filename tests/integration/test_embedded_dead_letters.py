@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from chdb_store import chdb_store
 from event_log import EventLog
 from sqlalchemy.engine import Engine
-from test_readmodels import chdb_dsn
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from domain.events import RecordedEvent
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="dead_letter_test")
+    s = chdb_store("dead_letter_test")
     s.drop_all()
     s.ensure_schema()
     yield s

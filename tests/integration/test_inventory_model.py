@@ -2,7 +2,7 @@
 
 A hypothesis state machine sends any sequence of restock / place / confirm / pay / cancel / ship /
 deliver / return (refund naming lines, restocked or not) / adjust commands on three products through
-``commands.handlers.execute`` on the Postgres event store. A plain model of the warehouse (counts of
+``commands.bus.execute`` on the Postgres event store. A plain model of the warehouse (counts of
 units received, reserved per order, shipped, returned, adjusted) predicts for every command whether it
 is accepted or refused with which code, and the stock it leaves. After every step the aggregates folded
 from the store must equal the model; after every example the embedded projector's ClickHouse read
@@ -23,21 +23,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy.engine import Engine
 
-from commands.handlers import CommandContext, execute
+from commands.bus import CommandContext, execute
+from commands.cache import AggregateCache
 from connectors.checkpoints import CheckpointStore
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.event_store import PostgresEventStore
 from connectors.tailer import PostgresTailer, TailCursor
 from domain.errors import DomainError
 from domain.product import Product
 from projections.runner import ProjectionRunner
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.entities import get_entity
 from readmodels.metrics import compute_metric
 
@@ -100,7 +101,7 @@ class Projector:
 
 @pytest.fixture()
 def projector(engine: Engine) -> Iterator[Projector]:
-    ch = ClickHouseStore(chdb_dsn(), database="inventory_model")
+    ch = chdb_store("inventory_model")
     ch.drop_all()
     ch.ensure_schema()
     p = Projector(engine, ch)
@@ -115,6 +116,7 @@ def projector(engine: Engine) -> Iterator[Projector]:
 
 def test_stock_matches_an_independent_warehouse_model(engine: Engine, projector: Projector) -> None:
     store = PostgresEventStore(engine)
+    aggregates = AggregateCache()
     outcomes: Counter[str] = Counter()  # accepted command names and refusal codes, over all examples
 
     class Warehouse(RuleBasedStateMachine):
@@ -128,7 +130,7 @@ def test_stock_matches_an_independent_warehouse_model(engine: Engine, projector:
         # -- the command path ---------------------------------------------------------------------
         def run(self, name: str, entity_id: str | None, payload: dict[str, Any], refused: str | None) -> None:
             """Execute; ``refused`` is the model's verdict: None = accepted, else the 409 code."""
-            ctx = CommandContext(tenant_id=self.tenant, store=store, metadata={})
+            ctx = CommandContext(tenant_id=self.tenant, store=store, metadata={}, cache=aggregates)
             try:
                 result = execute(ctx, name, entity_id, payload)
             except DomainError as exc:

@@ -20,15 +20,17 @@ import pytest
 from legacy_databases import LegacyDatabase
 from waiting import eventually
 
-from connectors.legacy.debezium_sources import drop_slot_and_publication, publication_name, slot_name
+from connectors.legacy.debezium_config import drop_slot_and_publication, publication_name, slot_name
+from connectors.legacy.declaration import SourceSpec, parse_source
 from connectors.legacy.embedded_capture import CdcMessage, EmbeddedCapture
-from connectors.legacy.sources import SourceSpec, parse_source
+from connectors.legacy.jvm import EmbeddedJvm
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 PREFIX = "legacy"
 KINDS = ("postgres", "mariadb")
 CAPTURE_TIMEOUT = 120.0  # a bound on a hang on a loaded machine, not a latency figure
+JVM = EmbeddedJvm()  # the JVM of this test process (JPype: one per process), started by the first capture
 
 
 class Collector:
@@ -93,7 +95,7 @@ class Env:
     def restart(self, collector: Collector | None = None) -> None:
         self.capture.stop()
         self.collector = collector or Collector()
-        self.capture = EmbeddedCapture(self.spec, self.state_dir, self.collector, topic_prefix=PREFIX)
+        self.capture = EmbeddedCapture(self.spec, self.state_dir, self.collector, JVM, topic_prefix=PREFIX)
         self.capture.start()
         self.capture.wait_capturing(CAPTURE_TIMEOUT)
 
@@ -142,7 +144,8 @@ def env(request: pytest.FixtureRequest, kind: str, tmp_path: Path) -> Iterator[E
     spec = _spec(db, f"emb_{kind[:5]}")
     collector = Collector()
     state = tmp_path / f"capture-{kind}"
-    env = Env(kind, db, spec, state, collector, EmbeddedCapture(spec, state, collector, topic_prefix=PREFIX))
+    capture = EmbeddedCapture(spec, state, collector, JVM, topic_prefix=PREFIX)
+    env = Env(kind, db, spec, state, collector, capture)
     env.execute(
         "INSERT INTO products (id, sku, name, category, price_cents, currency, updated_at) "
         "VALUES (1, 'SKU-1', 'Kettle', 'kitchen', 1250, 'EUR', '2024-05-01 11:00:00')",
@@ -285,7 +288,7 @@ def _unreachable_spec(name: str) -> SourceSpec:
 
 
 def test_unreachable_database_is_retried_not_raised(tmp_path: Path) -> None:
-    capture = EmbeddedCapture(_unreachable_spec("emb_down"), tmp_path / "state", Collector(),
+    capture = EmbeddedCapture(_unreachable_spec("emb_down"), tmp_path / "state", Collector(), JVM,
                               topic_prefix=PREFIX)
     try:
         capture.start()
@@ -301,7 +304,7 @@ def test_unreachable_database_is_retried_not_raised(tmp_path: Path) -> None:
 def test_stop_interrupts_the_retry_backoff(tmp_path: Path) -> None:
     """After a failure the capture waits an hour before the next attempt; ``stop()`` ends that wait: its
     thread is gone when ``stop()`` returns (``stop`` joins it for at most 30 s, far less than the hour)."""
-    capture = EmbeddedCapture(_unreachable_spec("emb_down2"), tmp_path / "state", Collector(),
+    capture = EmbeddedCapture(_unreachable_spec("emb_down2"), tmp_path / "state", Collector(), JVM,
                               topic_prefix=PREFIX, backoff_initial=3600.0, backoff_max=3600.0)
     try:
         capture.start()
@@ -326,7 +329,7 @@ def test_lost_slot_is_refused_and_nothing_left_behind(env: Env) -> None:
     env.capture.stop()  # commits the batch in the handler
     drop_slot_and_publication(env.spec)
     env.execute(_order_insert(400))  # lost to CDC: the slot that would have kept it is gone
-    capture = EmbeddedCapture(env.spec, env.state_dir, Collector(), topic_prefix=PREFIX)
+    capture = EmbeddedCapture(env.spec, env.state_dir, Collector(), JVM, topic_prefix=PREFIX)
     try:
         capture.start()
         eventually(lambda: capture.restarts >= 1, CAPTURE_TIMEOUT,

@@ -17,14 +17,14 @@ from confluent_kafka import Consumer, KafkaError
 from distributed_stack import unique_prefix
 from legacy_databases import LegacyDatabase
 
-from connectors.legacy.connect_sources import (
+from connectors.legacy.connect_registration import (
     connector_name,
     register_source_connector,
     remove_source_connector,
     schema_history_topic,
 )
-from connectors.legacy.debezium_sources import changes_topic, publication_name, slot_name
-from connectors.legacy.sources import SourceSpec, parse_source
+from connectors.legacy.debezium_config import changes_topic, publication_name, slot_name
+from connectors.legacy.declaration import SourceSpec, parse_source
 from services.distributed.kafka_broker import KafkaBroker
 from services.distributed.kafka_connect import KafkaConnect
 

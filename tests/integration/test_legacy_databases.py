@@ -12,8 +12,7 @@ import pymysql
 import pytest
 from legacy_app import ORDER_STATUSES, TABLES, StepClock
 from legacy_databases import LegacyDatabase
-
-from connectors.mariadb_server import MariaDBServer
+from mariadb_server import MariaDBServer
 
 pytestmark = pytest.mark.integration
 

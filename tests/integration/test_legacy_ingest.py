@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy.engine import Engine
 
-from commands.handlers import reset_cache
+from commands.cache import AggregateCache
 from connectors.dead_letters import REPLAYED, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.canonical import NAMESPACE, UnknownSource, normalize
+from connectors.legacy.declaration import parse_source
 from connectors.legacy.ingest import LegacyIngestor, StoreState
 from connectors.legacy.registry import SourceRegistry
-from connectors.legacy.sources import parse_source
 
 pytestmark = pytest.mark.integration
 
@@ -76,11 +76,10 @@ def _payment(pay: int, oid: int, status: str, amount: int = 2500) -> dict[str, A
 
 @pytest.fixture()
 def parts(engine: Engine) -> tuple[LegacyIngestor, PostgresEventStore, DeadLetterStore, SourceRegistry]:
-    reset_cache()  # the database is new for every test; the process-wide aggregate cache is not
     store = PostgresEventStore(engine)
     letters = DeadLetterStore(engine)
     registry = SourceRegistry(engine)
-    return LegacyIngestor(store, letters, registry), store, letters, registry
+    return LegacyIngestor(store, letters, AggregateCache(), registry), store, letters, registry
 
 
 def _events(store: PostgresEventStore) -> list[tuple[str, str]]:

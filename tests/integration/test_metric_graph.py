@@ -16,16 +16,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from event_log import EventLog
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from domain.events import EVENT_TYPES, RecordedEvent
 from domain.validation import event_problems
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.contract_registry import REGISTRY
 from readmodels.metrics import METRICS, NOW, compute_metric
-from services.read_cache import ReadCache
+from readmodels.read_cache import ReadCache
 
 EVAL_AT = datetime.now(UTC).replace(microsecond=0)
 Story = Callable[[EventLog, str], None]
@@ -199,7 +199,7 @@ def _retenant(events: list[RecordedEvent], tenant: str) -> list[RecordedEvent]:
 
 @pytest.fixture(scope="module")
 def transitions() -> Iterator[list[Transition]]:
-    store = ClickHouseStore(chdb_dsn(), database="metric_graph")
+    store = chdb_store("metric_graph")
     store.drop_all()
     store.ensure_schema()
     states: dict[str, list[RecordedEvent]] = {}

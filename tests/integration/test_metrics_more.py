@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from event_log import EventLog
 
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import (
     UnsupportedDimension,
     UnsupportedGrain,
@@ -167,7 +167,7 @@ def build() -> tuple[EventLog, dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def shop() -> Iterator[tuple[ClickHouseStore, dict[str, Any]]]:
-    store = ClickHouseStore(chdb_dsn(), database="metrics_more")
+    store = chdb_store("metrics_more")
     store.drop_all()
     store.ensure_schema()
     log, facts = build()

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from waiting import eventually
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
+from connectors.iceberg_sink import IcebergSink, latest_rows, make_catalog
 from projections.entities import fold_entity_row
 from projections.runner import ProjectionRunner
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.entities import get_entity
-from readmodels.iceberg_sink import IcebergSink, latest_rows, make_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +27,9 @@ HANG_S = 120.0  # bounds a hang (two runners and a lake commit on a loaded machi
 
 @pytest.fixture(scope="module")
 def ch() -> Iterator[ClickHouseStore]:
-    from test_readmodels import chdb_dsn
+    from chdb_store import chdb_store
 
-    s = ClickHouseStore(chdb_dsn(), database="runner_test")
+    s = chdb_store("runner_test")
     s.drop_all()
     s.ensure_schema()
     yield s

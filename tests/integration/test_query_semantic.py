@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from datetime import UTC
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from test_readmodels import NOW, shop
 
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import compute_metric, compute_series
 from readmodels.query import semantic
 from readmodels.query.question import QuestionError, parse_question
@@ -21,7 +21,7 @@ A, B = "tenant-sa", "tenant-sb"
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="q_sem")
+    s = chdb_store("q_sem")
     ClickHouseSink(s, None).apply(shop(A, n_orders=60, seed=5).events, None, 0)
     ClickHouseSink(s, None).apply(shop(B, n_orders=30, seed=6).events, None, 0)
     yield s

@@ -12,22 +12,23 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from test_readmodels import shop
 
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
-from readmodels.query.sql_guard import GuardError, guard, run_page, verify_scoped
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
+from readmodels.query.sql_guard import GuardError, guard, verify_scoped
+from readmodels.query.sql_pages import run_page
 
 A, B = "tenant-qa", "tenant-qb"
 
 
 @pytest.fixture(scope="module")
 def stores() -> Iterator[tuple[ClickHouseStore, ClickHouseStore]]:
-    mixed = ClickHouseStore(chdb_dsn(), database="q_mix")
-    only_a = ClickHouseStore(chdb_dsn(), database="q_only")
+    mixed = chdb_store("q_mix")
+    only_a = chdb_store("q_only")
     a_events = shop(A, n_orders=40, seed=3).events
     b_events = shop(B, n_orders=50, seed=4).events
     ClickHouseSink(mixed, None).apply(a_events, None, 0)

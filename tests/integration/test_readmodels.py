@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from event_log import EventLog
 
+from connectors.clickhouse import ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from domain.events import RecordedEvent
 from projections.entities import fold_entity, fold_entity_row
 from projections.rows import TABLES
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.entities import get_entity
 from readmodels.metrics import METRICS, UnknownMetric, UnsupportedWindow, compute_metric
 
@@ -25,7 +25,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="rm_test")
+    s = chdb_store("rm_test")
     yield s
     s.drop_all()
 
@@ -310,7 +310,7 @@ def test_tailing_sink_defers_all_but_metric_tables(store: ClickHouseStore) -> No
     sink.flush()
     assert checkpoints.saved == [(("cursor", log.events[-1].position), log.events[-1].position)]
     assert sink.pending_rows() == 0
-    ref = ClickHouseStore(store.dsn, database="defer_ref")
+    ref = store.on_database("defer_ref")
     ref.drop_all()
     ref.ensure_schema()
     ClickHouseSink(ref, None).apply(log.events, None, 0)

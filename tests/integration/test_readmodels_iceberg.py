@@ -10,8 +10,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.catalog.sql import SqlCatalog
 
-from domain.events import RecordedEvent
-from readmodels.iceberg_sink import (
+from connectors.iceberg_sink import (
     CURSOR_POSITION,
     CURSOR_TXID,
     EVENTS_SCHEMA,
@@ -20,6 +19,7 @@ from readmodels.iceberg_sink import (
     latest_rows,
     make_catalog,
 )
+from domain.events import RecordedEvent
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from sqlalchemy.engine import Engine
 from waiting import eventually
 
 from connectors.event_store import PostgresEventStore
+from connectors.kafka_replay import replay_range_to_kafka
 from projections.flink.pipeline import decode
-from services.replay import replay_range_to_kafka
 
 pytestmark = pytest.mark.integration
 

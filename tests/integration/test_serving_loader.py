@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_dsn, chdb_store
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy.engine import Engine
@@ -28,13 +28,13 @@ from waiting import eventually
 
 from commands.ports import StreamWrite
 from connectors.checkpoints import CheckpointStore
+from connectors.clickhouse import ClickHouseStore, normalize_row
 from connectors.dead_letters import DeadLetterStore
 from connectors.event_store import PostgresEventStore
-from connectors.serving_loader import PositionTailer, ServingLoader
-from connectors.tailer import PostgresTailer
+from connectors.serving_loader import ServingLoader
+from connectors.tailer import PositionTailer, PostgresTailer
 from domain.events import NewEvent, RecordedEvent
 from projections.rows import TABLES, MemoryLookup, dumps_row, project
-from readmodels.clickhouse import ClickHouseStore, normalize_row
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def kafka_bootstrap(kafka_broker: Any) -> str:
 
 @pytest.fixture()
 def clickhouse() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database=f"loader_{uuid.uuid4().hex[:8]}")
+    s = chdb_store(f"loader_{uuid.uuid4().hex[:8]}")
     yield s
     s.drop_all()
 
@@ -443,14 +443,16 @@ def test_runtime_distributed_mode(
     the loader."""
     import asyncio
 
-    from services.api.health_routes import health_report
+    from services.api.routes.health import health_report
+    from services.bootstrap import build
     from services.config import Settings
-    from services.runtime import Runtime
 
-    settings = Settings(data_dir=tmp_path, clickhouse_dsn=chdb_dsn(), iceberg_enabled=False)
-    runtime = Runtime(
-        settings, pg_url, mode="distributed", kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix
+    settings = Settings(
+        data_dir=tmp_path, clickhouse_dsn=chdb_dsn(), iceberg_enabled=False, deployment="distributed",
+        kafka_bootstrap=kafka_bootstrap, topic_prefix=prefix, legacy_sources_enabled=False,
     )
+    container = build(settings, pg_url)
+    runtime = container.runtime
     runtime.clickhouse.drop_all()
     invalidated: list[int] = []
     real_invalidate = runtime.cache.invalidate
@@ -500,6 +502,7 @@ def test_runtime_distributed_mode(
         asyncio.run(scenario())
     finally:
         runtime.clickhouse.drop_all()
+        container.close()
 
 
 def test_an_undecodable_serving_message_is_dead_lettered_whole_and_passed(

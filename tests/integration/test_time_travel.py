@@ -15,18 +15,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from chdb_store import chdb_dsn
+from chdb_store import chdb_store
 from event_log import EventLog
 from sqlalchemy.engine import Engine
 
+from connectors.clickhouse import SCRATCH_PREFIX, ClickHouseStore
+from connectors.clickhouse_sink import ClickHouseSink
 from connectors.event_store import PostgresEventStore
 from domain.events import RecordedEvent
-from readmodels import time_travel
-from readmodels.clickhouse import ClickHouseStore
-from readmodels.clickhouse_sink import ClickHouseSink
 from readmodels.metrics import METRICS, NOW, compute_metric, compute_series
 from readmodels.time_travel import (
-    SCRATCH_PREFIX,
     TimeTravelTooLarge,
     historical_metric,
     historical_series,
@@ -38,7 +36,7 @@ T_NOW = datetime.now(UTC).replace(microsecond=0)
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[ClickHouseStore]:
-    s = ClickHouseStore(chdb_dsn(), database="tt_live")
+    s = chdb_store("tt_live")
     yield s
     s.drop_all()
 
@@ -70,7 +68,7 @@ def write(engine: Engine, events: list[RecordedEvent]) -> None:
 
 def reference(events: list[RecordedEvent], until: datetime) -> ClickHouseStore:
     """The live read model had it applied exactly the events that occurred by ``until``."""
-    ref = ClickHouseStore(chdb_dsn(), database=f"tt_ref_{uuid.uuid4().hex[:8]}")
+    ref = chdb_store(f"tt_ref_{uuid.uuid4().hex[:8]}")
     ClickHouseSink(ref, None).apply([e for e in events if e.occurred_at <= until], None, 0)
     return ref
 
@@ -357,8 +355,8 @@ def test_leftover_scratch_databases_are_swept(
 ) -> None:
     stale = f"{SCRATCH_PREFIX}1000_{uuid.uuid4().hex}"
     live.client.command(f"CREATE DATABASE {stale}")
-    # a process that has not swept yet, whatever this one's earlier reads did (restored afterwards)
-    monkeypatch.setattr(time_travel, "_SWEPT", set())
+    # a store that has not swept yet, whatever this one's earlier reads did (restored afterwards)
+    monkeypatch.setattr(live, "_swept", False)
     historical_metric(PostgresEventStore(engine), live, "tenant-s", "revenue", "1h", "USD", T_NOW)
     left = live.query(
         "SELECT name FROM system.databases WHERE startsWith(name, {p:String})", {"p": SCRATCH_PREFIX}

@@ -20,9 +20,10 @@ from waiting import eventually
 from webhook_helpers import append_order
 from webhook_receiver import Receiver, Reply
 
+from connectors import webhook_signing as signing
 from connectors.event_store import PostgresEventStore
-from connectors.webhook_store import Delivery, WebhookStore
-from services.workers import signing
+from connectors.webhook_store import WebhookStore
+from readmodels.webhooks import Delivery
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def redis() -> Iterator[RedisServer]:
 
 class WorkerProcess:
     def __init__(self, pg_url: str, redis_url: str, log: Path) -> None:
-        self.args = [sys.executable, "-m", "services.workers.cli", "--database-url", pg_url,
+        self.args = [sys.executable, "-m", "services.webhooks.cli", "--database-url", pg_url,
                      "--redis-url", redis_url, "--threads", "4"]  # fmt: skip
         self.env = {
             **os.environ, "AGENTFLOW_WEBHOOK_ALLOW_PRIVATE": "1",

@@ -1,4 +1,4 @@
-"""The alert state machine (services/alerts/rules.py): pure, driven by an explicit clock."""
+"""The alert state machine (readmodels/alerts.py): pure, driven by an explicit clock."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.alerts.rules import (
+from readmodels.alerts import (
     InvalidRule,
     RuleSpec,
     RuleState,

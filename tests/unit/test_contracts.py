@@ -1,39 +1,19 @@
-"""Contracts: files validate at import, are the catalog's source, diff and validate over HTTP."""
+"""Contracts: files validate at import and are the catalog's source; diff and validate rules (the
+endpoints: tests/integration/api/test_contracts.py)."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
-from litestar.testing import TestClient
 
 from domain.events import EVENT_TYPES
+from readmodels.catalog import build_catalog
 from readmodels.contract_diff import diff_docs, validate_proposal
 from readmodels.contract_registry import REGISTRY, ContractError, load_registry, parse_contract_file
 from readmodels.metrics import METRICS
-from services.api.app import create_app
-from services.auth import ApiKeys
-from services.catalog import build_catalog
-
-KEY = "k-contracts"
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[TestClient[Any]]:
-    runtime: Any = SimpleNamespace(
-        bind_loop=lambda loop: None,
-        settings=SimpleNamespace(rate_limit_rpm=0),
-        applied_listeners=[],
-        watermark=0,
-    )
-    app = create_app(runtime, ApiKeys({KEY: "t1"}), manage_runtime=False)
-    with TestClient(app) as c:
-        c.headers["X-API-Key"] = KEY
-        yield c
 
 
 def _metric_doc(**over: Any) -> dict[str, Any]:
@@ -133,43 +113,3 @@ def test_validate_proposal_requires_the_matching_version_bump() -> None:
     assert validate_proposal(current, {**breaking, "version": "2.0.0"})["valid"]
     assert not validate_proposal(current, _metric_doc(version="1.0.0"))["valid"]
     assert not validate_proposal(current, {"version": "9.0.0"})["valid"]
-
-
-def test_contract_endpoints(client: TestClient[Any]) -> None:
-    listing = client.get("/v1/contracts").json()
-    assert listing["total"] == len(REGISTRY.names()) and {c["name"] for c in listing["contracts"]} >= set(
-        METRICS
-    )
-    assert {
-        c["kind"] for c in client.get("/v1/contracts", params={"kind": "entity"}).json()["contracts"]
-    } == {"entity"}
-    rev = client.get("/v1/contracts/revenue").json()
-    assert rev["version"] == "1.1.0" and rev["versions"] == ["1.0.0", "1.1.0"]
-    assert rev["moved_by"] == ["OrderPlaced", "OrderCancelled"] and rev["status"] == "stable"
-    old = client.get("/v1/contracts/revenue/1.0.0").json()
-    assert old["status"] == "deprecated" and "7d" not in old["windows"]
-    d = client.get("/v1/contracts/revenue/diff/1.0.0/1.1.0").json()
-    assert d["compatibility"] == "additive" and not d["breaking"]
-    assert {(c["path"], c["to"]) for c in d["additive"]} >= {("windows", "7d"), ("dimensions", "channel")}
-    back = client.get("/v1/contracts/revenue/diff/1.1.0/1.0.0").json()
-    assert back["compatibility"] == "breaking"
-    order = client.get("/v1/contracts/order/diff/1.0.0/1.1.0").json()
-    assert order["compatibility"] == "additive"
-    assert ("fields.status", "refunded") in {(c["path"], c["to"]) for c in order["additive"]}
-
-    ok = client.post("/v1/contracts/revenue/validate", json=_metric_doc(version="2.0.0", unit="cents"))
-    assert ok.status_code == 200 and ok.json()["valid"] and ok.json()["compatibility"] == "breaking"
-    bad = client.post(
-        "/v1/contracts/revenue/validate", json={"contract": _metric_doc(moved_by=["Nope"])}
-    ).json()
-    assert not bad["valid"] and any("Nope" in e for e in bad["errors"])
-
-    for path in (
-        "/v1/contracts/nope",
-        "/v1/contracts/revenue/9.9.9",
-        "/v1/contracts/revenue/diff/1.0.0/3.0.0",
-    ):
-        r = client.get(path)
-        assert r.status_code == 404 and r.json()["detail"]
-    assert client.get("/v1/contracts", headers={"X-API-Key": "wrong"}).status_code == 401
-    assert client.post("/v1/contracts/revenue/validate", content=b"[1]").status_code == 422

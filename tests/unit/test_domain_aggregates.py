@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from domain import flows
+from domain import multi_aggregate
 from domain.base import Aggregate, make_event
 from domain.errors import DomainError
 from domain.events import EVENT_TYPES, NewEvent
@@ -345,13 +345,13 @@ def test_payment_initiate_rules() -> None:
     assert code(exc) == "already_exists"
 
 
-# ------------------------------------------------------------------ flows
+# ------------------------------------------------------------------ multi-aggregate decisions
 
 
 def test_place_order_reserves_each_product() -> None:
     products = {"PROD-001": product("PROD-001", 5), "PROD-002": product("PROD-002", 1)}
     lines = [OrderLine("PROD-001", 2, 1000), OrderLine("PROD-002", 1, 500)]
-    events = flows.place_order(Order(), OID, user(), "USR-00001", products, "USD", "web", lines)
+    events = multi_aggregate.place_order(Order(), OID, user(), "USR-00001", products, "USD", "web", lines)
     assert [(e.stream_id, e.event_type) for e in events] == [
         (OID, "OrderPlaced"),
         ("PROD-001", "StockReserved"),
@@ -374,7 +374,7 @@ def test_place_order_rejections() -> None:
         }
         args.update(over)
         with pytest.raises(DomainError) as exc:
-            flows.place_order(**args)
+            multi_aggregate.place_order(**args)
         return exc.value.code
 
     assert attempt(user=User()) == "unknown_user"
@@ -388,7 +388,7 @@ def test_insufficient_stock_lists_every_shortage() -> None:
     products = {"A": product("A", 1), "B": product("B", 0), "C": product("C", 9)}
     lines = [OrderLine("A", 2, 1), OrderLine("B", 1, 1), OrderLine("C", 1, 1)]
     with pytest.raises(DomainError) as exc:
-        flows.place_order(Order(), OID, user(), "U", products, "USD", None, lines)
+        multi_aggregate.place_order(Order(), OID, user(), "U", products, "USD", None, lines)
     assert exc.value.details is not None
     assert [s["product_id"] for s in exc.value.details["shortages"]] == ["A", "B"]
 
@@ -399,7 +399,7 @@ def test_cancel_releases_what_is_still_reserved() -> None:
     fold(p1, p1.decide_reserve(OID, 2))
     fold(p2, p2.decide_reserve(OID, 3))
     fold(p2, p2.decide_release(OID, 1))  # released by hand earlier
-    events = flows.cancel_order(o, {"PROD-001": p1, "PROD-002": p2}, "oops")
+    events = multi_aggregate.cancel_order(o, {"PROD-001": p1, "PROD-002": p2}, "oops")
     assert [(e.event_type, e.stream_id, e.data.get("quantity")) for e in events] == [
         ("OrderCancelled", OID, None),
         ("StockReleased", "PROD-001", 2),
@@ -410,17 +410,17 @@ def test_cancel_releases_what_is_still_reserved() -> None:
 def test_initiate_and_complete_payment_flow() -> None:
     o = placed()
     with pytest.raises(DomainError) as exc:
-        flows.initiate_payment(Payment(), "PAY-1", Order(), "ORD-X", 100, "USD", "card")
+        multi_aggregate.initiate_payment(Payment(), "PAY-1", Order(), "ORD-X", 100, "USD", "card")
     assert code(exc) == "unknown_order"
     with pytest.raises(DomainError) as exc:
-        flows.initiate_payment(Payment(), "PAY-1", o, OID, 100, "EUR", "card")
+        multi_aggregate.initiate_payment(Payment(), "PAY-1", o, OID, 100, "EUR", "card")
     assert code(exc) == "currency_mismatch"
     with pytest.raises(DomainError) as exc:
-        flows.initiate_payment(Payment(), "PAY-1", o, OID, 3001, "USD", "card")
+        multi_aggregate.initiate_payment(Payment(), "PAY-1", o, OID, 3001, "USD", "card")
     assert code(exc) == "payment_exceeds_outstanding"
     p = Payment()
-    fold(p, flows.initiate_payment(p, "PAY-1", o, OID, 3000, "USD", "card"))
-    events = flows.complete_payment(p, o)
+    fold(p, multi_aggregate.initiate_payment(p, "PAY-1", o, OID, 3000, "USD", "card"))
+    events = multi_aggregate.complete_payment(p, o)
     assert [e.event_type for e in events] == ["PaymentCompleted", "OrderPaymentCaptured"]
     assert events[1].data == {"order_id": OID, "payment_id": "PAY-1", "amount_minor": 3000, "currency": "USD"}
 
@@ -432,14 +432,14 @@ def test_refund_order_allocates_across_captured_payments() -> None:
     for p in (p1, p2):
         fold(p, p.decide_complete())
         paid(o, p.amount_minor, p.payment_id)
-    events = flows.refund_order(o, {"PAY-1": p1, "PAY-2": p2}, 1500)
+    events = multi_aggregate.refund_order(o, {"PAY-1": p1, "PAY-2": p2}, 1500)
     assert [(e.event_type, e.stream_id, e.data["amount_minor"]) for e in events] == [
         ("OrderRefunded", OID, 1500),
         ("PaymentRefunded", "PAY-1", 1000),
         ("PaymentRefunded", "PAY-2", 500),
     ]
     with pytest.raises(DomainError) as exc:
-        flows.refund_order(o, {"PAY-1": p1}, 1500)  # PAY-2 missing: cannot cover
+        multi_aggregate.refund_order(o, {"PAY-1": p1}, 1500)  # PAY-2 missing: cannot cover
     assert code(exc) == "refund_exceeds_paid"
 
 
@@ -448,7 +448,7 @@ def test_refund_payment_pairs_with_order() -> None:
     p = initiated()
     fold(p, p.decide_complete())
     paid(o)
-    events = flows.refund_payment(p, o, 3000)
+    events = multi_aggregate.refund_payment(p, o, 3000)
     assert [e.event_type for e in events] == ["PaymentRefunded", "OrderRefunded"]
     assert events[1].data["full"] is True
 
@@ -460,7 +460,7 @@ def test_shipping_consumes_the_reservation_and_falls_back_on_free_stock() -> Non
     fold(p2, p2.decide_reserve(OID, 3))
     fold(p2, p2.decide_release(OID, 1))  # released by hand: 1 of the 3 comes from free stock
     fold(o, o.decide_confirm())
-    events = flows.ship_order(o, {"PROD-001": p1, "PROD-002": p2})
+    events = multi_aggregate.ship_order(o, {"PROD-001": p1, "PROD-002": p2})
     moves = [(e.event_type, e.stream_id, e.data.get("quantity"), e.data.get("from_reserved")) for e in events]
     assert moves == [
         ("StockShipped", "PROD-001", 2, 2),
@@ -514,12 +514,12 @@ def test_refund_with_returns_brings_units_back_into_stock_or_not() -> None:
     o = paid(placed([OrderLine("PROD-001", 2, 100)]), 200, pay.payment_id)
     fold(p, p.decide_reserve(OID, 2))
     fold(o, o.decide_confirm())
-    shipped = flows.ship_order(o, {"PROD-001": p})
+    shipped = multi_aggregate.ship_order(o, {"PROD-001": p})
     fold(p, shipped[:1])
     fold(o, shipped[1:])
     assert p.on_hand == 3
-    events = flows.refund_order(o, {pay.payment_id: pay}, 100, {"PROD-001": p}, [ReturnLine("PROD-001", 1)],
-                                restock=True)
+    events = multi_aggregate.refund_order(o, {pay.payment_id: pay}, 100, {"PROD-001": p},
+                                          [ReturnLine("PROD-001", 1)], restock=True)
     refunded, returned = events[0], events[-1]
     assert refunded.data["lines"] == [{"product_id": "PROD-001", "quantity": 1}] and refunded.data["restock"]
     assert (returned.event_type, returned.data["restocked"]) == ("StockReturned", True)

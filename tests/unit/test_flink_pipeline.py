@@ -257,7 +257,7 @@ def test_lake_tables_match_the_embedded_lake_schemas() -> None:
     """Both deployments write one lake layout: the Flink DDL mirrors readmodels/iceberg_sink.SCHEMAS."""
     import pyarrow as pa
 
-    from readmodels.iceberg_sink import SCHEMAS
+    from connectors.iceberg_sink import SCHEMAS
 
     arrow = {
         "STRING": pa.string(),

@@ -16,7 +16,7 @@ from connectors.legacy.canonical import (
     UnknownSource,
     normalize,
 )
-from connectors.legacy.sources import SourceSpecError, load_source, parse_source
+from connectors.legacy.declaration import SourceSpecError, load_source, parse_source
 from connectors.legacy.translators import MissingReference, Untranslatable, next_step
 from domain.base import Aggregate
 from domain.events import NewEvent

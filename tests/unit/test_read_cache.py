@@ -8,14 +8,14 @@ import dataclasses
 import random
 import threading
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 from domain.events import EVENT_TYPES, RecordedEvent
 from readmodels.contract_registry import REGISTRY
 from readmodels.metrics import METRICS
-from services.api.read_routes import _entity_value, _metric_value
-from services.read_cache import ReadCache
+from readmodels.read_cache import ReadCache
+from readmodels.read_cache import entity_value as _entity_value
+from readmodels.read_cache import metric_value as _metric_value
 
 T = "t1"
 KEY = (T, "order_count", "1h", "USD")
@@ -218,7 +218,7 @@ def test_single_flight_readers_under_concurrent_writes() -> None:
     refresh_after = 0.25
     c = cache(metric_ttl_s=1.0, refresh_after_s=refresh_after, clock=clock)
     model = Model(c)
-    runtime: Any = SimpleNamespace(cache=c)
+    runtime = c  # the cache itself
     computes = [0]
     counted = threading.Lock()
     violations: list[tuple[str, int, int]] = []
@@ -275,7 +275,7 @@ def test_single_flight_readers_under_concurrent_writes() -> None:
 
 def test_concurrent_misses_share_one_computation() -> None:
     c = cache()
-    runtime: Any = SimpleNamespace(cache=c)
+    runtime = c  # the cache itself
     release = threading.Event()
     started = threading.Event()
     calls = [0]
@@ -304,7 +304,7 @@ def test_concurrent_misses_share_one_computation() -> None:
 
 def test_a_failed_flight_is_not_cached_and_fails_its_waiters_only() -> None:
     c = cache()
-    runtime: Any = SimpleNamespace(cache=c)
+    runtime = c  # the cache itself
     calls = [0]
 
     def boom() -> int:

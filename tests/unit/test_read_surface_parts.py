@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from domain.events import RecordedEvent
-from services.event_stream import AppliedEventHub, EventFilter, StreamSlots
-from services.search_index import SearchIndex
-from services.slo import Objective, SloTracker
+from readmodels.applied_events import AppliedEventHub, EventFeed, EventFilter, StreamSlots
+from readmodels.search import SearchIndex
+from readmodels.slo import Objective, SloTracker
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -41,6 +41,59 @@ def test_hub_buffer_is_bounded_and_says_what_it_no_longer_covers() -> None:
     assert hub.since(2) is None
     got = hub.since(3)
     assert got is not None and [a.event.position for a in got[0]] == [4, 5, 6]
+
+
+class _Log:
+    """An event store of events in position order (readmodels.ports.EventLog)."""
+
+    def __init__(self, events: list[RecordedEvent]) -> None:
+        self.events = events
+        self.reads: list[tuple[int, int | None]] = []
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        limit: int = 1000,
+        tenant_id: str | None = None,
+        until: datetime | None = None,
+        max_position: int | None = None,
+    ) -> list[RecordedEvent]:
+        self.reads.append((after_position, max_position))
+        bound = max_position if max_position is not None else 1 << 62
+        found = [e for e in self.events
+                 if after_position < e.position <= bound and tenant_id in (None, e.tenant_id)]  # fmt: skip
+        return found[:limit]
+
+
+class _Progress:
+    watermark = 0
+    lake_watermark = None
+    mode = "embedded"
+
+    def freshness_seconds(self) -> float:
+        return 0.0
+
+    def flush_serving(self) -> None:
+        pass
+
+
+def test_event_feed_reads_the_buffer_or_replays_the_store_never_past_the_watermark() -> None:
+    events = [ev(p, tenant="t" if p % 2 else "u") for p in range(1, 11)]
+    log = _Log(events)
+    hub = AppliedEventHub(capacity=3, previous_watermark=lambda: 0)
+    feed = EventFeed(hub, log, _Progress(), page=2)
+    assert feed.bound() == 0 and feed.poll("t", 0) == ([], 0)  # the hub has published nothing yet
+    hub.on_applied(events[:8], 8)  # the buffer keeps 6, 7, 8 (all tenants)
+    assert feed.bound() == 8
+    assert feed.poll("t", 2) is None  # the buffer no longer covers 2: replay from the store
+    page, cursor = feed.replay("t", 2)
+    assert [e.position for e in page] == [3, 5] and cursor == 5 and log.reads == [(2, 8)]
+    page, cursor = feed.replay("t", cursor)  # a short page: the reader has seen up to the bound
+    assert [e.position for e in page] == [7] and cursor == 8
+    got = feed.poll("t", 5)  # a page of the buffer (6 is u's)
+    assert got is not None and [e.position for e in got[0]] == [7] and got[1] == 7
+    assert feed.poll("t", 7) == ([], 8)  # 8 is u's
+    assert feed.poll("t", 8) == ([], 8)  # 9 and 10 are not applied: never sent
 
 
 def test_event_filter() -> None:

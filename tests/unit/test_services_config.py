@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from services.api.command_routes import parse_if_match, request_hash
+from commands.idempotency import request_hash
 from services.api.errors import ApiError
+from services.api.routes.commands import parse_if_match
 from services.auth import ApiKeys, load_or_create_dev_key
-from services.config import parse_api_keys, settings_from_env
+from services.config import ENV_VARS, configuration_table, parse_api_keys, settings_from_env
 
 
 def test_api_keys_parse_pairs_and_reject_garbage() -> None:
@@ -69,3 +71,19 @@ def test_rate_limit_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("AGENTFLOW_RATE_LIMIT_RPM", "lots")
     with pytest.raises(ValueError, match="whole number"):
         settings_from_env()
+
+
+def test_every_variable_the_code_reads_is_documented_and_read_in_one_place() -> None:
+    """AGENTFLOW_* names in production code are exactly ENV_VARS; only services/config.py reads the
+    environment for them; docs/configuration.md is the generated table."""
+    root = Path(__file__).resolve().parents[2]
+    named: set[str] = set()
+    packages = ("domain", "commands", "projections", "readmodels", "connectors", "services", "migrations")
+    for package in packages:
+        for path in (root / package).rglob("*.py"):
+            text = path.read_text()
+            named |= set(re.findall(r"AGENTFLOW_[A-Z0-9_]+", text))
+            if path.name != "config.py":
+                assert not re.search(r"environ(\.get)?\(?\[?[\"']AGENTFLOW_", text), path
+    assert named == set(ENV_VARS)
+    assert (root / "docs" / "configuration.md").read_text() == configuration_table()

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from readmodels.query.sql_guard import ALLOWED_TABLES, MAX_SQL_CHARS, GuardError, guard, page_query
+from readmodels.query.sql_guard import ALLOWED_TABLES, MAX_SQL_CHARS, GuardError, guard
+from readmodels.query.sql_pages import page_query
 
 DB = "agentflow"
 

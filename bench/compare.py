@@ -1,0 +1,108 @@
+"""`make bench-compare BASELINE=<git ref>`: the embedded HTTP figures of two commits, side by side.
+
+Each commit is checked out into a temporary worktree and its own ``bench.run --skip-append`` runs
+there (its own code, this checkout's virtualenv). The two alternate, baseline first, for ``--rounds``
+rounds, so drift of a shared machine falls on both; the report gives each figure's median per commit
+and the candidate/baseline ratio. Writes docs/benchmarks/compare-latest.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.machine import machine_info
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "benchmarks"
+FIGURES = (
+    "reads_per_s", "reads_p50_ms", "reads_p99_ms",
+    "http_commands_per_s", "http_commands_p50_ms", "http_commands_p99_ms",
+    "freshness_p50_ms", "freshness_p95_ms", "freshness_p99_ms",
+)  # fmt: skip
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _run_once(tree: Path, seconds: int, commands: int) -> dict[str, float]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    argv = [sys.executable, "-m", "bench.run", "--skip-append"]
+    argv += ["--seconds", str(seconds), "--commands", str(commands)]
+    subprocess.run(argv, cwd=tree, env=env, check=True, stdout=subprocess.DEVNULL)
+    latest = json.loads((tree / "docs" / "benchmarks" / "embedded-latest.json").read_text())
+    summary: dict[str, float] = latest["summary"]
+    return summary
+
+
+def render(result: dict[str, Any]) -> str:
+    m, b, c = result["machine"], result["baseline"], result["candidate"]
+    lines = [
+        "# Embedded benchmark: two commits side by side",
+        "",
+        f"{m['date']} · {m['cpu']} · {m['cores']} cores · {m['memory_gib']} GiB · Python {m['python']}",
+        "",
+        f"Baseline `{b['ref']}` ({b['commit'][:10]}), candidate `{c['ref']}` ({c['commit'][:10]}); "
+        f"{result['rounds']} alternating rounds, medians.",
+        "",
+        "| figure | baseline | candidate | candidate / baseline |",
+        "|---|---|---|---|",
+    ]
+    for name in FIGURES:
+        bv, cv = b["median"].get(name), c["median"].get(name)
+        if bv is None or cv is None:
+            continue
+        ratio = f"{cv / bv:.2f}" if bv else "—"
+        lines.append(f"| {name} | {bv:g} | {cv:g} | {ratio} |")
+    lines += ["", "Raw figures: `compare-latest.json`. Run with `make bench-compare BASELINE=<ref>`."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--baseline", required=True, help="git ref of the build to compare with")
+    parser.add_argument("--candidate", default="HEAD", help="git ref of the build under test")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--commands", type=int, default=250)
+    args = parser.parse_args()
+    sides = {"baseline": args.baseline, "candidate": args.candidate}
+    runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    with tempfile.TemporaryDirectory(prefix="af-bench-compare-") as tmp:
+        trees = {side: Path(tmp) / side for side in sides}
+        for side, ref in sides.items():
+            _git("worktree", "add", "--detach", str(trees[side]), ref)
+        try:
+            for r in range(args.rounds):
+                for side in sides:
+                    print(f"round {r + 1}/{args.rounds}: {side} ({sides[side]}) ...", flush=True)
+                    runs[side].append(_run_once(trees[side], args.seconds, args.commands))
+        finally:
+            for tree in trees.values():
+                _git("worktree", "remove", "--force", str(tree))
+    result: dict[str, Any] = {"machine": machine_info(), "rounds": args.rounds}
+    for side, ref in sides.items():
+        names = set().union(*(run.keys() for run in runs[side]))
+        result[side] = {
+            "ref": ref,
+            "commit": _git("rev-parse", ref),
+            "median": {n: statistics.median(run[n] for run in runs[side] if n in run) for n in sorted(names)},
+            "runs": runs[side],
+        }
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "compare-latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    md = render(result)
+    (OUT / "compare-latest.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

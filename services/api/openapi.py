@@ -1,0 +1,99 @@
+"""The OpenAPI description of the API: the error shape of API.md, the X-API-Key scheme, the
+responses each route declares, and the schema tidied of what Litestar documents that we never send.
+
+Routes attach ``errors(401, 404, 422)`` to their ``responses``; every error body is :class:`ErrorBody`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import Components, OpenAPIType, Schema, SecurityScheme
+
+API_KEY_SCHEME = "ApiKey"
+SECURED: list[dict[str, list[str]]] = [{API_KEY_SCHEME: []}]
+
+_DESCRIPTIONS = {
+    400: "refused: the request is well-formed but cannot run as asked (code says why)",
+    401: "missing or invalid X-API-Key",
+    403: "the key may not do this",
+    404: "no such entity, resource or route",
+    409: "a business rule refused the command (code says which); nothing was appended",
+    413: "the body is too large",
+    422: "malformed input: field errors in error.details",
+    429: "rate limited; Retry-After says when to try again",
+    503: "not ready (e.g. min_position not applied yet); Retry-After says when to try again",
+}
+
+
+class ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorBody(msgspec.Struct):
+    """Every error: existing clients read ``detail``; ``error.code`` is machine-readable."""
+
+    detail: str
+    error: ErrorDetail
+    correlation_id: str
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """Error responses of a route, in the one error shape."""
+    return {
+        s: ResponseSpec(ErrorBody, description=_DESCRIPTIONS.get(s, "error"), generate_examples=False)
+        for s in statuses
+    }
+
+
+def body(struct: type[msgspec.Struct], description: str) -> ResponseSpec:
+    """A success response's schema, for routes that return a bare ASGI response (hot reads) or answer
+    another status besides their default: ``responses={200: body(TheStruct, "..."), **errors(...)}``."""
+    return ResponseSpec(struct, description=description, generate_examples=False)
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="AgentFlow",
+        version="1",
+        description="An event-native metrics layer: commands become events, reads say how fresh they are.",
+        path="/schema",
+        components=Components(
+            security_schemes={
+                API_KEY_SCHEME: SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header")
+            }
+        ),
+        security=SECURED,
+        create_examples=False,
+    )
+
+
+def _number(schema: Schema) -> None:
+    """``int | float`` is documented by Litestar as oneOf integer/number, which a whole number matches
+    twice (so it fails oneOf); every integer is a JSON number, so it is one ``number``."""
+    for prop in (schema.properties or {}).values():
+        if isinstance(prop, Schema):
+            kinds = {getattr(s, "type", None) for s in prop.one_of or ()}
+            if kinds == {OpenAPIType.INTEGER, OpenAPIType.NUMBER}:
+                prop.one_of, prop.type = None, OpenAPIType.NUMBER
+            _number(prop)
+
+
+def tidy_schema(app: Litestar) -> None:
+    """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
+    answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
+    declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``."""
+    schema = app.openapi_schema
+    for component in ((schema.components.schemas or {}) if schema.components else {}).values():
+        _number(component)
+    for item in (schema.paths or {}).values():
+        for op in (item.get, item.post, item.put, item.patch, item.delete):
+            if op is not None and op.responses is not None:
+                declared = op.responses.get("400")
+                if declared is not None and getattr(declared, "description", None) != _DESCRIPTIONS[400]:
+                    op.responses.pop("400")

@@ -1,0 +1,470 @@
+"""The write side: resource-style command endpoints (API.md, "Write side"). Each route runs one command
+through ``commands.service.CommandService`` (validate, decide, append; rejections recorded; in the
+database threads: ``Commands`` in services/api/dependencies.py) and answers
+``{<type>_id, stream_version, position}``: 201 when it created the entity, else 200.
+
+Bodies are declared as msgspec Structs for the schema, but Litestar does not convert them
+(``SkipValidation``): the command's own validation (commands/validation.py) reads the JSON object and
+reports every field error at once (422 validation_failed), as it always has, and a malformed command
+is counted as a rejected one. Headers: ``If-Match`` (the stream version the caller expects; 409
+version_conflict otherwise), ``Idempotency-Key`` (a repeat replays the first answer; another body with
+the same key is 422), ``X-Correlation-ID``, ``X-Causation-ID`` and ``X-Actor`` go into the events'
+metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.datastructures import ResponseHeader
+from litestar.di import NamedDependency, Provide
+from litestar.openapi import ResponseSpec
+from litestar.params import HeaderParameter, JSONBody, PathParameter, SkipValidation
+
+from commands.idempotency import IdempotencyKeyReused
+from commands.ports import VersionConflict
+from commands.service import MAX_IDEMPOTENCY_KEY, InvalidIdempotencyKey
+from commands.validation import InvalidCommand
+from domain.errors import DomainError, NotFound
+from domain.payment import PAYMENT_METHODS
+from domain.product import ADJUST_REASONS
+from domain.session import API_EVENT_TYPES
+from services.api.dependencies import Commands, correlation_id
+from services.api.errors import ApiError
+from services.api.openapi import body, errors
+
+# ---- bodies (documentation: the command's validation reads the JSON object itself) -----------------
+
+Id = Annotated[str, msgspec.Meta(description="an id: 1-64 characters of A-Z a-z 0-9 . _ : -")]
+NewId = Annotated[
+    str, msgspec.Meta(description="the id to create (1-64 of A-Z a-z 0-9 . _ : -); default: generated")
+]
+Amount = Annotated[
+    str | int | float,
+    msgspec.Meta(description="decimal major units, a JSON number or string, e.g. \"19.99\"; at most the "
+                 "currency's minor digits"),
+]  # fmt: skip
+CurrencyCode = Annotated[str, msgspec.Meta(description="ISO 4217 code, e.g. USD")]
+Quantity = Annotated[int, msgspec.Meta(description="units, a positive integer")]
+
+
+class RegisterProduct(msgspec.Struct):
+    name: str
+    category: str
+    price: Amount
+    currency: CurrencyCode
+    product_id: NewId | None = None
+
+
+class RegisterUser(msgspec.Struct):
+    user_id: NewId | None = None
+    name: str | None = None
+    email: str | None = None
+    region: str | None = None
+
+
+class OrderLineBody(msgspec.Struct):
+    product_id: Id
+    quantity: Quantity
+    unit_price: Annotated[Amount, msgspec.Meta(description="the price the unit was sold at (major units)")]
+
+
+class PlaceOrder(msgspec.Struct):
+    user_id: Id
+    currency: CurrencyCode
+    lines: Annotated[list[OrderLineBody], msgspec.Meta(description="1-100 lines, one per product")]
+    order_id: NewId | None = None
+    channel: Annotated[str | None, msgspec.Meta(description="default: web")] = None
+
+
+class InitiatePayment(msgspec.Struct):
+    order_id: Id
+    amount: Amount
+    currency: CurrencyCode
+    method: Annotated[str, msgspec.Meta(description=f"one of {', '.join(PAYMENT_METHODS)}")]
+    payment_id: NewId | None = None
+
+
+class Quantities(msgspec.Struct):
+    quantity: Quantity
+
+
+class Adjustment(msgspec.Struct):
+    delta: Annotated[int, msgspec.Meta(description="units to add (positive) or remove (negative), not 0")]
+    reason: Annotated[str, msgspec.Meta(description=f"one of {', '.join(ADJUST_REASONS)}")]
+
+
+class PriceChange(msgspec.Struct):
+    price: Amount
+
+
+class Reservation(msgspec.Struct):
+    order_id: Id
+    quantity: Quantity
+
+
+class Reason(msgspec.Struct):
+    reason: Annotated[str | None, msgspec.Meta(description="free text, at most 500 characters")] = None
+
+
+class ReturnLine(msgspec.Struct):
+    product_id: Id
+    quantity: Quantity
+
+
+class Refund(msgspec.Struct):
+    amount: Amount
+    lines: Annotated[
+        list[ReturnLine] | None, msgspec.Meta(description="the units returned (default: none)")
+    ] = None
+    restock: Annotated[bool, msgspec.Meta(description="returned units go back into stock")] = True
+
+
+class SessionEvent(msgspec.Struct):
+    type: Annotated[str, msgspec.Meta(description=f"one of {', '.join(API_EVENT_TYPES)}")]
+    page_url: str
+    user_id: Id | None = None
+    product_id: Id | None = None
+
+
+class NoBody(msgspec.Struct):
+    """The transition takes no fields (an empty object or no body)."""
+
+
+# ---- answers -----------------------------------------------------------------------------------
+
+
+class ProductAck(msgspec.Struct):
+    product_id: str
+    stream_version: int
+    position: int
+
+
+class UserAck(msgspec.Struct):
+    user_id: str
+    stream_version: int
+    position: int
+
+
+class OrderAck(msgspec.Struct):
+    order_id: str
+    stream_version: int
+    position: int
+
+
+class PaymentAck(msgspec.Struct):
+    payment_id: str
+    stream_version: int
+    position: int
+
+
+class SessionAck(msgspec.Struct):
+    session_id: str
+    stream_version: int
+    position: int
+
+
+# ---- headers, and the call ----------------------------------------------------------------------
+
+
+def parse_if_match(raw: str | None) -> int | None:
+    """``If-Match``: a stream version, bare or quoted (``"3"``, ``W/"3"``); ``*`` or empty: none."""
+    if raw is None or raw.strip() in ("", "*"):
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    try:
+        version = int(value)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_if_match", "If-Match must be a stream version (integer)") from exc
+    if version < 0:
+        raise ApiError(422, "invalid_if_match", "If-Match must be a non-negative stream version")
+    return version
+
+
+@dataclass(frozen=True, slots=True)
+class CommandCall:
+    """One command request: who, with which headers, through which use case."""
+
+    commands: Commands
+    correlation_id: str
+    metadata: dict[str, Any]
+    if_match: int | None
+    idempotency_key: str | None
+
+
+def command_call(
+    request: Request[Any, Any, Any],
+    commands: NamedDependency[Commands],
+    if_match: Annotated[
+        str | None,
+        HeaderParameter(name="If-Match", description="the stream version the command expects (a bare "
+                        "integer or quoted); 409 version_conflict with the current one otherwise"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        HeaderParameter(name="Idempotency-Key", description=f"at most {MAX_IDEMPOTENCY_KEY} characters: "
+                        "the same key with the same body replays the first answer (no new events); "
+                        "with another body 422 idempotency_key_reused"),
+    ] = None,
+    causation_id: Annotated[
+        str | None, HeaderParameter(name="X-Causation-ID", description="stored in the events' metadata")
+    ] = None,
+    actor: Annotated[
+        str | None, HeaderParameter(name="X-Actor", description="stored in the events' metadata")
+    ] = None,
+) -> CommandCall:  # fmt: skip
+    cid = correlation_id(request)  # X-Correlation-ID or a new one; the error responses carry it too
+    actor = actor or f"api-key:{commands.tenant}"
+    metadata = {"correlation_id": cid, "causation_id": causation_id or cid, "actor": actor}
+    return CommandCall(commands, cid, metadata, parse_if_match(if_match), idempotency_key)
+
+
+def _payload(data: Any) -> dict[str, Any]:
+    """The body as the command reads it: a JSON object (no body: an empty one)."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_body", "request body must be a JSON object")
+    return data
+
+
+async def _submit(
+    call: CommandCall, name: str, entity_id: str | None, data: Any, ack: Callable[[str, int, int], Any]
+) -> Response[Any]:
+    try:
+        result = await call.commands.submit(
+            name, entity_id, _payload(data), call.metadata, call.if_match, call.idempotency_key
+        )
+    except InvalidIdempotencyKey as exc:
+        raise ApiError(422, "invalid_idempotency_key", str(exc)) from exc
+    except IdempotencyKeyReused as exc:
+        raise ApiError(422, "idempotency_key_reused", str(exc)) from exc
+    except InvalidCommand as exc:
+        raise ApiError(422, "validation_failed", "request is not valid", exc.errors) from exc
+    except DomainError as exc:
+        raise ApiError(409, exc.code, exc.message, exc.details) from exc
+    except VersionConflict as exc:
+        raise ApiError(
+            409,
+            "version_conflict",
+            f"{exc.stream_type} {exc.stream_id} is at version {exc.actual}, not {exc.expected}",
+            {"current_version": exc.actual, "expected_version": exc.expected},
+            headers={"ETag": f'"{exc.actual}"'},
+        ) from exc
+    except NotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    headers = {"ETag": f'"{result.stream_version}"', "X-Correlation-ID": call.correlation_id}
+    if result.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    answer = ack(result.entity_id, result.stream_version, result.position)
+    return Response(answer, status_code=201 if result.created else 200, headers=headers)
+
+
+_HEADERS = [
+    ResponseHeader(name="ETag", description="the stream version after the command, quoted",
+                   documentation_only=True),
+    ResponseHeader(name="X-Correlation-ID", description="the request's correlation id",
+                   documentation_only=True),
+    ResponseHeader(name="Idempotent-Replayed", description="true when this is a repeated Idempotency-Key's "
+                   "first answer", documentation_only=True),
+]  # fmt: skip
+_CALL = {"call": Provide(command_call, sync_to_thread=False)}
+
+
+def _create(path: str, name: str) -> Any:
+    """A command creating an entity: 201."""
+    return post(
+        path, name=name, status_code=201, dependencies=_CALL, response_headers=_HEADERS,
+        responses=errors(401, 409, 422, 429),
+    )  # fmt: skip
+
+
+def _transition(path: str, name: str, *, may_create: bool = False) -> Any:
+    """A command on an existing entity: 200 (404 for an unknown one); a session's first event: 201."""
+    responses: dict[int, ResponseSpec] = errors(401, 404, 409, 422, 429)
+    if may_create:
+        responses[201] = body(SessionAck, "the session's first event")
+    return post(
+        path, name=name, status_code=200, dependencies=_CALL, response_headers=_HEADERS, responses=responses
+    )
+
+
+ProductId = Annotated[str, PathParameter(description="e.g. PROD-001")]
+OrderId = Annotated[str, PathParameter(description="e.g. ORD-20260101-0001")]
+PaymentId = Annotated[str, PathParameter(description="e.g. PAY-20260101-0001")]
+SessionId = Annotated[str, PathParameter(description="any id of 1-64 characters of A-Z a-z 0-9 . _ : -")]
+
+
+# ---- products ----------------------------------------------------------------------------------
+
+
+@_create("/v1/products", "product.register")
+async def register_product(
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[RegisterProduct]]
+) -> Response[ProductAck]:
+    return await _submit(call, "product.register", None, data, ProductAck)
+
+
+@_transition("/v1/products/{product_id:str}/restock", "product.restock")
+async def restock_product(
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Quantities]]
+) -> Response[ProductAck]:
+    return await _submit(call, "product.restock", product_id, data, ProductAck)
+
+
+@_transition("/v1/products/{product_id:str}/adjust", "product.adjust")
+async def adjust_product(
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Adjustment]]
+) -> Response[ProductAck]:
+    """Correct the stock on hand (never below what open orders hold: 409 stock_below_reserved)."""
+    return await _submit(call, "product.adjust", product_id, data, ProductAck)
+
+
+@_transition("/v1/products/{product_id:str}/price", "product.price")
+async def price_product(
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[PriceChange]]
+) -> Response[ProductAck]:
+    return await _submit(call, "product.price", product_id, data, ProductAck)
+
+
+@_transition("/v1/products/{product_id:str}/reserve", "product.reserve")
+async def reserve_product(
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Reservation]]
+) -> Response[ProductAck]:
+    return await _submit(call, "product.reserve", product_id, data, ProductAck)
+
+
+@_transition("/v1/products/{product_id:str}/release", "product.release")
+async def release_product(
+    call: NamedDependency[CommandCall], product_id: ProductId, data: JSONBody[SkipValidation[Reservation]]
+) -> Response[ProductAck]:
+    return await _submit(call, "product.release", product_id, data, ProductAck)
+
+
+# ---- users -------------------------------------------------------------------------------------
+
+
+@_create("/v1/users", "user.register")
+async def register_user(
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[RegisterUser | None]] = None
+) -> Response[UserAck]:
+    return await _submit(call, "user.register", None, data, UserAck)
+
+
+# ---- orders ------------------------------------------------------------------------------------
+
+
+@_create("/v1/orders", "order.place")
+async def place_order(
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[PlaceOrder]]
+) -> Response[OrderAck]:
+    """Reserves the lines' stock (409 insufficient_stock when it cannot)."""
+    return await _submit(call, "order.place", None, data, OrderAck)
+
+
+@_transition("/v1/orders/{order_id:str}/confirm", "order.confirm")
+async def confirm_order(
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
+) -> Response[OrderAck]:
+    return await _submit(call, "order.confirm", order_id, data, OrderAck)
+
+
+@_transition("/v1/orders/{order_id:str}/cancel", "order.cancel")
+async def cancel_order(
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[Reason | None]] = None,
+) -> Response[OrderAck]:
+    """Releases the order's reserved stock."""
+    return await _submit(call, "order.cancel", order_id, data, OrderAck)
+
+
+@_transition("/v1/orders/{order_id:str}/ship", "order.ship")
+async def ship_order(
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
+) -> Response[OrderAck]:
+    return await _submit(call, "order.ship", order_id, data, OrderAck)
+
+
+@_transition("/v1/orders/{order_id:str}/deliver", "order.deliver")
+async def deliver_order(
+    call: NamedDependency[CommandCall],
+    order_id: OrderId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
+) -> Response[OrderAck]:
+    return await _submit(call, "order.deliver", order_id, data, OrderAck)
+
+
+@_transition("/v1/orders/{order_id:str}/refund", "order.refund")
+async def refund_order(
+    call: NamedDependency[CommandCall], order_id: OrderId, data: JSONBody[SkipValidation[Refund]]
+) -> Response[OrderAck]:
+    """Refunds across the order's captured payments; returned lines go back into stock unless
+    ``restock`` is false."""
+    return await _submit(call, "order.refund", order_id, data, OrderAck)
+
+
+# ---- payments ----------------------------------------------------------------------------------
+
+
+@_create("/v1/payments", "payment.initiate")
+async def initiate_payment(
+    call: NamedDependency[CommandCall], data: JSONBody[SkipValidation[InitiatePayment]]
+) -> Response[PaymentAck]:
+    return await _submit(call, "payment.initiate", None, data, PaymentAck)
+
+
+@_transition("/v1/payments/{payment_id:str}/complete", "payment.complete")
+async def complete_payment(
+    call: NamedDependency[CommandCall],
+    payment_id: PaymentId,
+    data: JSONBody[SkipValidation[NoBody | None]] = None,
+) -> Response[PaymentAck]:
+    return await _submit(call, "payment.complete", payment_id, data, PaymentAck)
+
+
+@_transition("/v1/payments/{payment_id:str}/fail", "payment.fail")
+async def fail_payment(
+    call: NamedDependency[CommandCall],
+    payment_id: PaymentId,
+    data: JSONBody[SkipValidation[Reason | None]] = None,
+) -> Response[PaymentAck]:
+    return await _submit(call, "payment.fail", payment_id, data, PaymentAck)
+
+
+@_transition("/v1/payments/{payment_id:str}/refund", "payment.refund")
+async def refund_payment(
+    call: NamedDependency[CommandCall], payment_id: PaymentId, data: JSONBody[SkipValidation[Refund]]
+) -> Response[PaymentAck]:
+    return await _submit(call, "payment.refund", payment_id, data, PaymentAck)
+
+
+# ---- sessions ----------------------------------------------------------------------------------
+
+
+@_transition("/v1/sessions/{session_id:str}/events", "session.record", may_create=True)
+async def record_session_event(
+    call: NamedDependency[CommandCall], session_id: SessionId, data: JSONBody[SkipValidation[SessionEvent]]
+) -> Response[SessionAck]:
+    """page_view, click, add_to_cart or checkout; the session's first event creates it (201)."""
+    return await _submit(call, "session.record", session_id, data, SessionAck)
+
+
+COMMAND_ROUTES = [
+    register_product, restock_product, adjust_product, price_product, reserve_product, release_product,
+    register_user,
+    place_order, confirm_order, cancel_order, ship_order, deliver_order, refund_order,
+    initiate_payment, complete_payment, fail_payment, refund_payment,
+    record_session_event,
+]  # fmt: skip

@@ -1,0 +1,100 @@
+"""``/v1/admin/sources``: legacy CDC sources (services/legacy_sources.py) -- add, list, status, remove.
+
+Admin action. The body of a POST is the source declaration as JSON (connectors/legacy/declaration.py;
+``agentflow sources add FILE`` sends the YAML file's content); ``?replace=true`` replaces an existing
+declaration of the same name. A source document is its declaration (connection redacted) with its
+capture status: state, counters, last position, lag, errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from litestar import delete, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from connectors.legacy.declaration import SourceSpecError
+from connectors.legacy.registry import SourceExists, SourceNotFound
+from services.api.blocking import in_thread
+from services.api.errors import ApiError
+from services.api.openapi import errors
+from services.legacy_sources import LegacySources
+
+SourceName = Annotated[str, PathParameter(description="a declared source's name")]
+# a declaration (name, kind, connection, tables, ...) with its capture status (state, records, applied,
+# dead_letters, events, last_position, lag_seconds, last_error, ...): its fields follow the source kind
+SourceDoc = dict[str, Any]
+
+
+class SourceList(msgspec.Struct):
+    sources: list[SourceDoc]
+
+
+class SourceRemoved(msgspec.Struct):
+    removed: SourceDoc
+    warnings: list[str]  # clean-up that failed (e.g. a replication slot to drop by hand)
+
+
+def _running(legacy: LegacySources | None) -> LegacySources:
+    if legacy is None:
+        raise ApiError(409, "sources_disabled", "legacy sources are off in this process "
+                       "(AGENTFLOW_LEGACY_SOURCES=0)")  # fmt: skip
+    return legacy
+
+
+@get("/v1/admin/sources", responses=errors(401, 403, 409))
+@in_thread
+def list_sources(admin: NamedDependency[str], legacy: NamedDependency[LegacySources | None]) -> SourceList:
+    """Every declared source with its capture status."""
+    return SourceList(_running(legacy).statuses())
+
+
+@get("/v1/admin/sources/{name:str}", responses=errors(401, 403, 404, 409))
+@in_thread
+def get_source(
+    admin: NamedDependency[str], legacy: NamedDependency[LegacySources | None], name: SourceName
+) -> SourceDoc:
+    found = [s for s in _running(legacy).statuses() if s["name"] == name]
+    if not found:
+        raise ApiError(404, "not_found", f"no source {name!r}")
+    return found[0]
+
+
+@post("/v1/admin/sources", status_code=201, responses=errors(401, 403, 409, 422))
+@in_thread
+def add_source(
+    admin: NamedDependency[str],
+    legacy: NamedDependency[LegacySources | None],
+    data: JSONBody[SourceDoc],
+    replace: Annotated[bool, QueryParameter(description="replace a declaration of the same name")] = False,
+) -> SourceDoc:
+    """Declare a source; its capture starts within a reconcile turn (2 s). 409 if the name is taken
+    (without ``replace``); 422 for an invalid declaration."""
+    sources = _running(legacy)
+    try:
+        status = sources.add(data, replace=replace)
+    except SourceSpecError as exc:
+        raise ApiError(422, "invalid_source", str(exc)) from exc
+    except SourceExists as exc:
+        raise ApiError(409, "source_exists", str(exc)) from exc
+    return status.public()
+
+
+@delete("/v1/admin/sources/{name:str}", status_code=200, responses=errors(401, 403, 404, 409))
+@in_thread
+def remove_source(
+    admin: NamedDependency[str], legacy: NamedDependency[LegacySources | None], name: SourceName
+) -> SourceRemoved:
+    """Stop capturing, drop the connector (and a Postgres source's slot), forget the offsets;
+    ``warnings`` lists clean-up that failed (an unreachable legacy database keeps its slot)."""
+    sources = _running(legacy)
+    try:
+        status, warnings = sources.remove(name)
+    except SourceNotFound as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    return SourceRemoved(status.public(), warnings)
+
+
+SOURCE_ROUTES = [list_sources, get_source, add_source, remove_source]

@@ -1,0 +1,85 @@
+"""``agentflow worker``: a worker-fleet process for the distributed deployment (Redis broker), or on
+the Postgres broker against an external database. Runs the Dramatiq worker threads and a standby or
+leading webhook relay; any number of these processes may run against one database.
+
+Also runnable as ``python -m services.webhooks.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from services.config import Settings, settings_from_env
+
+log = logging.getLogger("agentflow.workers")
+
+
+def add_worker_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    p = sub.add_parser("worker", help="run a worker-fleet process (webhook relay + Dramatiq workers)")
+    _add_arguments(p)
+    return p
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database-url", default=None, help="the event store (default: $AGENTFLOW_DATABASE_URL)")
+    p.add_argument(
+        "--redis-url", default=None,
+        help="Redis broker (default: $AGENTFLOW_REDIS_URL); without one, dramatiq-postgres on the database",
+    )  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="worker threads (default 8)")
+    p.add_argument("--no-relay", action="store_true", help="only deliver; never run the relay")
+
+
+def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
+    database_url = args.database_url or server.database_url
+    if not database_url:
+        print("error: --database-url or AGENTFLOW_DATABASE_URL is required", file=sys.stderr)
+        return 2
+    redis_url = args.redis_url or server.redis_url
+    from connectors.brokers import postgres_broker, redis_broker
+    from services.webhooks.fleet import WebhookFleet
+
+    settings = server.webhooks
+    if args.threads:
+        settings = dataclasses.replace(settings, worker_threads=args.threads)
+    broker = redis_broker(redis_url) if redis_url else postgres_broker(database_url)
+    fleet = WebhookFleet(database_url, broker, settings, relay=not args.no_relay)
+    stop = threading.Event()
+
+    def on_signal(sig: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    fleet.start()
+    kind = "redis" if redis_url else "postgres"
+    print(
+        f"agentflow worker ready (broker={kind}, threads={settings.worker_threads}, pid={os.getpid()})",
+        flush=True,
+    )
+    stop.wait()
+    print("agentflow worker stopping ...", flush=True)
+    fleet.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agentflow worker", description=__doc__)
+    _add_arguments(parser)
+    args = parser.parse_args(argv)
+    server = settings_from_env()
+    logging.basicConfig(
+        level=server.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return run_worker_command(args, server)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
