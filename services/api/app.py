@@ -118,12 +118,6 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
         debug=False,
     )
     tidy_schema(app)
-    # transitional: route modules not yet on dependency injection read these
-    app.state.container = container
-    app.state.db_limiter = db_limiter
-    app.state.runtime = runtime
-    app.state.api_keys = container.api_keys
-    app.state.rate_limiter = container.rate_limiter
     # request latency and status for the SLOs: a bare ASGI wrapper, no middleware stack; batch items
     # dispatch to the unwrapped handler (the batch itself is measured)
     in_process.bind(app, app.asgi_handler)
