@@ -64,33 +64,40 @@ Id = Annotated[str, _id(f"an id: {_ID_TEXT}")]
 NewId = Annotated[str, _id(f"the id to create ({_ID_TEXT}); default: generated")]
 
 
+# No string may hold NUL (services/api/text_guard.py); a required text must hold more than white space.
+_NO_NUL = r"^[^\u0000]*$"
+_NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
 def _text(max_len: int, description: str | None = None) -> msgspec.Meta:
     """Text as ``Fields.text`` reads it: stripped, then at most ``max_len`` characters; a required one
     must not be blank (an optional blank one counts as absent, so it takes ``_optional_text``)."""
-    return msgspec.Meta(max_length=max_len, pattern=r"\S", description=description)
+    return msgspec.Meta(max_length=max_len, pattern=_NOT_BLANK, description=description)
 
 
 def _optional_text(max_len: int, description: str | None = None) -> msgspec.Meta:
-    return msgspec.Meta(max_length=max_len, description=description)
+    return msgspec.Meta(max_length=max_len, pattern=_NO_NUL, description=description)
 
 
 # An amount: decimal major units, a JSON number or a decimal string, never negative; at most the
 # currency's minor digits and MAX_MINOR minor units. The schema allows the finest currency's digits and
-# the largest amount that fits every currency.
+# the largest amount that fits every currency (a number: a multiple of 0.01, as JSON Schema reads it:
+# the decimal written, which is what parse_decimal reads too).
 _DECIMALS = max(CURRENCY_EXPONENTS.values())
 _MAX_MAJOR = MAX_MINOR // 10**_DECIMALS
 _WHOLE = rf"[1-9][0-9]{{0,{len(str(_MAX_MAJOR)) - 2}}}"  # 1 to 9...9 < _MAX_MAJOR, no leading zero
 _FRACTION = rf"(\.[0-9]{{1,{_DECIMALS}}})?"
+_CENT = 10**-_DECIMALS
 _WHOLE_CURRENCIES = ", ".join(code for code, exp in CURRENCY_EXPONENTS.items() if exp == 0)
 
 
 def _amount(*, positive: bool, description: str = "") -> msgspec.Meta:
     if positive:
         text = rf"^({_WHOLE}{_FRACTION}|0\.[0-9]{{0,{_DECIMALS - 1}}}[1-9])$"
-        number = {"type": "number", "exclusiveMinimum": 0, "maximum": _MAX_MAJOR}
+        number = {"type": "number", "exclusiveMinimum": 0, "maximum": _MAX_MAJOR, "multipleOf": _CENT}
     else:
         text = rf"^(0|{_WHOLE}){_FRACTION}$"
-        number = {"type": "number", "minimum": 0, "maximum": _MAX_MAJOR}
+        number = {"type": "number", "minimum": 0, "maximum": _MAX_MAJOR, "multipleOf": _CENT}
     least = "above 0" if positive else "0 or more"
     about = (f"decimal major units, a JSON number or a string such as \"19.99\", {least}, with at most "
              f"the currency's minor digits ({_DECIMALS}; none for {_WHOLE_CURRENCIES})")
@@ -137,7 +144,8 @@ class RegisterUser(msgspec.Struct):
     user_id: NewId | None = None
     name: Annotated[str, _optional_text(MAX_TEXT)] | None = None
     email: Annotated[
-        str, msgspec.Meta(max_length=MAX_EMAIL, pattern="^[^ ]*@[^ ]*$", description="an @ and no spaces")
+        str,
+        msgspec.Meta(max_length=MAX_EMAIL, pattern=r"^[^ \u0000]*@[^ \u0000]*$", description="@, no space"),
     ] | None = None
     region: Annotated[str, _optional_text(MAX_REGION)] | None = None
 
@@ -175,7 +183,8 @@ class Adjustment(msgspec.Struct):
     delta: Annotated[
         int,
         msgspec.Meta(ge=-MAX_RESTOCK, le=MAX_RESTOCK, description="units to add (positive) or remove "
-                     f"(negative), not 0, at most {MAX_RESTOCK} either way"),
+                     f"(negative), not 0, at most {MAX_RESTOCK} either way",
+                     extra_json_schema={"extra": {"schema_not": {"const": 0}}}),
     ]  # fmt: skip
     reason: AdjustReason
 
