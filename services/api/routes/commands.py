@@ -49,8 +49,9 @@ from services.api.openapi import body, errors
 # The constraints say what that validation (commands/specs/, commands/validation.py) and the domain's
 # refusals accept, from the domain's own constants, so that a client or a generator built from the
 # schema sends commands that can succeed. Litestar enforces none of them (SkipValidation). Where the
-# schema cannot say it (an amount's decimals depend on the currency, a delta must not be 0, a product
-# appears on one line only), the command still answers 422 or 409.
+# schema cannot say it (an amount's decimals depend on the currency; a product appears on one line only;
+# an integer is written without a fraction, while JSON Schema counts 2.0 as an integer), the command
+# still answers 422 or 409.
 
 ID_PATTERN = f"^{SAFE_ID.pattern}$"
 _ID_TEXT = f"1-{MAX_ID_LENGTH} characters of A-Z a-z 0-9 . _ : -"
