@@ -75,11 +75,12 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=250)
     args = parser.parse_args()
     sides = {"baseline": args.baseline, "candidate": args.candidate}
+    commits = {side: _git("rev-parse", ref) for side, ref in sides.items()}  # fixed before anything runs
     runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory(prefix="af-bench-compare-") as tmp:
         trees = {side: Path(tmp) / side for side in sides}
-        for side, ref in sides.items():
-            _git("worktree", "add", "--detach", str(trees[side]), ref)
+        for side in sides:
+            _git("worktree", "add", "--detach", str(trees[side]), commits[side])
         try:
             for r in range(args.rounds):
                 for side in sides:
@@ -93,7 +94,7 @@ def main() -> None:
         names = set().union(*(run.keys() for run in runs[side]))
         result[side] = {
             "ref": ref,
-            "commit": _git("rev-parse", ref),
+            "commit": commits[side],
             "median": {n: statistics.median(run[n] for run in runs[side] if n in run) for n in sorted(names)},
             "runs": runs[side],
         }

@@ -99,6 +99,7 @@ class EmbeddedJvm:
     def ensure(self) -> None:
         """Start the JVM unless it runs; raises JvmError when it runs without the Debezium classes."""
         import jpype
+        import jpype.config
 
         with self._lock:
             if not self._exit_hook:
@@ -129,6 +130,10 @@ class EmbeddedJvm:
                 "-Dlog4j2.contextSelector=org.apache.logging.log4j.core.selector.BasicContextSelector",
                 *self.extra_opts,
             ]
+            # at interpreter exit our hook has closed every capture (offsets are committed only after the
+            # ingestor returns): JVM teardown must not wait for threads Debezium leaves behind (it did,
+            # for 60 s until killed, after a source was removed at run time)
+            jpype.config.destroy_jvm = False
             jpype.startJVM(jvm_path(), *opts, classpath=cp, interrupt=False)
             self._appender = _install_logging()
             self.start_seconds = time.monotonic() - started
