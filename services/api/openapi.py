@@ -6,6 +6,7 @@ Routes attach ``errors(401, 404, 422)`` to their ``responses``; every error body
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -87,7 +88,8 @@ def _number(schema: Schema) -> None:
 def tidy_schema(app: Litestar) -> None:
     """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
     answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
-    declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``."""
+    declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``. Every route that
+    takes a key (it documents 401) may also answer 403: a key without the scope the route declares."""
     schema = app.openapi_schema
     for component in ((schema.components.schemas or {}) if schema.components else {}).values():
         _number(component)
@@ -97,3 +99,6 @@ def tidy_schema(app: Litestar) -> None:
                 declared = op.responses.get("400")
                 if declared is not None and getattr(declared, "description", None) != _DESCRIPTIONS[400]:
                     op.responses.pop("400")
+                unauthorized = op.responses.get("401")
+                if unauthorized is not None and "403" not in op.responses:
+                    op.responses["403"] = replace(unauthorized, description=_DESCRIPTIONS[403])  # type: ignore[type-var]

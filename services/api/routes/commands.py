@@ -33,7 +33,7 @@ from domain.errors import DomainError, NotFound
 from domain.payment import PAYMENT_METHODS
 from domain.product import ADJUST_REASONS
 from domain.session import API_EVENT_TYPES
-from services.api.dependencies import Commands, correlation_id
+from services.api.dependencies import WRITE, Commands, correlation_id
 from services.api.errors import ApiError
 from services.api.openapi import body, errors
 
@@ -281,7 +281,7 @@ _CALL = {"call": Provide(command_call, sync_to_thread=False)}
 def _create(path: str, name: str) -> Any:
     """A command creating an entity: 201."""
     return post(
-        path, name=name, status_code=201, dependencies=_CALL, response_headers=_HEADERS,
+        path, name=name, opt=WRITE, status_code=201, dependencies=_CALL, response_headers=_HEADERS,
         responses=errors(401, 409, 422, 429),
     )  # fmt: skip
 
@@ -292,7 +292,8 @@ def _transition(path: str, name: str, *, may_create: bool = False) -> Any:
     if may_create:
         responses[201] = body(SessionAck, "the session's first event")
     return post(
-        path, name=name, status_code=200, dependencies=_CALL, response_headers=_HEADERS, responses=responses
+        path, name=name, opt=WRITE, status_code=200, dependencies=_CALL, response_headers=_HEADERS,
+        responses=responses,
     )
 
 
