@@ -84,7 +84,7 @@ class PostgresKeyStore(AutocommitStore):
 
 
 class Argon2Hasher:
-    """argon2id at OWASP's minimum cost (19 MiB, 2 passes, 1 lane): ~20 ms a verification, paid once
+    """argon2id at OWASP's minimum cost (19 MiB, 2 passes, 1 lane): ~25 ms a verification here, paid once
     per key and process (the verification cache of readmodels/api_keys.py keeps the result)."""
 
     def __init__(self, time_cost: int = 2, memory_cost: int = 19 * 1024, parallelism: int = 1) -> None:

@@ -12,7 +12,6 @@ a revocation reaches every API process within a second without any message betwe
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import secrets
@@ -48,11 +47,6 @@ def new_key_text() -> tuple[str, str]:
     return prefix, f"af_{prefix}_{secrets.token_urlsafe(32)}"
 
 
-def digest(key: str) -> bytes:
-    """What caches are keyed by: the key itself never sits in a dict."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
-
-
 @dataclass(frozen=True, slots=True)
 class Principal:
     """An authenticated caller."""
@@ -63,8 +57,15 @@ class Principal:
     name: str = "env"
     expires_at: float | None = None  # unix seconds
 
+    # what the scopes grant: themselves, and admin for an operator (the hot path tests ``in grants``)
+    grants: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        implied = {ADMIN} if OPERATOR in self.scopes else set()
+        object.__setattr__(self, "grants", frozenset(self.scopes | implied))
+
     def allows(self, scope: str) -> bool:
-        return scope in self.scopes or (scope == ADMIN and OPERATOR in self.scopes)
+        return scope in self.grants
 
     @property
     def operator(self) -> bool:
@@ -198,35 +199,32 @@ class Authenticator:
         monotonic: Callable[[], float] = time.monotonic,
         max_entries: int = 10_000,
     ) -> None:
-        self._env = {digest(k): p for k, p in env.items()}
+        # keyed by the key text: a str hash and compare (SHA-256 digests cost more than the rest of the
+        # check); key texts are in this process's memory anyway while their requests run
+        self._env = dict(env)
         self.store = store
         self.hasher = hasher
         self.ttl_s = ttl_s
         self.clock = clock
         self.monotonic = monotonic
         self.max_entries = max_entries
-        self._verified: dict[bytes, _Verified] = {}
-        self._failed: dict[bytes, float] = {}  # recently refused stored-key texts: no hash twice a second
+        self._verified: dict[str, _Verified] = {}
+        self._failed: dict[str, float] = {}  # recently refused stored-key texts: no hash twice a second
         # one verification at a time per key text (striped: other keys do not wait behind a hash)
         self._locks = tuple(threading.Lock() for _ in range(16))
-
-    @property
-    def env_keys(self) -> int:
-        return len(self._env)
 
     def cached(self, key: str | None) -> Principal | Miss | None:
         if not key:
             return None
-        d = digest(key)
-        found = self._env.get(d)
+        found = self._env.get(key)
         if found is not None:
             return found
-        entry = self._verified.get(d)
+        entry = self._verified.get(key)
         now = self.monotonic()
         if entry is not None and now - entry.checked < self.ttl_s:
             expires = entry.principal.expires_at
             return entry.principal if expires is None or self.clock() < expires else None
-        failed = self._failed.get(d)
+        failed = self._failed.get(key)
         if failed is not None and now - failed < self.ttl_s:
             return None
         if self.store is None or prefix_of(key) is None:
@@ -238,8 +236,8 @@ class Authenticator:
         prefix = prefix_of(key)
         if prefix is None or self.store is None or self.hasher is None:
             return None
-        d = digest(key)
-        with self._locks[d[0] % len(self._locks)]:
+        d = key
+        with self._locks[hash(key) % len(self._locks)]:
             hit = self.cached(key)  # a concurrent request may have just verified it
             if hit is not MISS:
                 return hit  # type: ignore[return-value]
@@ -259,12 +257,19 @@ class Authenticator:
             self._remember(self._failed, d, self.monotonic())
             return None
 
+    def drop(self, key_id: str) -> None:
+        """Forget the verifications of one stored key in this process (its revocation or rotation here:
+        refused at once here, within the TTL elsewhere)."""
+        for d, entry in list(self._verified.items()):
+            if entry.principal.key_id == key_id:
+                self._verified.pop(d, None)
+
     def forget(self) -> None:
         """Drop every cached verification (the next request of each stored key re-reads its row)."""
         self._verified.clear()
         self._failed.clear()
 
-    def _remember(self, cache: dict[bytes, Any], d: bytes, value: Any) -> None:
+    def _remember(self, cache: dict[str, Any], d: str, value: Any) -> None:
         if len(cache) >= self.max_entries:
             cache.clear()  # bounded memory under a flood of distinct keys; the next requests re-verify
         cache[d] = value
@@ -315,6 +320,8 @@ class KeyAdmin:
     default_grace_s: float = 24 * 3600.0
     clock: Callable[[], float] = time.time
     new_id: Callable[[], str] = field(default=lambda: "key_" + secrets.token_hex(8))
+    # told the id of a key whose validity just changed (the process's Authenticator.drop)
+    on_changed: Callable[[str], None] = field(default=lambda key_id: None)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -382,6 +389,7 @@ class KeyAdmin:
         previous = self.store.rotate(old.id, new, now + timedelta(seconds=grace))
         if previous is None:
             raise KeyConflict("key_rotated", f"key {key_id} was rotated or revoked meanwhile")
+        self.on_changed(old.id)
         log.info("key %s of tenant %s rotated by %s: new key %s, the old one valid until %s", old.id,
                  old.tenant_id, caller.label, new.id, previous.expires_at)  # fmt: skip
         return IssuedKey(new, text, previous)
@@ -392,6 +400,7 @@ class KeyAdmin:
         done = self.store.revoke(key_id, self.now())
         if done is None:
             raise KeyNotFound(f"no key {key_id!r}")
+        self.on_changed(done.id)
         log.info("key %s of tenant %s revoked by %s", done.id, done.tenant_id, caller.label)
         return done
 

@@ -99,8 +99,9 @@ def build_access(
     key_store, hasher = PostgresKeyStore(engine), Argon2Hasher()
     env_keys = settings.api_keys if api_keys is None else api_keys
     principals = env_principals(env_keys, settings.admin_api_keys, settings.operator_api_keys)
-    key_admin = KeyAdmin(key_store, hasher, settings.key_rotation_grace_s)
-    return Authenticator(principals, key_store, hasher), key_admin
+    authenticator = Authenticator(principals, key_store, hasher)
+    key_admin = KeyAdmin(key_store, hasher, settings.key_rotation_grace_s, on_changed=authenticator.drop)
+    return authenticator, key_admin
 
 
 def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None = None) -> Container:

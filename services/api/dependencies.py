@@ -79,30 +79,15 @@ class VerifyLimiter:
         return self._limiter
 
 
-async def authenticate(
-    request: Request[Any, Any, Any], container: Container, verify_limiter: VerifyLimiter
-) -> Principal:
-    """The caller, from X-API-Key, when its key has the scope the route declares (401 without a valid
-    key, 403 without the scope); also applies the per-key rate limit when one is set. The hot path is
-    a cache lookup (readmodels/api_keys.py): no I/O, no hash."""
-    key = _api_key(request)
-    auth = container.authenticator
-    cached = auth.cached(key)
-    found: Principal | None
-    if isinstance(cached, Miss):
-        assert key is not None
-        try:
-            found = await to_thread.run_sync(auth.verify, key, limiter=verify_limiter())
-        except Exception as exc:  # the key store is unreachable: no answer either way
-            log.warning("API key check failed: %s", type(exc).__name__)
-            raise ApiError(503, "auth_unavailable", "API keys cannot be checked right now",
-                           headers={"Retry-After": "1"}) from exc  # fmt: skip
-    else:
-        found = cached
+def authorize(request: Request[Any, Any, Any], container: Container, key: str | None,
+              found: Principal | None) -> Principal:  # fmt: skip
+    """``found`` (the key's principal, or None) when it has the scope the route declares: 401 without a
+    valid key, 403 without the scope (and for every key on a route that declares none); also applies the
+    per-key rate limit when one is set."""
     if found is None:
         raise ApiError(401, "unauthorized", "missing or invalid X-API-Key")
     required = request.scope["route_handler"].opt.get("scope")
-    if required != PUBLIC and (required is None or not found.allows(required)):
+    if required not in found.grants and required != PUBLIC:
         log.info("refused %s %s to %s (tenant %s): needs scope %s", request.scope["method"],
                  request.scope["path"], found.label, found.tenant, required)  # fmt: skip
         message = (f"this API key lacks the {required} scope this route needs" if required is not None
@@ -119,6 +104,37 @@ async def authenticate(
             headers={"Retry-After": retry_after_header(wait)},
         )
     return found
+
+
+def authenticate_cached(request: Request[Any, Any, Any], container: Container) -> Principal | None:
+    """The hot path: the authorized caller when this process's cache can tell (an environment key, or a
+    stored key verified within the last second; no I/O, no hash), else None (``authenticate`` asks the
+    key store). Raises 401/403/429 as ``authorize``."""
+    key = _api_key(request)
+    found = container.authenticator.cached(key)
+    if found.__class__ is Miss:
+        return None
+    return authorize(request, container, key, found)  # type: ignore[arg-type]
+
+
+async def authenticate(
+    request: Request[Any, Any, Any], container: Container, verify_limiter: VerifyLimiter
+) -> Principal:
+    """The caller, from X-API-Key, when its key has the scope the route declares (``authorize``): from
+    the cache, or (a stored key this process has not checked within the last second) from the key store
+    in a worker thread -- one SELECT, and one argon2 verification the first time."""
+    cached = authenticate_cached(request, container)
+    if cached is not None:
+        return cached
+    key = _api_key(request)
+    assert key is not None
+    try:
+        found = await to_thread.run_sync(container.authenticator.verify, key, limiter=verify_limiter())
+    except Exception as exc:  # the key store is unreachable: no answer either way
+        log.warning("API key check failed: %s", type(exc).__name__)
+        raise ApiError(503, "auth_unavailable", "API keys cannot be checked right now",
+                       headers={"Retry-After": "1"}) from exc  # fmt: skip
+    return authorize(request, container, key, found)
 
 
 def own_tenant(principal: Principal, tenant: str | None, what: str) -> str:
@@ -209,18 +225,19 @@ def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]
         return Provide(lambda: getattr(container, name), use_cache=True, sync_to_thread=False)
 
     async def principal(request: Request[Any, Any, Any]) -> Principal:
-        return await authenticate(request, container, verifying)
+        return authenticate_cached(request, container) or await authenticate(request, container, verifying)
 
     async def tenant(request: Request[Any, Any, Any]) -> str:
-        return (await authenticate(request, container, verifying)).tenant
+        caller = authenticate_cached(request, container) or await authenticate(request, container, verifying)
+        return caller.tenant
 
     async def reads(request: Request[Any, Any, Any]) -> Reads:
         c = container
-        return Reads((await authenticate(request, c, verifying)).tenant, c.metric_queries, c.entity_queries,
-                     c.freshness)  # fmt: skip
+        caller = authenticate_cached(request, c) or await authenticate(request, c, verifying)
+        return Reads(caller.tenant, c.metric_queries, c.entity_queries, c.freshness)
 
     async def commands(request: Request[Any, Any, Any]) -> Commands:
-        caller = await authenticate(request, container, verifying)
+        caller = authenticate_cached(request, container) or await authenticate(request, container, verifying)
         return Commands(caller.tenant, container.command_service, db_limiter)
 
     return {

@@ -125,11 +125,16 @@ def test_a_stored_key_is_hashed_once_and_re_read_after_the_ttl(parts) -> None:  
     mono.t += 0.2
     assert auth.cached(key) is MISS  # after it: the row is read again, the hash is not checked again
     assert auth.verify(key) == p and hasher.verified == 1 and store.reads == 2
+    other = Authenticator({}, store, hasher, ttl_s=1.0, clock=wall, monotonic=mono)  # another process
+    assert other.verify(key) == p
+    admin.on_changed = auth.drop  # this process's admin drops its own cache entry at once
     admin.revoke(ADMIN_A, issued.record.id)
-    mono.t += 1.1
     assert auth.cached(key) is MISS and auth.verify(key) is None
     assert auth.cached(key) is None  # refused ones are remembered for the TTL too
-    assert store.reads == 3
+    assert other.cached(key) == p  # the other process: until its TTL passes
+    mono.t += 1.1
+    assert other.cached(key) is MISS and other.verify(key) is None
+    assert store.reads == 5
 
 
 def test_wrong_secret_expiry_and_unknown_prefix(parts) -> None:  # type: ignore[no-untyped-def]

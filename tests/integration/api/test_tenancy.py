@@ -273,7 +273,7 @@ def test_lists_answer_b_without_a_objects_or_secrets(
     mine = ok(client.get(path, params=LIST_QUERIES.get(path), headers=A_ADMIN))
     theirs = client.get(path, params=LIST_QUERIES.get(path), headers=B_ADMIN)
     assert theirs.status_code == 200, theirs.text
-    # (not the session id: B's own session of that id, made by a probe above, is B's to see)
+    # (not the session id: B may hold a session of that id of its own, made by the sessions probe)
     names = ("product", "user", "order", "payment", "endpoint", "alert", "source", "key")
     a_ids = [objs[k] for k in names]
     assert not [i for i in a_ids if str(i) in theirs.text], theirs.text
