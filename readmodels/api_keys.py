@@ -29,6 +29,7 @@ SCOPES: Final = (READ, WRITE, ADMIN, OPERATOR)
 PUBLIC: Final = "public"  # a route anyone may call (health probes)
 ENV_SCOPES: Final = frozenset({READ, WRITE})  # an AGENTFLOW_API_KEYS key
 MAX_GRACE_S: Final = 30 * 24 * 3600.0
+MAX_LIFETIME_S: Final = 10 * 366 * 24 * 3600.0
 MAX_NAME: Final = 100
 
 _KEY = re.compile(r"af_([0-9a-f]{12})_[A-Za-z0-9_-]{32,128}")
@@ -129,7 +130,7 @@ class KeyRecord:
     def public(self, now: datetime) -> dict[str, Any]:
         """The key without its hash: what list/get/create answer."""
         return {
-            "id": self.id, "tenant": self.tenant_id, "name": self.name, "prefix": f"af_{self.prefix}_",
+            "id": self.id, "tenant_id": self.tenant_id, "name": self.name, "prefix": f"af_{self.prefix}_",
             "scopes": list(self.scopes), "status": self.status(now),
             "created_at": self.created_at.isoformat(), "created_by": self.created_by,
             "expires_at": self.expires_at.isoformat() if self.expires_at is not None else None,
@@ -431,8 +432,8 @@ class KeyAdmin:
         if at is not None and in_s is not None:
             raise InvalidKeyRequest("give expires_at or expires_in_seconds, not both")
         if in_s is not None:
-            if in_s <= 0:
-                raise InvalidKeyRequest("expires_in_seconds must be positive")
+            if not 0 < in_s <= MAX_LIFETIME_S:  # NaN too
+                raise InvalidKeyRequest(f"expires_in_seconds must be positive, at most {MAX_LIFETIME_S:.0f}")
             return now + timedelta(seconds=in_s)
         if at is not None:
             if at.tzinfo is None:

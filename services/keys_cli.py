@@ -55,8 +55,9 @@ def run_keys_command(args: argparse.Namespace, out: Any = None) -> int:
 
 def _line(k: dict[str, Any]) -> str:
     until = f"  expires {k['expires_at']}" if k.get("expires_at") and k["status"] == "active" else ""
-    return (f"{k['id']:<22} {k['tenant']:<16} {k['name']:<20} {','.join(k['scopes']):<26} {k['status']:<8} "
-            f"{k['prefix']}…{until}")  # fmt: skip
+    scopes = ",".join(k["scopes"])
+    head = f"{k['id']:<22} {k['tenant_id']:<16} {k['name']:<20} {scopes:<26} {k['status']:<8}"
+    return f"{head} {k['prefix']}…{until}"
 
 
 def _run(args: argparse.Namespace, client: httpx.Client, out: Any) -> int:
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace, client: httpx.Client, out: Any) -> int:
         scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
         body: dict[str, Any] = {"name": args.name, "scopes": scopes}
         if args.tenant:
-            body["tenant"] = args.tenant
+            body["tenant_id"] = args.tenant
         if args.expires_in is not None:
             body["expires_in_seconds"] = args.expires_in
         r = client.post("/v1/admin/keys", json=body)
@@ -88,7 +89,7 @@ def _run(args: argparse.Namespace, client: httpx.Client, out: Any) -> int:
             return _fail(r)
         print(f"{args.key_id} revoked (refused within a second on every API process)", file=out)
         return 0
-    r = client.get("/v1/admin/keys", params={"tenant": args.tenant} if args.tenant else None)
+    r = client.get("/v1/admin/keys", params={"tenant_id": args.tenant} if args.tenant else None)
     if r.status_code != 200:
         return _fail(r)
     keys = r.json()["keys"]
@@ -101,7 +102,7 @@ def _run(args: argparse.Namespace, client: httpx.Client, out: Any) -> int:
 
 def _issued(done: dict[str, Any], out: Any) -> int:
     k = done["key"]
-    print(f"key {k['id']} ({k['name']}) of tenant {k['tenant']}, scopes {','.join(k['scopes'])}", file=out)
+    print(f"key {k['id']} ({k['name']}) of tenant {k['tenant_id']}, scopes {','.join(k['scopes'])}", file=out)
     print(f"X-API-Key: {done['secret']}", file=out)
     print("keep it now: it is not shown again", file=out)
     return 0

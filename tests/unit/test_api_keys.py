@@ -165,6 +165,9 @@ def test_admin_rules(parts) -> None:  # type: ignore[no-untyped-def]
             admin.create(ADMIN_A, "x", bad)
     with pytest.raises(InvalidKeyRequest):
         admin.create(ADMIN_A, " ", ["read"])
+    for lifetime in (0.0, -1.0, 1e300, float("nan")):
+        with pytest.raises(InvalidKeyRequest):
+            admin.create(ADMIN_A, "x", ["read"], expires_in_s=lifetime)
     with pytest.raises(InvalidKeyRequest):
         admin.create(ADMIN_A, "x", ["read"], expires_at=datetime.fromtimestamp(wall.t - 1, UTC))
     b = admin.create(OPERATOR, "b's", ["read", "write"], tenant="tenant-b")

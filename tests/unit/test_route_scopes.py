@@ -110,3 +110,37 @@ def test_a_route_that_declares_nothing_refuses_every_key() -> None:
         assert c.get("/read").status_code == 401
         assert c.get("/admin", headers={"X-API-Key": "k"}).status_code == 403
         assert c.get("/admin", headers={"X-API-Key": "boss"}).text == "t"
+
+
+def _struct_fields(annotation: Any, seen: set[type] | None = None) -> set[str]:
+    """The JSON names of every msgspec Struct field reachable from ``annotation``."""
+    import typing
+
+    import msgspec
+
+    seen = set() if seen is None else seen
+    out: set[str] = set()
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        if annotation in seen:
+            return out
+        seen.add(annotation)
+        info = msgspec.inspect.type_info(annotation)
+        for f in info.fields:  # type: ignore[attr-defined]
+            out.add(f.encode_name)
+        for hint in typing.get_type_hints(annotation, include_extras=True).values():
+            out |= _struct_fields(hint, seen)
+        return out
+    for arg in typing.get_args(annotation):
+        out |= _struct_fields(arg, seen)
+    return out
+
+
+@pytest.mark.parametrize(("method", "path", "handler"), ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_no_body_field_is_named_like_a_dependency(method: str, path: str, handler: HTTPRouteHandler) -> None:
+    """Litestar reports a body field's validation error under the field's name, and turns an error whose
+    name is a dependency's into a 500: ``{"tenant": {}}`` would be a server error, not a 422."""
+    data = handler.parsed_fn_signature.parameters.get("data")
+    if data is None:
+        return
+    clash = _struct_fields(data.annotation) & set(handler.resolve_dependencies())
+    assert not clash, f"{method} {path}: body fields {clash} are named like dependencies"

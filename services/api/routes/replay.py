@@ -1,6 +1,6 @@
 """``/v1/admin/replay/kafka``: replay a range of the caller's events to a Kafka topic in the CDC format
 (distributed deployment; connectors/kafka_replay.py). Admin action on the caller's own tenant; an
-``operator`` key may name another tenant (``tenant``)."""
+``operator`` key may name another tenant (``tenant_id``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class KafkaReplayRequest(msgspec.Struct):
     from_position: int | str | None = None
     to_position: int | str | None = None
     topic: str | None = None  # default <prefix>.replay; never one of the pipeline's own topics
-    tenant: str | None = None  # default the caller's; another one: operator keys only
+    tenant_id: str | None = None  # default the caller's; another one: operator keys only
 
 
 class KafkaReplayDone(msgspec.Struct):
@@ -42,7 +42,7 @@ def replay_to_kafka(
     """Produce the caller's events in ``[from_position, to_position]`` keyed by stream id, and answer once
     Kafka acknowledged every record. 409 without Kafka (embedded deployment)."""
     body = data or KafkaReplayRequest()
-    tenant = own_tenant(principal, body.tenant, "replay the events")
+    tenant = own_tenant(principal, body.tenant_id, "replay the events")
     try:
         done = kafka_replay.replay(tenant, body.from_position, body.to_position, body.topic)
     except NoKafka as exc:

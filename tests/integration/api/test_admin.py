@@ -87,7 +87,7 @@ def test_kafka_replay_needs_kafka(client: TestClient[Any]) -> None:
 
 
 def test_kafka_replay_of_another_tenant_is_an_operators(client: TestClient[Any]) -> None:
-    body = {"from_position": 1, "to_position": 2, "tenant": "tenant-b"}
+    body = {"from_position": 1, "to_position": 2, "tenant_id": "tenant-b"}
     r = client.post("/v1/admin/replay/kafka", json=body, headers=A_ADMIN)
     assert r.status_code == 403 and r.json()["error"]["code"] == "cross_tenant", r.text
     r = client.post("/v1/admin/replay/kafka", json=body, headers=OPS)

@@ -23,8 +23,8 @@ from services.bootstrap import Container, build
 
 from .conftest import A_ADMIN, B_ADMIN, KEY_A, KEY_B, KEYS, OPS, A, B
 
-KEY_FIELDS = {"id", "tenant", "name", "prefix", "scopes", "status", "created_at", "created_by", "expires_at",
-              "revoked_at", "rotated_to"}  # fmt: skip
+KEY_FIELDS = {"id", "tenant_id", "name", "prefix", "scopes", "status", "created_at", "created_by",
+              "expires_at", "revoked_at", "rotated_to"}  # fmt: skip
 ADMIN_ROUTES = [
     ("GET", "/v1/admin/keys"), ("POST", "/v1/admin/keys"), ("GET", "/v1/admin/sources"),
     ("POST", "/v1/admin/replay/kafka"), ("POST", "/v1/admin/projections/clickhouse/rebuild"),
@@ -65,7 +65,7 @@ def test_create_list_get_and_the_secret_is_shown_once(
 ) -> None:
     made = issue(client, A_ADMIN, name="dashboard", scopes=["read", "write"])
     doc, secret = made["key"], made["secret"]
-    assert set(doc) == KEY_FIELDS and doc["tenant"] == "tenant-a" and doc["scopes"] == ["read", "write"]
+    assert set(doc) == KEY_FIELDS and doc["tenant_id"] == "tenant-a" and doc["scopes"] == ["read", "write"]
     assert doc["status"] == "active" and doc["created_by"] == "env:tenant-a" and doc["expires_at"] is None
     assert secret.startswith(doc["prefix"]) and len(secret) > 50
     assert client.get("/v1/catalog", headers=key(made)).status_code == 200
@@ -82,14 +82,15 @@ def test_create_list_get_and_the_secret_is_shown_once(
     # B's admin does not see A's keys; the operator sees every tenant's
     assert doc["id"] not in client.get("/v1/admin/keys", headers=B_ADMIN).text
     assert doc["id"] in client.get("/v1/admin/keys", headers=OPS).text
-    only_a = client.get("/v1/admin/keys", params={"tenant": "tenant-a"}, headers=OPS).json()["keys"]
-    assert {k["tenant"] for k in only_a} == {"tenant-a"}
-    assert client.get("/v1/admin/keys", params={"tenant": "tenant-a"}, headers=B_ADMIN).status_code == 403
+    only_a = client.get("/v1/admin/keys", params={"tenant_id": "tenant-a"}, headers=OPS).json()["keys"]
+    assert {k["tenant_id"] for k in only_a} == {"tenant-a"}
+    assert client.get("/v1/admin/keys", params={"tenant_id": "tenant-a"}, headers=B_ADMIN).status_code == 403
 
 
 def test_create_refusals(client: TestClient[Any]) -> None:
     for body, status, code in (
-        ({"scopes": ["read"], "tenant": "tenant-b"}, 403, "cross_tenant"),
+        ({"scopes": ["read"], "tenant_id": "tenant-b"}, 403, "cross_tenant"),
+        ({"tenant_id": {}}, 422, "validation_failed"),
         ({"scopes": ["operator"]}, 403, "insufficient_scope"),
         ({"scopes": ["root"]}, 422, None),
         ({"scopes": []}, 422, "invalid_key_request"),
@@ -102,8 +103,8 @@ def test_create_refusals(client: TestClient[Any]) -> None:
         if code:
             assert r.json()["error"]["code"] == code, r.text
     # an operator hands out keys of any tenant, operator keys included
-    ops = issue(client, OPS, tenant="tenant-b", scopes=["read", "admin", "operator"])
-    assert ops["key"]["tenant"] == "tenant-b"
+    ops = issue(client, OPS, tenant_id="tenant-b", scopes=["read", "admin", "operator"])
+    assert ops["key"]["tenant_id"] == "tenant-b"
     assert client.get("/v1/admin/keys", headers=key(ops)).status_code == 200
 
 
@@ -203,7 +204,7 @@ def test_a_revocation_reaches_another_process_within_a_second(
     # B cannot revoke A's key; an admin cannot revoke an operator's key of its tenant
     other = issue(client, A_ADMIN, scopes=["read"])
     assert client.delete(f"/v1/admin/keys/{other['key']['id']}", headers=B_ADMIN).status_code == 404
-    ops_in_a = issue(client, OPS, tenant="tenant-a", scopes=["operator"])
+    ops_in_a = issue(client, OPS, tenant_id="tenant-a", scopes=["operator"])
     r = client.delete(f"/v1/admin/keys/{ops_in_a['key']['id']}", headers=A_ADMIN)
     assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
     assert client.get("/v1/catalog", headers=key(other)).status_code == 200
