@@ -277,7 +277,8 @@ def run_deployment(
             w.add_product(pid, 1000 + 250 * pid, "EUR", "books", STOCK)
     extra = ("--distributed",) if deployment == "distributed" else ()
     data_dir = work / f"agentflow-{deployment}"
-    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env={"AGENTFLOW_ADMIN_API_KEYS": ""})
+    admin = ",".join(key for _, key, _, _ in SOURCES.values())  # each declares its own tenant's source
+    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env={"AGENTFLOW_ADMIN_API_KEYS": admin})
     clients: dict[str, httpx.Client] = {}
     streams: dict[str, OrderStream] = {}
     checkers: dict[str, EntityChecker] = {}

@@ -19,6 +19,7 @@ from commands.dead_letter_replay import CdcReplay, DeadLetterReplayer
 from commands.service import CommandService
 from connectors import ssrf, webhook_signing
 from connectors.alert_store import AlertStore
+from connectors.api_keys import Argon2Hasher, PostgresKeyStore
 from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.database import make_service_engine
@@ -28,6 +29,7 @@ from connectors.event_store import PostgresEventStore
 from connectors.kafka_replay import KafkaRangeReplay
 from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRules
+from readmodels.api_keys import Authenticator, KeyAdmin, env_principals
 from readmodels.applied_events import AppliedEventHub, EventFeed, StreamSlots
 from readmodels.changelog import Changelog
 from readmodels.entity_queries import EntityQueries
@@ -41,7 +43,6 @@ from readmodels.read_cache import ReadCache
 from readmodels.search import EntitySearch, SearchIndex
 from readmodels.slo import SloTracker, objectives_from_settings
 from readmodels.webhooks import WebhookSubscriptions
-from services.auth import ApiKeys
 from services.config import Settings
 from services.rate_limit import RateLimiter
 from services.runtime import Runtime
@@ -69,7 +70,8 @@ class Container:
     hub: AppliedEventHub
     search: EntitySearch
     slo: SloTracker
-    api_keys: ApiKeys
+    authenticator: Authenticator  # X-API-Key -> tenant and scopes (environment keys, stored keys)
+    key_admin: KeyAdmin  # /v1/admin/keys
     rate_limiter: RateLimiter | None
     stream_slots: StreamSlots
     # downstream and operations
@@ -88,9 +90,24 @@ class Container:
         self.engine.dispose()
 
 
+def build_access(
+    settings: Settings, engine: Engine, api_keys: dict[str, str] | None = None
+) -> tuple[Authenticator, KeyAdmin]:
+    """Who calls: the environment's keys (``api_keys``, default ``settings.api_keys``) and the stored ones
+    (hashed; verified once per process, their row re-read at most a second later), and the use cases of
+    /v1/admin/keys. One pair per API process: each has its own verification cache."""
+    key_store, hasher = PostgresKeyStore(engine), Argon2Hasher()
+    env_keys = settings.api_keys if api_keys is None else api_keys
+    principals = env_principals(env_keys, settings.admin_api_keys, settings.operator_api_keys)
+    authenticator = Authenticator(principals, key_store, hasher)
+    key_admin = KeyAdmin(key_store, hasher, settings.key_rotation_grace_s, on_changed=authenticator.drop)
+    return authenticator, key_admin
+
+
 def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None = None) -> Container:
     """The parts of an API process on ``database_url`` (the runtime is built, not started).
-    ``api_keys`` (key -> tenant) defaults to ``settings.api_keys``."""
+    ``api_keys`` (key -> tenant, scopes read + write, or more as ``settings.admin_api_keys`` and
+    ``operator_api_keys`` say) defaults to ``settings.api_keys``."""
     engine = make_service_engine(database_url, settings.db_threads)
     # the tailers share this process: wake them in-process after each commit instead of NOTIFY
     store = PostgresEventStore(engine, notify=False)
@@ -122,6 +139,7 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     slo = SloTracker(objectives_from_settings(settings.slo_file, settings.slo_overrides))
     runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
     rate_limiter = RateLimiter(settings.rate_limit_rpm) if settings.rate_limit_rpm else None
+    authenticator, key_admin = build_access(settings, engine, api_keys)
 
     # downstream: webhooks and alerts are written here; the fleet and the evaluator run in the runtime
     # (embedded) or elsewhere (distributed: the workers' sweep finds queued deliveries)
@@ -171,7 +189,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         hub=hub,
         search=search,
         slo=slo,
-        api_keys=ApiKeys(settings.api_keys if api_keys is None else api_keys),
+        authenticator=authenticator,
+        key_admin=key_admin,
         rate_limiter=rate_limiter,
         stream_slots=StreamSlots(settings.sse_max_streams),
         webhook_subscriptions=webhook_subscriptions,

@@ -29,8 +29,13 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_PORT": "port the API binds (default 8000)",
     "AGENTFLOW_DATABASE_URL": "an existing Postgres 15+ instead of the own cluster",
     "AGENTFLOW_CLICKHOUSE_DSN": "`http(s)://` ClickHouse server instead of embedded chdb",
-    "AGENTFLOW_API_KEYS": "`key:tenant` pairs, comma-separated; without it a development key is created",
-    "AGENTFLOW_ADMIN_API_KEYS": "keys allowed on admin routes, comma-separated (unset: every key)",
+    "AGENTFLOW_API_KEYS": "bootstrap `key:tenant` pairs, comma-separated, scopes read + write (more keys: "
+    "`agentflow keys`); without it a development admin key is created",
+    "AGENTFLOW_ADMIN_API_KEYS": "keys of AGENTFLOW_API_KEYS that also get the admin scope, comma-separated "
+    "(unset: none; admin routes answer 403 to keys without it)",
+    "AGENTFLOW_OPERATOR_API_KEYS": "keys of AGENTFLOW_API_KEYS that also get admin and operator (every "
+    "tenant, rebuilds), comma-separated (unset: none)",
+    "AGENTFLOW_KEY_ROTATION_GRACE_S": "seconds a rotated-out API key stays valid by default (86400)",
     "AGENTFLOW_REPORTING_CURRENCY": "default currency of money metrics (USD)",
     "AGENTFLOW_RATE_LIMIT_RPM": "requests a minute per API key (unset: no limit)",
     "AGENTFLOW_ICEBERG": "`0` leaves the Iceberg lake out",
@@ -101,6 +106,19 @@ def parse_api_keys(raw: str | None) -> dict[str, str]:
     return keys
 
 
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _key_list(env: Mapping[str, str], name: str, keys: dict[str, str]) -> frozenset[str]:
+    """Comma-separated keys, each one of AGENTFLOW_API_KEYS (a scope for a key nobody holds is a typo)."""
+    named = frozenset(k.strip() for k in (env.get(name) or "").split(",") if k.strip())
+    unknown = named - keys.keys()
+    if unknown and keys:
+        raise ConfigError(f"{name} names {len(unknown)} key(s) that are not in AGENTFLOW_API_KEYS")
+    return named
+
+
 def parse_schedule(raw: str) -> tuple[float, ...]:
     """``"0,5,300"`` -> (0.0, 5.0, 300.0): the delay before attempt 1, 2, 3 ..."""
     try:
@@ -141,8 +159,10 @@ class Settings:
     port: int = 8000
     database_url: str | None = None  # an external Postgres; None = own cluster under data_dir
     clickhouse_dsn: str | None = None  # None = chdb under data_dir
-    api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant
-    admin_api_keys: frozenset[str] | None = None  # None: every key may use the admin routes
+    api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant (scopes read + write)
+    admin_api_keys: frozenset[str] = frozenset()  # of api_keys: also admin
+    operator_api_keys: frozenset[str] = frozenset()  # of api_keys: also admin and operator
+    key_rotation_grace_s: float = 24 * 3600.0  # a rotated-out stored key stays valid this long
     reporting_currency: str = "USD"
     min_position_timeout_s: float = 5.0
     rate_limit_rpm: int | None = None  # per API key; None = no limit
@@ -203,7 +223,7 @@ def _webhooks_from_env(env: Mapping[str, str]) -> WebhookSettings:
 def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """The server's settings; ``overrides`` (command-line flags) win over the environment."""
     env = os.environ if env is None else env
-    admin = [k.strip() for k in (env.get("AGENTFLOW_ADMIN_API_KEYS") or "").split(",") if k.strip()]
+    api_keys = parse_api_keys(env.get("AGENTFLOW_API_KEYS"))
     overrides_raw = env.get("AGENTFLOW_SLO_OVERRIDES")
     try:
         slo_overrides = json.loads(overrides_raw) if overrides_raw else {}
@@ -215,8 +235,10 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "port": _number(env, "AGENTFLOW_PORT", int, 1) or 8000,
         "database_url": env.get("AGENTFLOW_DATABASE_URL") or None,
         "clickhouse_dsn": env.get("AGENTFLOW_CLICKHOUSE_DSN") or None,
-        "api_keys": parse_api_keys(env.get("AGENTFLOW_API_KEYS")),
-        "admin_api_keys": frozenset(admin) if admin else None,
+        "api_keys": api_keys,
+        "admin_api_keys": _key_list(env, "AGENTFLOW_ADMIN_API_KEYS", api_keys),
+        "operator_api_keys": _key_list(env, "AGENTFLOW_OPERATOR_API_KEYS", api_keys),
+        "key_rotation_grace_s": _default(_number(env, "AGENTFLOW_KEY_ROTATION_GRACE_S", float, 0.0), 86400.0),
         "reporting_currency": (env.get("AGENTFLOW_REPORTING_CURRENCY") or "USD").upper(),
         "rate_limit_rpm": _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 1),
         "iceberg_enabled": _flag(env.get("AGENTFLOW_ICEBERG"), True),
@@ -257,11 +279,14 @@ def client_settings_from_env(
     env: Mapping[str, str] | None = None,
 ) -> ClientSettings:
     """Flags first, then ``AGENTFLOW_URL``/``AGENTFLOW_API_KEY``, then the server's own settings: its
-    first configured key, or the development key under its data dir."""
+    first operator key, else its first admin key, else its first key, else the development key under
+    its data dir."""
     env = os.environ if env is None else env
     server = settings_from_env(env)
     target = (url or env.get("AGENTFLOW_URL") or f"http://{server.host}:{server.port}").rstrip("/")
-    key = api_key or env.get("AGENTFLOW_API_KEY") or next(iter(server.api_keys), None)
+    configured = [k for k in server.api_keys if k in server.operator_api_keys]
+    configured += [k for k in server.api_keys if k in server.admin_api_keys] + list(server.api_keys)
+    key = api_key or env.get("AGENTFLOW_API_KEY") or next(iter(configured), None)
     if key is None:
         try:
             key = ((data_dir or server.data_dir) / "dev-api-key").read_text().strip() or None

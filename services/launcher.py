@@ -87,12 +87,16 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
         if settings.deployment == "distributed":
             assert tcp_url is not None
             settings, stack = _distributed(settings, tcp_url)
-        keys = settings.api_keys
         dev_key = None
-        if not keys:
+        if not settings.api_keys:
+            # the one key of a development install: its holder owns the machine (admin and operator)
             dev_key = load_or_create_dev_key(settings.data_dir)
-            keys = {dev_key: DEV_TENANT}
-        container = build(settings, database_url, keys)
+            settings = dataclasses.replace(
+                settings, api_keys={dev_key: DEV_TENANT}, admin_api_keys=frozenset({dev_key}),
+                operator_api_keys=frozenset({dev_key}),
+            )  # fmt: skip
+        keys = settings.api_keys
+        container = build(settings, database_url)
         app = create_app(container)
         base = f"http://{settings.host}:{settings.port}"
         config = uvicorn.Config(
@@ -201,7 +205,7 @@ def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> Non
         f"AgentFlow is serving on {base}   (data: {settings.data_dir.resolve()})",
     ]
     if dev_key:
-        lines.append(f"development API key (tenant '{DEV_TENANT}'): {dev_key}")
+        lines.append(f"development API key (tenant '{DEV_TENANT}'; read write admin operator): {dev_key}")
     lines += [
         "try:",
         f"  curl -s {base}/v1/health",

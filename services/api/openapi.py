@@ -6,7 +6,7 @@ Routes attach ``errors(401, 404, 422)`` to their ``responses``; every error body
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import msgspec
@@ -107,7 +107,8 @@ def tidy_schema(app: Litestar) -> None:
     """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
     answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
     declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``; an optional
-    parameter is not nullable."""
+    parameter is not nullable. Every route that takes a key (it documents 401) may also answer 403: a
+    key without the scope the route declares."""
     schema = app.openapi_schema
     for component in ((schema.components.schemas or {}) if schema.components else {}).values():
         _number(component)
@@ -117,6 +118,9 @@ def tidy_schema(app: Litestar) -> None:
                 declared = op.responses.get("400")
                 if declared is not None and getattr(declared, "description", None) != _DESCRIPTIONS[400]:
                     op.responses.pop("400")
+                unauthorized = op.responses.get("401")
+                if unauthorized is not None and "403" not in op.responses:
+                    op.responses["403"] = replace(unauthorized, description=_DESCRIPTIONS[403])  # type: ignore[type-var]
             for param in (op.parameters or []) if op is not None else []:
                 if isinstance(param, Parameter) and not param.required and isinstance(param.schema, Schema):
                     _not_null(param.schema)

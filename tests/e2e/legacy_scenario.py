@@ -23,6 +23,8 @@ from legacy_databases import LegacyDatabase
 from waiting import eventually
 
 KEYS = "pg-key:t-legacy-pg,maria-key:t-legacy-maria"
+# each tenant's key declares its own tenant's source: an admin action
+ADMIN_ENV = {"AGENTFLOW_ADMIN_API_KEYS": "pg-key,maria-key"}
 SOURCES = {"postgres": ("shop_pg", "pg-key", "t-legacy-pg", "PG-"),
            "mariadb": ("shop_maria", "maria-key", "t-legacy-maria", "MA-")}
 SYNC_TIMEOUT = 180.0

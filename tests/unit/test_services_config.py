@@ -8,8 +8,14 @@ import pytest
 from commands.idempotency import request_hash
 from services.api.errors import ApiError
 from services.api.routes.commands import parse_if_match
-from services.auth import ApiKeys, load_or_create_dev_key
-from services.config import ENV_VARS, configuration_table, parse_api_keys, settings_from_env
+from services.auth import load_or_create_dev_key
+from services.config import (
+    ENV_VARS,
+    client_settings_from_env,
+    configuration_table,
+    parse_api_keys,
+    settings_from_env,
+)
 
 
 def test_api_keys_parse_pairs_and_reject_garbage() -> None:
@@ -21,13 +27,16 @@ def test_api_keys_parse_pairs_and_reject_garbage() -> None:
         parse_api_keys("k1:")
 
 
-def test_api_key_maps_to_exactly_its_tenant() -> None:
-    keys = ApiKeys({"k1": "acme", "k2": "globex"})
-    assert keys.tenant_for("k1") == "acme"
-    assert keys.tenant_for("k2") == "globex"
-    assert keys.tenant_for("k3") is None
-    assert keys.tenant_for(None) is None
-    assert keys.tenant_for("") is None
+def test_admin_and_operator_keys_are_keys_of_agentflow_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"AGENTFLOW_API_KEYS": "k1:acme,k2:globex", "AGENTFLOW_ADMIN_API_KEYS": "k1",
+           "AGENTFLOW_OPERATOR_API_KEYS": " k2 "}  # fmt: skip
+    s = settings_from_env(env)
+    assert s.admin_api_keys == {"k1"} and s.operator_api_keys == {"k2"} and s.key_rotation_grace_s == 86400
+    # deny by default: no admin key unless named
+    assert settings_from_env({"AGENTFLOW_API_KEYS": "k1:acme"}).admin_api_keys == frozenset()
+    with pytest.raises(ValueError, match="AGENTFLOW_ADMIN_API_KEYS"):
+        settings_from_env({**env, "AGENTFLOW_ADMIN_API_KEYS": "k3"})
+    assert settings_from_env({"AGENTFLOW_KEY_ROTATION_GRACE_S": "0"}).key_rotation_grace_s == 0
 
 
 def test_dev_key_is_created_once_and_kept(tmp_path: Path) -> None:
@@ -87,3 +96,11 @@ def test_every_variable_the_code_reads_is_documented_and_read_in_one_place() -> 
                 assert not re.search(r"environ(\.get)?\(?\[?[\"']AGENTFLOW_", text), path
     assert named == set(ENV_VARS)
     assert (root / "docs" / "configuration.md").read_text() == configuration_table()
+
+
+def test_admin_clis_send_an_operator_or_admin_key_first() -> None:
+    env = {"AGENTFLOW_API_KEYS": "k1:a,k2:a,k3:b", "AGENTFLOW_ADMIN_API_KEYS": "k2"}
+    assert client_settings_from_env(env=env).api_key == "k2"
+    assert client_settings_from_env(env={**env, "AGENTFLOW_OPERATOR_API_KEYS": "k3"}).api_key == "k3"
+    assert client_settings_from_env(env={"AGENTFLOW_API_KEYS": "k1:a"}).api_key == "k1"
+    assert client_settings_from_env(api_key="mine", env=env).api_key == "mine"

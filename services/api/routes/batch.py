@@ -17,6 +17,7 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.in_process import InProcess
 from services.api.openapi import errors
@@ -131,7 +132,7 @@ async def _run_item(
     )
 
 
-@post("/v1/batch", status_code=200, responses=errors(401, 422))
+@post("/v1/batch", opt=READ, status_code=200, responses=errors(401, 422))
 async def batch(
     tenant: NamedDependency[str],
     in_process: NamedDependency[InProcess],

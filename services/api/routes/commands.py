@@ -41,7 +41,7 @@ from domain.order import MAX_LINES, MAX_QUANTITY, MIN_QUANTITY
 from domain.payment import PAYMENT_METHODS
 from domain.product import ADJUST_REASONS, MAX_RESTOCK
 from domain.session import API_EVENT_TYPES
-from services.api.dependencies import Commands, correlation_id
+from services.api.dependencies import WRITE, Commands, correlation_id
 from services.api.errors import ApiError
 from services.api.openapi import body, errors
 
@@ -383,7 +383,7 @@ _CALL = {"call": Provide(command_call, sync_to_thread=False)}
 def _create(path: str, name: str) -> Any:
     """A command creating an entity: 201."""
     return post(
-        path, name=name, status_code=201, dependencies=_CALL, response_headers=_HEADERS,
+        path, name=name, opt=WRITE, status_code=201, dependencies=_CALL, response_headers=_HEADERS,
         responses=errors(401, 409, 422, 429),
     )  # fmt: skip
 
@@ -394,7 +394,8 @@ def _transition(path: str, name: str, *, may_create: bool = False) -> Any:
     if may_create:
         responses[201] = body(SessionAck, "the session's first event")
     return post(
-        path, name=name, status_code=200, dependencies=_CALL, response_headers=_HEADERS, responses=responses
+        path, name=name, opt=WRITE, status_code=200, dependencies=_CALL, response_headers=_HEADERS,
+        responses=responses,
     )
 
 
