@@ -191,7 +191,7 @@ def get_dead_letter(
 
 
 @post(
-    "/v1/deadletter/{letter_id:str}/replay", status_code=200, responses=errors(401, 404, 409, 422),
+    "/v1/deadletter/{letter_id:str}/replay", status_code=200, responses=errors(401, 404, 409, 413, 422),
 )  # fmt: skip
 @in_thread
 def replay_dead_letter(
@@ -216,7 +216,7 @@ def replay_dead_letter(
 
 
 @post(
-    "/v1/deadletter/{letter_id:str}/dismiss", status_code=200, responses=errors(401, 404, 409, 422),
+    "/v1/deadletter/{letter_id:str}/dismiss", status_code=200, responses=errors(401, 404, 409, 413, 422),
 )  # fmt: skip
 @in_thread
 def dismiss_dead_letter(

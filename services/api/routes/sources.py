@@ -62,7 +62,7 @@ def get_source(
     return found[0]
 
 
-@post("/v1/admin/sources", status_code=201, responses=errors(401, 403, 409, 422))
+@post("/v1/admin/sources", status_code=201, responses=errors(401, 403, 409, 413, 422))
 @in_thread
 def add_source(
     admin: NamedDependency[str],
