@@ -277,7 +277,9 @@ def run_deployment(
             w.add_product(pid, 1000 + 250 * pid, "EUR", "books", STOCK)
     extra = ("--distributed",) if deployment == "distributed" else ()
     data_dir = work / f"agentflow-{deployment}"
-    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env={"AGENTFLOW_ADMIN_API_KEYS": ""})
+    # the legacy databases listen on 127.0.0.1: loopback hosts are allowed explicitly
+    env = {"AGENTFLOW_ADMIN_API_KEYS": "", "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "1"}
+    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env=env)
     clients: dict[str, httpx.Client] = {}
     streams: dict[str, OrderStream] = {}
     checkers: dict[str, EntityChecker] = {}

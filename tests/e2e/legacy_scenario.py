@@ -23,6 +23,8 @@ from legacy_databases import LegacyDatabase
 from waiting import eventually
 
 KEYS = "pg-key:t-legacy-pg,maria-key:t-legacy-maria"
+# the legacy databases listen on 127.0.0.1: a loopback host is refused unless the operator allows it
+LEGACY_ENV = {"AGENTFLOW_LEGACY_ALLOW_PRIVATE": "1"}
 SOURCES = {"postgres": ("shop_pg", "pg-key", "t-legacy-pg", "PG-"),
            "mariadb": ("shop_maria", "maria-key", "t-legacy-maria", "MA-")}
 SYNC_TIMEOUT = 180.0

@@ -1,7 +1,8 @@
 """The front door (services/api/http_guard.py, docs/security.md "HTTP hardening"): the body limit on
 Content-Length and on streamed bodies (413 in the error shape), security headers and X-Request-ID on every
 answer, the docs page under its own Content-Security-Policy, CORS off by default and per configured origin,
-HSTS only over TLS (or behind a proxy trusted to say so).
+HSTS only over TLS (or behind a proxy trusted to say so); and webhook destinations that are not public
+refused by default, in any spelling (docs/security.md "Outbound requests (SSRF)").
 
 Each test serves the module's container through an app built with the HTTP settings it needs; the runtime
 is not started (nothing here reads a projection).
@@ -309,3 +310,15 @@ def test_hsts_only_over_tls_or_behind_a_trusted_proxy(
         assert hsts not in proxied.get("/v1/health/live", headers={"X-Forwarded-Proto": "http"}).headers
         assert hsts not in proxied.get("/v1/health/live").headers
 
+
+# -- outbound destinations through the API (connectors/ssrf.py; the default: no opt-in) --------------------
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/hook", "http://2130706433/", "http://0177.0.0.1/", "http://0x7f.1/",
+    "http://[::ffff:127.0.0.1]/", "http://0.0.0.0/", "http://10.0.0.1/", "http://169.254.169.254/",
+])  # fmt: skip
+def test_webhook_destinations_are_refused_by_default(client: TestClient[Any], url: str) -> None:
+    r = client.post("/v1/webhooks", json={"url": url}, headers=A)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["code"] == "invalid_destination" and "non-public" in r.json()["detail"]
