@@ -9,6 +9,7 @@ from domain.ids import MAX_ID_LENGTH, validate_id
 from domain.money import is_known_currency, parse_amount, parse_decimal
 
 _MISSING = object()
+MAX_TEXT = 200  # a text field's limit unless its command says otherwise
 
 
 class InvalidCommand(Exception):
@@ -59,7 +60,7 @@ class Fields:
             return _MISSING
         return value
 
-    def text(self, field: str, *, required: bool = True, max_len: int = 200) -> str | None:
+    def text(self, field: str, *, required: bool = True, max_len: int = MAX_TEXT) -> str | None:
         value = self._get(field, required)
         if value is _MISSING:
             return None

@@ -7,7 +7,7 @@ import uuid
 from datetime import date, datetime
 
 MAX_ID_LENGTH = 64
-_SAFE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+SAFE_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_ID_LENGTH}}}")  # the API schema documents it too
 
 ORDER_ID_RE = re.compile(r"ORD-\d{8}-\d{4,}")
 PAYMENT_ID_RE = re.compile(r"PAY-\d{8}-\d{4,}")
@@ -24,7 +24,7 @@ USER_KIND = "user"
 
 def validate_id(value: object) -> bool:
     """True for a non-empty id of at most 64 characters from [A-Za-z0-9._:-]."""
-    return isinstance(value, str) and _SAFE_ID.fullmatch(value) is not None
+    return isinstance(value, str) and SAFE_ID.fullmatch(value) is not None
 
 
 def require_id(value: object, what: str = "id") -> str:

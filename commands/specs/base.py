@@ -20,6 +20,8 @@ from domain.product import Product
 
 A = TypeVar("A", bound=Aggregate)
 
+MAX_REASON = 500  # an optional free-text reason (cancel, fail)
+
 NewId = Callable[[str], str]  # kind (ids.ORDER_KIND, ...) -> a fresh id of that kind
 
 
@@ -79,7 +81,7 @@ def with_reason(etype: str) -> Prepare:
     """A command whose only field is an optional ``reason``."""
 
     def prepare(entity_id: str | None, f: Fields, new_id: NewId) -> Prepared:
-        reason = f.text("reason", required=False, max_len=500)
+        reason = f.text("reason", required=False, max_len=MAX_REASON)
         f.raise_if_invalid()
         return Prepared(url_id(etype, entity_id), {"reason": reason})
 

@@ -24,12 +24,14 @@ from domain.payment import Payment
 from domain.product import Product
 from domain.user import User
 
+MAX_CHANNEL = 50
+
 
 def _prep_place(entity_id: str | None, f: Fields, new_id: NewId) -> Prepared:
     order_id = f.ident("order_id", required=False)
     user_id = f.ident("user_id")
     currency = f.currency()
-    channel = f.text("channel", required=False, max_len=50)
+    channel = f.text("channel", required=False, max_len=MAX_CHANNEL)
     lines = []
     for lf in f.objects("lines", min_items=1, max_items=MAX_LINES):
         product_id = lf.ident("product_id")

@@ -10,11 +10,13 @@ from domain import ids
 from domain.events import PRODUCT, NewEvent
 from domain.product import ADJUST_REASONS, Product
 
+MAX_CATEGORY = 100
+
 
 def _prep_register(entity_id: str | None, f: Fields, new_id: NewId) -> Prepared:
     product_id = f.ident("product_id", required=False)
     name = f.text("name")
-    category = f.text("category", max_len=100)
+    category = f.text("category", max_len=MAX_CATEGORY)
     currency = f.currency()
     price = f.amount("price", currency)
     f.raise_if_invalid()

@@ -10,6 +10,8 @@ from domain import ids
 from domain.events import NewEvent
 from domain.session import API_EVENT_TYPES, Session
 
+MAX_PAGE_URL = 2048
+
 
 def _prep_record(entity_id: str | None, f: Fields, new_id: NewId) -> Prepared:
     if entity_id is None or not ids.validate_id(entity_id):
@@ -17,7 +19,7 @@ def _prep_record(entity_id: str | None, f: Fields, new_id: NewId) -> Prepared:
                          "message": "must be a non-empty id of at most 64 characters [A-Za-z0-9._:-]"})
     kind = f.choice("type", tuple(API_EVENT_TYPES))
     user_id = f.ident("user_id", required=False)
-    page_url = f.text("page_url", max_len=2048)
+    page_url = f.text("page_url", max_len=MAX_PAGE_URL)
     product_id = f.ident("product_id", required=False)
     f.raise_if_invalid()
     assert entity_id is not None and kind is not None

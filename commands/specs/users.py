@@ -10,14 +10,17 @@ from domain import ids
 from domain.events import NewEvent
 from domain.user import User
 
+MAX_EMAIL = 254
+MAX_REGION = 100
+
 
 def _prep_register(entity_id: str | None, f: Fields, new_id: NewId) -> Prepared:
     user_id = f.ident("user_id", required=False)
     name = f.text("name", required=False)
-    email = f.text("email", required=False, max_len=254)
+    email = f.text("email", required=False, max_len=MAX_EMAIL)
     if email is not None and ("@" not in email or " " in email):
         f.error("email", "must be an email address")
-    region = f.text("region", required=False, max_len=100)
+    region = f.text("region", required=False, max_len=MAX_REGION)
     f.raise_if_invalid()
     return Prepared(user_id or new_id(ids.USER_KIND), {"name": name, "email": email, "region": region})
 

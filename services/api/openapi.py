@@ -13,13 +13,14 @@ each inlines its start-up script.
 from __future__ import annotations
 
 import html
+from dataclasses import fields
 from typing import Any
 
 import msgspec
 from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
-from litestar.openapi.spec import Components, OpenAPIType, Schema, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPIType, Parameter, Schema, SecurityScheme
 
 API_KEY_SCHEME = "ApiKey"
 SECURED: list[dict[str, list[str]]] = [{API_KEY_SCHEME: []}]
@@ -120,10 +121,29 @@ def _number(schema: Schema) -> None:
             _number(prop)
 
 
+def _not_null(schema: Schema) -> None:
+    """An optional parameter is one the request leaves out (``required: false``); Litestar documents an
+    ``X | None`` one as nullable too, which a header or a query string cannot spell (a client would
+    send the text "null"), so the null is dropped: ``oneOf [X, null]`` becomes X."""
+    if schema.one_of is not None:
+        kept = [s for s in schema.one_of if not (isinstance(s, Schema) and s.type == OpenAPIType.NULL)]
+        if len(kept) == 1 and len(schema.one_of) == 2 and isinstance(kept[0], Schema):
+            schema.one_of = None
+            for field in fields(Schema):
+                if getattr(schema, field.name) is None:
+                    setattr(schema, field.name, getattr(kept[0], field.name))
+    if isinstance(schema.type, list) and OpenAPIType.NULL in schema.type:
+        kinds = [t for t in schema.type if t != OpenAPIType.NULL]
+        schema.type = kinds[0] if len(kinds) == 1 else kinds
+        if schema.enum is not None:
+            schema.enum = [v for v in schema.enum if v is not None]
+
+
 def tidy_schema(app: Litestar) -> None:
     """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
     answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
-    declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``."""
+    declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``; an optional
+    parameter is not nullable."""
     schema = app.openapi_schema
     for component in ((schema.components.schemas or {}) if schema.components else {}).values():
         _number(component)
@@ -133,3 +153,6 @@ def tidy_schema(app: Litestar) -> None:
                 declared = op.responses.get("400")
                 if declared is not None and getattr(declared, "description", None) != _DESCRIPTIONS[400]:
                     op.responses.pop("400")
+            for param in (op.parameters or []) if op is not None else []:
+                if isinstance(param, Parameter) and not param.required and isinstance(param.schema, Schema):
+                    _not_null(param.schema)

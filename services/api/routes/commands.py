@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response, post
@@ -28,33 +28,114 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, SkipValida
 from commands.idempotency import IdempotencyKeyReused
 from commands.ports import VersionConflict
 from commands.service import MAX_IDEMPOTENCY_KEY, InvalidIdempotencyKey
-from commands.validation import InvalidCommand
+from commands.specs.base import MAX_REASON
+from commands.specs.orders import MAX_CHANNEL
+from commands.specs.products import MAX_CATEGORY
+from commands.specs.sessions import MAX_PAGE_URL
+from commands.specs.users import MAX_EMAIL, MAX_REGION
+from commands.validation import MAX_TEXT, InvalidCommand
 from domain.errors import DomainError, NotFound
+from domain.ids import MAX_ID_LENGTH, SAFE_ID
+from domain.money import CURRENCY_EXPONENTS, MAX_MINOR
+from domain.order import MAX_LINES, MAX_QUANTITY, MIN_QUANTITY
 from domain.payment import PAYMENT_METHODS
-from domain.product import ADJUST_REASONS
+from domain.product import ADJUST_REASONS, MAX_RESTOCK
 from domain.session import API_EVENT_TYPES
 from services.api.dependencies import Commands, correlation_id
 from services.api.errors import ApiError
 from services.api.openapi import body, errors
 
 # ---- bodies (documentation: the command's validation reads the JSON object itself) -----------------
+# The constraints say what that validation (commands/specs/, commands/validation.py) and the domain's
+# refusals accept, from the domain's own constants, so that a client or a generator built from the
+# schema sends commands that can succeed. Litestar enforces none of them (SkipValidation). Where the
+# schema cannot say it (an amount's decimals depend on the currency; a product appears on one line only;
+# an integer is written without a fraction, while JSON Schema counts 2.0 as an integer), the command
+# still answers 422 or 409.
 
-Id = Annotated[str, msgspec.Meta(description="an id: 1-64 characters of A-Z a-z 0-9 . _ : -")]
-NewId = Annotated[
-    str, msgspec.Meta(description="the id to create (1-64 of A-Z a-z 0-9 . _ : -); default: generated")
+ID_PATTERN = f"^{SAFE_ID.pattern}$"
+_ID_TEXT = f"1-{MAX_ID_LENGTH} characters of A-Z a-z 0-9 . _ : -"
+
+
+def _id(description: str) -> msgspec.Meta:
+    return msgspec.Meta(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH, description=description)
+
+
+Id = Annotated[str, _id(f"an id: {_ID_TEXT}")]
+NewId = Annotated[str, _id(f"the id to create ({_ID_TEXT}); default: generated")]
+
+
+# No string may hold NUL (services/api/text_guard.py); a required text must hold more than white space.
+_NO_NUL = r"^[^\u0000]*$"
+_NOT_BLANK = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
+def _text(max_len: int, description: str | None = None) -> msgspec.Meta:
+    """Text as ``Fields.text`` reads it: stripped, then at most ``max_len`` characters; a required one
+    must not be blank (an optional blank one counts as absent, so it takes ``_optional_text``)."""
+    return msgspec.Meta(max_length=max_len, pattern=_NOT_BLANK, description=description)
+
+
+def _optional_text(max_len: int, description: str | None = None) -> msgspec.Meta:
+    return msgspec.Meta(max_length=max_len, pattern=_NO_NUL, description=description)
+
+
+# An amount: decimal major units, a JSON number or a decimal string, never negative; at most the
+# currency's minor digits and MAX_MINOR minor units. The schema allows the finest currency's digits and
+# the largest amount that fits every currency (a number: a multiple of 0.01, as JSON Schema reads it:
+# the decimal written, which is what parse_decimal reads too).
+_DECIMALS = max(CURRENCY_EXPONENTS.values())
+_MAX_MAJOR = MAX_MINOR // 10**_DECIMALS
+_WHOLE = rf"[1-9][0-9]{{0,{len(str(_MAX_MAJOR)) - 2}}}"  # 1 to 9...9 < _MAX_MAJOR, no leading zero
+_FRACTION = rf"(\.[0-9]{{1,{_DECIMALS}}})?"
+_CENT = 10**-_DECIMALS
+_WHOLE_CURRENCIES = ", ".join(code for code, exp in CURRENCY_EXPONENTS.items() if exp == 0)
+
+
+def _amount(*, positive: bool, description: str = "") -> msgspec.Meta:
+    if positive:
+        text = rf"^({_WHOLE}{_FRACTION}|0\.[0-9]{{0,{_DECIMALS - 1}}}[1-9])$"
+        number = {"type": "number", "exclusiveMinimum": 0, "maximum": _MAX_MAJOR, "multipleOf": _CENT}
+    else:
+        text = rf"^(0|{_WHOLE}){_FRACTION}$"
+        number = {"type": "number", "minimum": 0, "maximum": _MAX_MAJOR, "multipleOf": _CENT}
+    least = "above 0" if positive else "0 or more"
+    about = (f"decimal major units, a JSON number or a string such as \"19.99\", {least}, with at most "
+             f"the currency's minor digits ({_DECIMALS}; none for {_WHOLE_CURRENCIES})")
+    # Litestar reads msgspec's ``extra_json_schema["extra"]`` into the field's schema: a oneOf whose
+    # branches keep their constraints (those on a union's members it would drop)
+    return msgspec.Meta(
+        description=f"{description}: {about}" if description else about,
+        extra_json_schema={"extra": {"one_of": [{"type": "string", "pattern": text}, number]}},
+    )
+
+
+Amount = Annotated[str | int | float, _amount(positive=False)]
+PositiveAmount = Annotated[str | int | float, _amount(positive=True)]
+
+if TYPE_CHECKING:  # the values are the domain's, known at run time: to mypy they are strings
+    CurrencyCode = str
+    PaymentMethod = str
+    AdjustReason = str
+    SessionEventType = str
+else:
+    CurrencyCode = Annotated[Literal[tuple(CURRENCY_EXPONENTS)], msgspec.Meta(description="ISO 4217 code")]
+    PaymentMethod = Literal[PAYMENT_METHODS]
+    AdjustReason = Annotated[
+        Literal[ADJUST_REASONS], msgspec.Meta(description="legacy_sync: how the legacy ingestor records a "
+                                              "source's inventory going down")
+    ]
+    SessionEventType = Annotated[
+        Literal[tuple(API_EVENT_TYPES)], msgspec.Meta(description="checkout is checkout_started")
+    ]
+OrderQuantity = Annotated[
+    int, msgspec.Meta(ge=MIN_QUANTITY, le=MAX_QUANTITY, description=f"units, {MIN_QUANTITY}-{MAX_QUANTITY}")
 ]
-Amount = Annotated[
-    str | int | float,
-    msgspec.Meta(description="decimal major units, a JSON number or string, e.g. \"19.99\"; at most the "
-                 "currency's minor digits"),
-]  # fmt: skip
-CurrencyCode = Annotated[str, msgspec.Meta(description="ISO 4217 code, e.g. USD")]
-Quantity = Annotated[int, msgspec.Meta(description="units, a positive integer")]
 
 
 class RegisterProduct(msgspec.Struct):
-    name: str
-    category: str
+    name: Annotated[str, _text(MAX_TEXT)]
+    category: Annotated[str, _text(MAX_CATEGORY)]
     price: Amount
     currency: CurrencyCode
     product_id: NewId | None = None
@@ -62,40 +143,51 @@ class RegisterProduct(msgspec.Struct):
 
 class RegisterUser(msgspec.Struct):
     user_id: NewId | None = None
-    name: str | None = None
-    email: str | None = None
-    region: str | None = None
+    name: Annotated[str, _optional_text(MAX_TEXT)] | None = None
+    email: Annotated[
+        str,
+        msgspec.Meta(max_length=MAX_EMAIL, pattern=r"^[^ \u0000]*@[^ \u0000]*$", description="@, no space"),
+    ] | None = None
+    region: Annotated[str, _optional_text(MAX_REGION)] | None = None
 
 
 class OrderLineBody(msgspec.Struct):
     product_id: Id
-    quantity: Quantity
-    unit_price: Annotated[Amount, msgspec.Meta(description="the price the unit was sold at (major units)")]
+    quantity: OrderQuantity
+    unit_price: Annotated[str | int | float, _amount(positive=False, description="the unit's price")]
 
 
 class PlaceOrder(msgspec.Struct):
     user_id: Id
     currency: CurrencyCode
-    lines: Annotated[list[OrderLineBody], msgspec.Meta(description="1-100 lines, one per product")]
+    lines: Annotated[
+        list[OrderLineBody],
+        msgspec.Meta(min_length=1, max_length=MAX_LINES, description=f"1-{MAX_LINES} lines, one per product"),
+    ]
     order_id: NewId | None = None
-    channel: Annotated[str | None, msgspec.Meta(description="default: web")] = None
+    channel: Annotated[str, _optional_text(MAX_CHANNEL, "default: web")] | None = None
 
 
 class InitiatePayment(msgspec.Struct):
     order_id: Id
-    amount: Amount
+    amount: PositiveAmount
     currency: CurrencyCode
-    method: Annotated[str, msgspec.Meta(description=f"one of {', '.join(PAYMENT_METHODS)}")]
+    method: PaymentMethod
     payment_id: NewId | None = None
 
 
 class Quantities(msgspec.Struct):
-    quantity: Quantity
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_RESTOCK, description=f"units in, 1-{MAX_RESTOCK}")]
 
 
 class Adjustment(msgspec.Struct):
-    delta: Annotated[int, msgspec.Meta(description="units to add (positive) or remove (negative), not 0")]
-    reason: Annotated[str, msgspec.Meta(description=f"one of {', '.join(ADJUST_REASONS)}")]
+    delta: Annotated[
+        int,
+        msgspec.Meta(ge=-MAX_RESTOCK, le=MAX_RESTOCK, description="units to add (positive) or remove "
+                     f"(negative), not 0, at most {MAX_RESTOCK} either way",
+                     extra_json_schema={"extra": {"schema_not": {"const": 0}}}),
+    ]  # fmt: skip
+    reason: AdjustReason
 
 
 class PriceChange(msgspec.Struct):
@@ -104,29 +196,33 @@ class PriceChange(msgspec.Struct):
 
 class Reservation(msgspec.Struct):
     order_id: Id
-    quantity: Quantity
+    quantity: Annotated[int, msgspec.Meta(ge=1, description="units, a positive integer")]
 
 
 class Reason(msgspec.Struct):
-    reason: Annotated[str | None, msgspec.Meta(description="free text, at most 500 characters")] = None
+    reason: Annotated[str, _optional_text(MAX_REASON, "free text")] | None = None
 
 
 class ReturnLine(msgspec.Struct):
     product_id: Id
-    quantity: Quantity
+    quantity: Annotated[
+        int, msgspec.Meta(ge=MIN_QUANTITY, le=MAX_QUANTITY, description="units returned, at most what the "
+                          "order's line shipped and has not returned yet")
+    ]
 
 
 class Refund(msgspec.Struct):
-    amount: Amount
+    amount: PositiveAmount
     lines: Annotated[
-        list[ReturnLine] | None, msgspec.Meta(description="the units returned (default: none)")
-    ] = None
+        list[ReturnLine],
+        msgspec.Meta(min_length=1, max_length=MAX_LINES, description="the units returned (default: none)"),
+    ] | None = None
     restock: Annotated[bool, msgspec.Meta(description="returned units go back into stock")] = True
 
 
 class SessionEvent(msgspec.Struct):
-    type: Annotated[str, msgspec.Meta(description=f"one of {', '.join(API_EVENT_TYPES)}")]
-    page_url: str
+    type: SessionEventType
+    page_url: Annotated[str, _text(MAX_PAGE_URL)]
     user_id: Id | None = None
     product_id: Id | None = None
 
@@ -171,6 +267,10 @@ class SessionAck(msgspec.Struct):
 # ---- headers, and the call ----------------------------------------------------------------------
 
 
+# what parse_if_match takes, for the schema (``schema_extra``: documented, not enforced by Litestar)
+IF_MATCH_PATTERN = r'^(\*|(W/)?"?[0-9]+"?)?$'
+
+
 def parse_if_match(raw: str | None) -> int | None:
     """``If-Match``: a stream version, bare or quoted (``"3"``, ``W/"3"``); ``*`` or empty: none."""
     if raw is None or raw.strip() in ("", "*"):
@@ -205,13 +305,15 @@ def command_call(
     if_match: Annotated[
         str | None,
         HeaderParameter(name="If-Match", description="the stream version the command expects (a bare "
-                        "integer or quoted); 409 version_conflict with the current one otherwise"),
+                        "integer or quoted); 409 version_conflict with the current one otherwise",
+                        schema_extra={"pattern": IF_MATCH_PATTERN}),
     ] = None,
     idempotency_key: Annotated[
         str | None,
         HeaderParameter(name="Idempotency-Key", description=f"at most {MAX_IDEMPOTENCY_KEY} characters: "
                         "the same key with the same body replays the first answer (no new events); "
-                        "with another body 422 idempotency_key_reused"),
+                        "with another body 422 idempotency_key_reused",
+                        schema_extra={"max_length": MAX_IDEMPOTENCY_KEY}),
     ] = None,
     causation_id: Annotated[
         str | None, HeaderParameter(name="X-Causation-ID", description="stored in the events' metadata")
@@ -296,10 +398,13 @@ def _transition(path: str, name: str, *, may_create: bool = False) -> Any:
     )
 
 
-ProductId = Annotated[str, PathParameter(description="e.g. PROD-001")]
-OrderId = Annotated[str, PathParameter(description="e.g. ORD-20260101-0001")]
-PaymentId = Annotated[str, PathParameter(description="e.g. PAY-20260101-0001")]
-SessionId = Annotated[str, PathParameter(description="any id of 1-64 characters of A-Z a-z 0-9 . _ : -")]
+# The ids' format is documented (``schema_extra``), not checked by Litestar: an id that cannot exist is
+# a 404 of the command's own, a bad session id a 422 field error.
+_ID_SCHEMA = {"pattern": ID_PATTERN, "min_length": 1, "max_length": MAX_ID_LENGTH}
+ProductId = Annotated[str, PathParameter(description="e.g. PROD-001", schema_extra=_ID_SCHEMA)]
+OrderId = Annotated[str, PathParameter(description="e.g. ORD-20260101-0001", schema_extra=_ID_SCHEMA)]
+PaymentId = Annotated[str, PathParameter(description="e.g. PAY-20260101-0001", schema_extra=_ID_SCHEMA)]
+SessionId = Annotated[str, PathParameter(description=f"any id of {_ID_TEXT}", schema_extra=_ID_SCHEMA)]
 
 
 # ---- products ----------------------------------------------------------------------------------

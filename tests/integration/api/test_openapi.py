@@ -31,3 +31,13 @@ def test_every_operation_declares_its_errors_in_the_one_error_shape() -> None:
                 if status.startswith(("4", "5")):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+
+
+def test_no_parameter_is_documented_as_nullable() -> None:
+    """A header or query string cannot be null: an optional one is ``required: false``."""
+    doc = json.loads(CHECKED_IN.read_text())
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            for param in op.get("parameters", []):
+                text = json.dumps(param["schema"])
+                assert '"null"' not in text and "null]" not in text, (method, path, param["name"])
