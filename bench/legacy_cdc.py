@@ -278,7 +278,9 @@ def run_deployment(
     extra = ("--distributed",) if deployment == "distributed" else ()
     data_dir = work / f"agentflow-{deployment}"
     admin = ",".join(key for _, key, _, _ in SOURCES.values())  # each declares its own tenant's source
-    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env={"AGENTFLOW_ADMIN_API_KEYS": admin})
+    # the legacy databases listen on 127.0.0.1: loopback hosts are allowed explicitly
+    env = {"AGENTFLOW_ADMIN_API_KEYS": admin, "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "1"}
+    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env=env)
     clients: dict[str, httpx.Client] = {}
     streams: dict[str, OrderStream] = {}
     checkers: dict[str, EntityChecker] = {}

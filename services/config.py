@@ -14,8 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors.database import DEFAULT_DB_THREADS
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 # seconds before each webhook attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -38,11 +41,16 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_KEY_ROTATION_GRACE_S": "seconds a rotated-out API key stays valid by default (86400)",
     "AGENTFLOW_REPORTING_CURRENCY": "default currency of money metrics (USD)",
     "AGENTFLOW_RATE_LIMIT_RPM": "requests a minute per API key (unset: no limit)",
+    "AGENTFLOW_MAX_BODY_BYTES": f"largest request body in bytes, else 413 ({DEFAULT_MAX_BODY_BYTES})",
+    "AGENTFLOW_CORS_ORIGINS": "browser origins that may call the API, comma-separated, or `*` (unset: none)",
+    "AGENTFLOW_CORS_CREDENTIALS": "`1` lets those origins send credentials (refused with `*`)",
+    "AGENTFLOW_TRUST_FORWARDED_PROTO": "`1`: the proxy in front sets X-Forwarded-Proto (`https` sends HSTS)",
     "AGENTFLOW_ICEBERG": "`0` leaves the Iceberg lake out",
     "AGENTFLOW_WORKERS": "`0` leaves the embedded webhook worker fleet out",
     "AGENTFLOW_ALERTS": "`0` leaves the alert evaluator out",
     "AGENTFLOW_ALERT_SWEEP_S": "seconds between alert sweeps (5)",
     "AGENTFLOW_LEGACY_SOURCES": "`0` leaves legacy-database capture out",
+    "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "`1` lets legacy sources name loopback/private database hosts",
     "AGENTFLOW_SSE_MAX_STREAMS": f"concurrent SSE streams per process ({DEFAULT_MAX_STREAMS})",
     "AGENTFLOW_SLO_FILE": "YAML file replacing the default service-level objectives",
     "AGENTFLOW_SLO_OVERRIDES": "JSON object adjusting objectives by name",
@@ -152,6 +160,59 @@ class WebhookSettings:
         return self.timeout_s + self.lease_margin_s
 
 
+def _origin(raw: str) -> str:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (lower-case scheme and host)."""
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.username is not None
+        or parts.path or parts.query or parts.fragment or port == -1
+    ):  # fmt: skip
+        raise ConfigError(
+            f"AGENTFLOW_CORS_ORIGINS entry {raw!r} is not an origin: scheme://host[:port], no path "
+            "(e.g. https://app.example.com)"
+        )
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80  # browsers leave the default port out
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def parse_cors_origins(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated origins, or ``*`` alone (any origin)."""
+    items = [item.strip() for item in (raw or "").split(",") if item.strip()]
+    if "*" in items:
+        if len(items) > 1:
+            raise ConfigError("AGENTFLOW_CORS_ORIGINS: `*` stands alone (any origin), not in a list")
+        return ("*",)
+    return tuple(dict.fromkeys(_origin(item) for item in items))
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """What the HTTP front door enforces on every request (services/api/http_guard.py, docs/security.md)."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # larger bodies answer 413
+    cors_origins: tuple[str, ...] = ()  # () = no CORS; ("*",) = any origin
+    cors_credentials: bool = False  # Access-Control-Allow-Credentials (never with "*")
+    trust_forwarded_proto: bool = False  # X-Forwarded-Proto: https from the proxy in front means TLS (HSTS)
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ConfigError("AGENTFLOW_MAX_BODY_BYTES must be at least 1024")
+        if "*" in self.cors_origins and self.cors_credentials:
+            raise ConfigError(
+                "AGENTFLOW_CORS_ORIGINS=* cannot be combined with AGENTFLOW_CORS_CREDENTIALS=1: browsers "
+                "refuse credentials for a wildcard origin, and allowing any origin with credentials would "
+                "let every web page act as the signed-in user; list the origins instead"
+            )
+        if self.cors_credentials and not self.cors_origins:
+            raise ConfigError("AGENTFLOW_CORS_CREDENTIALS=1 needs AGENTFLOW_CORS_ORIGINS")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".agentflow")
@@ -189,6 +250,9 @@ class Settings:
     connect_url: str | None = None  # register the Debezium connector there at start (external stack)
     redis_url: str | None = None  # `agentflow worker`: Redis broker instead of dramatiq-postgres
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    # legacy sources may name loopback/private database hosts (connectors/legacy/declaration.py)
+    legacy_allow_private: bool = False
 
     @property
     def chdb_path(self) -> Path:
@@ -220,6 +284,15 @@ def _webhooks_from_env(env: Mapping[str, str]) -> WebhookSettings:
     return WebhookSettings(**values)
 
 
+def _http_from_env(env: Mapping[str, str]) -> HttpSettings:
+    return HttpSettings(
+        max_body_bytes=_number(env, "AGENTFLOW_MAX_BODY_BYTES", int, 1024) or DEFAULT_MAX_BODY_BYTES,
+        cors_origins=parse_cors_origins(env.get("AGENTFLOW_CORS_ORIGINS")),
+        cors_credentials=_flag(env.get("AGENTFLOW_CORS_CREDENTIALS"), False),
+        trust_forwarded_proto=_flag(env.get("AGENTFLOW_TRUST_FORWARDED_PROTO"), False),
+    )
+
+
 def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """The server's settings; ``overrides`` (command-line flags) win over the environment."""
     env = os.environ if env is None else env
@@ -246,6 +319,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "alerts_enabled": _flag(env.get("AGENTFLOW_ALERTS"), True),
         "alert_sweep_s": _number(env, "AGENTFLOW_ALERT_SWEEP_S", float, 0.01) or 5.0,
         "legacy_sources_enabled": _flag(env.get("AGENTFLOW_LEGACY_SOURCES"), True),
+        "legacy_allow_private": _flag(env.get("AGENTFLOW_LEGACY_ALLOW_PRIVATE"), False),
         "sse_max_streams": _number(env, "AGENTFLOW_SSE_MAX_STREAMS", int, 1) or DEFAULT_MAX_STREAMS,
         "slo_file": Path(env["AGENTFLOW_SLO_FILE"]) if env.get("AGENTFLOW_SLO_FILE") else None,
         "slo_overrides": slo_overrides,
@@ -261,6 +335,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "connect_url": env.get("AGENTFLOW_CONNECT_URL") or None,
         "redis_url": env.get("AGENTFLOW_REDIS_URL") or None,
         "webhooks": _webhooks_from_env(env),
+        "http": _http_from_env(env),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)

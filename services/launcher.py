@@ -107,6 +107,9 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            # X-Forwarded-Proto is trusted only as AGENTFLOW_TRUST_FORWARDED_PROTO says (api/http_guard.py),
+            # not by uvicorn's default for any proxy on 127.0.0.1
+            proxy_headers=False,
         )
         server = _Server(config)
         key_for_examples = dev_key or next(iter(keys))

@@ -185,6 +185,7 @@ class Runtime:
             kafka_bootstrap=self.kafka_bootstrap, topic_prefix=self.topic_prefix,
             connect_url=self.settings.connect_url, group_id=f"{self.topic_prefix}-legacy-ingest",
             jvm_opts=self.settings.jvm_opts, aggregates=self.aggregates,
+            allow_private=self.settings.legacy_allow_private,
         )
         self.legacy.start()
 

@@ -149,10 +149,12 @@ def own_tenant(principal: Principal, tenant: str | None, what: str) -> str:
 
 
 def correlation_id(request: Request[Any, Any, Any]) -> str:
-    """X-Correlation-ID, or a new one; error responses of the request carry the same."""
-    cid = request.headers.get("x-correlation-id") or str(uuid.uuid4())
-    request.scope.setdefault("state", {})["correlation_id"] = cid  # type: ignore[typeddict-item]
-    return cid
+    """X-Correlation-ID, else the request id (X-Request-ID of the answer, services/api/http_guard.py), else
+    a new one; error responses of the request carry the same."""
+    state = request.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    cid = request.headers.get("x-correlation-id") or state.get("request_id") or str(uuid.uuid4())
+    state["correlation_id"] = cid
+    return str(cid)
 
 
 class DbLimiter:

@@ -2,16 +2,24 @@
 responses each route declares, and the schema tidied of what Litestar documents that we never send.
 
 Routes attach ``errors(401, 404, 422)`` to their ``responses``; every error body is :class:`ErrorBody`.
+A route that reads a body declares 413 (larger than AGENTFLOW_MAX_BODY_BYTES).
+
+Served: the schema at /schema/openapi.json (and .yaml), and a docs page at /schema (Redoc) that loads the
+schema from there, so the page holds no inline script and runs under a strict Content-Security-Policy
+(services/api/http_guard.py DOCS_CSP). Litestar's other pages (Swagger, Elements, RapiDoc) are not served:
+each inlines its start-up script.
 """
 
 from __future__ import annotations
 
+import html
 from dataclasses import fields, replace
 from typing import Any
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIType, Parameter, Schema, SecurityScheme
 
 API_KEY_SCHEME = "ApiKey"
@@ -58,12 +66,40 @@ def body(struct: type[msgspec.Struct], description: str) -> ResponseSpec:
     return ResponseSpec(struct, description=description, generate_examples=False)
 
 
+SCHEMA_PATH = "/schema"
+# the HTML docs page answers at these paths (and gets the docs page's Content-Security-Policy)
+DOCS_PATHS = frozenset((SCHEMA_PATH, f"{SCHEMA_PATH}/", f"{SCHEMA_PATH}/redoc"))
+REDOC_ORIGIN = "https://cdn.redoc.ly"
+REDOC_SCRIPT = f"{REDOC_ORIGIN}/redoc/latest/bundles/redoc.standalone.js"  # Litestar's own default
+
+
+class DocsPage(OpenAPIRenderPlugin):
+    """Redoc, reading the schema from /schema/openapi.json: one external script, nothing inline."""
+
+    def __init__(self) -> None:
+        super().__init__(path=["/", "/redoc"], favicon="", style="")
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        title = html.escape(str(openapi_schema["info"]["title"]))
+        spec_url = html.escape(self.get_openapi_json_route(request), quote=True)
+        return (
+            "<!DOCTYPE html><html><head>"
+            f"<title>{title}</title><meta charset=\"utf-8\"/>"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "</head><body>"
+            f"<redoc spec-url=\"{spec_url}\"></redoc>"
+            f"<script src=\"{REDOC_SCRIPT}\" crossorigin></script>"
+            "</body></html>"
+        ).encode()
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="AgentFlow",
         version="1",
         description="An event-native metrics layer: commands become events, reads say how fresh they are.",
-        path="/schema",
+        path=SCHEMA_PATH,
+        render_plugins=[DocsPage(), JsonRenderPlugin(), YamlRenderPlugin()],
         components=Components(
             security_schemes={
                 API_KEY_SCHEME: SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header")

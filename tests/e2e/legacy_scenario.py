@@ -23,8 +23,9 @@ from legacy_databases import LegacyDatabase
 from waiting import eventually
 
 KEYS = "pg-key:t-legacy-pg,maria-key:t-legacy-maria"
-# each tenant's key declares its own tenant's source: an admin action
-ADMIN_ENV = {"AGENTFLOW_ADMIN_API_KEYS": "pg-key,maria-key"}
+# each tenant's key declares its own tenant's source (an admin action), and the legacy databases listen
+# on 127.0.0.1: a loopback host is refused unless the operator allows it
+SERVER_ENV = {"AGENTFLOW_ADMIN_API_KEYS": "pg-key,maria-key", "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "1"}
 SOURCES = {"postgres": ("shop_pg", "pg-key", "t-legacy-pg", "PG-"),
            "mariadb": ("shop_maria", "maria-key", "t-legacy-maria", "MA-")}
 SYNC_TIMEOUT = 180.0

@@ -11,6 +11,8 @@ from services.api.routes.commands import parse_if_match
 from services.auth import load_or_create_dev_key
 from services.config import (
     ENV_VARS,
+    ConfigError,
+    HttpSettings,
     client_settings_from_env,
     configuration_table,
     parse_api_keys,
@@ -104,3 +106,46 @@ def test_admin_clis_send_an_operator_or_admin_key_first() -> None:
     assert client_settings_from_env(env={**env, "AGENTFLOW_OPERATOR_API_KEYS": "k3"}).api_key == "k3"
     assert client_settings_from_env(env={"AGENTFLOW_API_KEYS": "k1:a"}).api_key == "k1"
     assert client_settings_from_env(api_key="mine", env=env).api_key == "mine"
+def test_http_settings_from_env() -> None:
+    s = settings_from_env({})
+    assert s.http == HttpSettings() and s.http.max_body_bytes == 1024 * 1024
+    assert s.http.cors_origins == () and not s.http.cors_credentials and not s.http.trust_forwarded_proto
+    assert not s.legacy_allow_private and not s.webhooks.allow_private
+    s = settings_from_env({
+        "AGENTFLOW_MAX_BODY_BYTES": "65536",
+        "AGENTFLOW_CORS_ORIGINS": " https://App.Example.com , http://localhost:3000,https://x.example:443",
+        "AGENTFLOW_CORS_CREDENTIALS": "1", "AGENTFLOW_TRUST_FORWARDED_PROTO": "1",
+        "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "1",
+    })  # fmt: skip
+    assert s.http.max_body_bytes == 65536 and s.http.cors_credentials and s.http.trust_forwarded_proto
+    assert s.http.cors_origins == ("https://app.example.com", "http://localhost:3000", "https://x.example")
+    assert s.legacy_allow_private
+    assert settings_from_env({"AGENTFLOW_CORS_ORIGINS": "*"}).http.cors_origins == ("*",)
+
+
+def test_a_wildcard_origin_with_credentials_stops_start_up() -> None:
+    env = {"AGENTFLOW_CORS_ORIGINS": "*", "AGENTFLOW_CORS_CREDENTIALS": "1"}
+    with pytest.raises(ConfigError, match="AGENTFLOW_CORS_ORIGINS=\\* cannot be combined with "
+                                          "AGENTFLOW_CORS_CREDENTIALS=1"):  # fmt: skip
+        settings_from_env(env)
+    with pytest.raises(ConfigError):
+        HttpSettings(cors_origins=("*",), cors_credentials=True)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AGENTFLOW_CORS_ORIGINS": "https://app.example.com/path"}, "not an origin"),
+        ({"AGENTFLOW_CORS_ORIGINS": "app.example.com"}, "not an origin"),
+        ({"AGENTFLOW_CORS_ORIGINS": "ftp://app.example.com"}, "not an origin"),
+        ({"AGENTFLOW_CORS_ORIGINS": "https://u:p@app.example.com"}, "not an origin"),
+        ({"AGENTFLOW_CORS_ORIGINS": "https://app.example.com:99999"}, "not an origin"),
+        ({"AGENTFLOW_CORS_ORIGINS": "*,https://app.example.com"}, "stands alone"),
+        ({"AGENTFLOW_CORS_CREDENTIALS": "1"}, "needs AGENTFLOW_CORS_ORIGINS"),
+        ({"AGENTFLOW_MAX_BODY_BYTES": "100"}, "AGENTFLOW_MAX_BODY_BYTES must be at least 1024"),
+        ({"AGENTFLOW_MAX_BODY_BYTES": "1MB"}, "AGENTFLOW_MAX_BODY_BYTES must be a whole number"),
+    ],
+)
+def test_bad_http_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings_from_env(env)

@@ -164,7 +164,7 @@ def _refusals() -> Iterator[None]:
         raise ApiError(422, exc.code, exc.message, exc.details) from exc
 
 
-@post("/v1/alerts", opt=WRITE, status_code=201, responses=errors(401, 422))
+@post("/v1/alerts", opt=WRITE, status_code=201, responses=errors(401, 413, 422))
 @in_thread
 def create_alert(
     tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], data: JSONBody[AlertRuleBody]
@@ -194,7 +194,7 @@ def get_alert(
         return rule_view(alert_rules.get(tenant, alert_id))
 
 
-@patch("/v1/alerts/{alert_id:str}", opt=WRITE, responses=errors(401, 404, 422))
+@patch("/v1/alerts/{alert_id:str}", opt=WRITE, responses=errors(401, 404, 413, 422))
 @in_thread
 def patch_alert(
     tenant: NamedDependency[str],
@@ -207,7 +207,7 @@ def patch_alert(
         return rule_view(alert_rules.update(tenant, alert_id, data.given() if data else {}, partial=True))
 
 
-@put("/v1/alerts/{alert_id:str}", opt=WRITE, responses=errors(401, 404, 422))
+@put("/v1/alerts/{alert_id:str}", opt=WRITE, responses=errors(401, 404, 413, 422))
 @in_thread
 def replace_alert(
     tenant: NamedDependency[str],

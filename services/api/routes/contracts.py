@@ -110,7 +110,7 @@ def diff_contract(
 @post(
     "/v1/contracts/{name:str}/validate", opt=READ,
     status_code=200,
-    responses=errors(401, 404, 422),
+    responses=errors(401, 404, 413, 422),
     sync_to_thread=False,
 )
 def validate_contract(

@@ -192,7 +192,7 @@ def get_dead_letter(
 
 @post(
     "/v1/deadletter/{letter_id:str}/replay", opt=WRITE, status_code=200,
-    responses=errors(401, 404, 409, 422),
+    responses=errors(401, 404, 409, 413, 422),
 )  # fmt: skip
 @in_thread
 def replay_dead_letter(
@@ -218,7 +218,7 @@ def replay_dead_letter(
 
 @post(
     "/v1/deadletter/{letter_id:str}/dismiss", opt=WRITE, status_code=200,
-    responses=errors(401, 404, 409, 422),
+    responses=errors(401, 404, 409, 413, 422),
 )  # fmt: skip
 @in_thread
 def dismiss_dead_letter(

@@ -32,7 +32,7 @@ class KafkaReplayDone(msgspec.Struct):
     produced: int
 
 
-@post("/v1/admin/replay/kafka", opt=ADMIN, status_code=201, responses=errors(401, 403, 409, 422))
+@post("/v1/admin/replay/kafka", opt=ADMIN, status_code=201, responses=errors(401, 403, 409, 413, 422))
 @in_thread
 def replay_to_kafka(
     principal: NamedDependency[Principal],

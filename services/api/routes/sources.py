@@ -83,7 +83,7 @@ def get_source(
     return found[0]
 
 
-@post("/v1/admin/sources", opt=ADMIN, status_code=201, responses=errors(401, 403, 409, 422))
+@post("/v1/admin/sources", opt=ADMIN, status_code=201, responses=errors(401, 403, 409, 413, 422))
 @in_thread
 def add_source(
     principal: NamedDependency[Principal],

@@ -178,7 +178,7 @@ def _refusals() -> Iterator[None]:
 # -- routes ----------------------------------------------------------------------------------------
 
 
-@post("/v1/webhooks", opt=WRITE, status_code=201, responses=errors(401, 422))
+@post("/v1/webhooks", opt=WRITE, status_code=201, responses=errors(401, 413, 422))
 @in_thread
 def create_webhook(
     tenant: NamedDependency[str],
@@ -215,7 +215,7 @@ def get_webhook(
         return endpoint_view(webhook_subscriptions.get(tenant, endpoint_id))
 
 
-@patch("/v1/webhooks/{endpoint_id:str}", opt=WRITE, responses=errors(401, 404, 422))
+@patch("/v1/webhooks/{endpoint_id:str}", opt=WRITE, responses=errors(401, 404, 413, 422))
 @in_thread
 def update_webhook(
     tenant: NamedDependency[str],
@@ -290,7 +290,7 @@ def list_deliveries(
 
 
 @post(
-    "/v1/webhooks/{endpoint_id:str}/replay", opt=WRITE, status_code=202, responses=errors(401, 404, 422),
+    "/v1/webhooks/{endpoint_id:str}/replay", opt=WRITE, status_code=202, responses=errors(401, 404, 413, 422),
 )  # fmt: skip
 @in_thread
 def replay_to_webhook(
