@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.database import DEFAULT_DB_THREADS
+from connectors.secret_box import KEY_FILE, SecretBox, SecretKeyError
 
 # seconds before each webhook attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -31,6 +32,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_CLICKHOUSE_DSN": "`http(s)://` ClickHouse server instead of embedded chdb",
     "AGENTFLOW_API_KEYS": "`key:tenant` pairs, comma-separated; without it a development key is created",
     "AGENTFLOW_ADMIN_API_KEYS": "keys allowed on admin routes, comma-separated (unset: every key)",
+    "AGENTFLOW_SECRET_KEYS": "keys encrypting stored secrets, newest first, comma-separated (unset: the "
+    f"data dir's `{KEY_FILE}` file; docs/security.md)",
     "AGENTFLOW_REPORTING_CURRENCY": "default currency of money metrics (USD)",
     "AGENTFLOW_RATE_LIMIT_RPM": "requests a minute per API key (unset: no limit)",
     "AGENTFLOW_ICEBERG": "`0` leaves the Iceberg lake out",
@@ -101,6 +104,17 @@ def parse_api_keys(raw: str | None) -> dict[str, str]:
     return keys
 
 
+def parse_secret_keys(raw: str | None) -> tuple[str, ...]:
+    """Fernet keys, newest first, comma-separated (checked here; the message never shows a key)."""
+    keys = tuple(k.strip() for k in (raw or "").split(",") if k.strip())
+    if keys:
+        try:
+            SecretBox(keys)
+        except SecretKeyError as exc:
+            raise ConfigError(f"AGENTFLOW_SECRET_KEYS: {exc}") from None
+    return keys
+
+
 def parse_schedule(raw: str) -> tuple[float, ...]:
     """``"0,5,300"`` -> (0.0, 5.0, 300.0): the delay before attempt 1, 2, 3 ..."""
     try:
@@ -143,6 +157,8 @@ class Settings:
     clickhouse_dsn: str | None = None  # None = chdb under data_dir
     api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant
     admin_api_keys: frozenset[str] | None = None  # None: every key may use the admin routes
+    # keys of the stored secrets, newest first; () = the data dir's key file (services/secrets.py)
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     reporting_currency: str = "USD"
     min_position_timeout_s: float = 5.0
     rate_limit_rpm: int | None = None  # per API key; None = no limit
@@ -173,6 +189,10 @@ class Settings:
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / KEY_FILE
 
     @property
     def resolved_clickhouse_dsn(self) -> str:
@@ -217,6 +237,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "clickhouse_dsn": env.get("AGENTFLOW_CLICKHOUSE_DSN") or None,
         "api_keys": parse_api_keys(env.get("AGENTFLOW_API_KEYS")),
         "admin_api_keys": frozenset(admin) if admin else None,
+        "secret_keys": parse_secret_keys(env.get("AGENTFLOW_SECRET_KEYS")),
         "reporting_currency": (env.get("AGENTFLOW_REPORTING_CURRENCY") or "USD").upper(),
         "rate_limit_rpm": _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 1),
         "iceberg_enabled": _flag(env.get("AGENTFLOW_ICEBERG"), True),

@@ -27,6 +27,7 @@ from connectors.legacy.declaration import SourceSpec
 from connectors.legacy.ingest import LegacyIngestor
 from connectors.legacy.jvm import EmbeddedJvm
 from connectors.legacy.registry import SourceNotFound, SourceRegistry, SourceStatus
+from connectors.secret_box import SecretBox
 
 log = logging.getLogger("agentflow.legacy")
 
@@ -43,6 +44,7 @@ class LegacySources:
         store: PostgresEventStore,
         letters: DeadLetterStore,
         state_dir: Path,
+        box: SecretBox,
         mode: str = "embedded",
         kafka_bootstrap: str | None = None,
         topic_prefix: str = "agentflow",
@@ -51,11 +53,12 @@ class LegacySources:
         jvm_opts: tuple[str, ...] = (),
         aggregates: AggregateCache | None = None,
     ) -> None:
-        """``aggregates``: the process's aggregate cache (shared with HTTP commands; default: its own)."""
+        """``aggregates``: the process's aggregate cache (shared with HTTP commands; default: its own);
+        ``box``: the keys of the stored connection passwords."""
         # the process's JVM for embedded captures (started by the first one; JPype: one JVM per process)
         self.jvm = EmbeddedJvm(jvm_opts)
         self.letters = letters
-        self.registry = SourceRegistry(store.engine)
+        self.registry = SourceRegistry(store.engine, box)
         self.ingestor = LegacyIngestor(store, letters, aggregates or AggregateCache(), self.registry)
         self.state_dir = state_dir
         self.mode = mode
