@@ -135,7 +135,7 @@ class Commands:
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",
          "search", "slo", "stream_slots", "webhook_subscriptions", "alert_rules", "dead_letter_replay",
-         "kafka_replay", "health", "event_feed", "lineage", "changelog", "queries")
+         "kafka_replay", "health", "event_feed", "lineage", "changelog", "queries", "stored_secrets")
 
 
 def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]:
