@@ -27,6 +27,8 @@ from connectors.dead_letters import DeadLetterStore
 from connectors.event_lookup import EventLookup
 from connectors.event_store import PostgresEventStore
 from connectors.kafka_replay import KafkaRangeReplay
+from connectors.legacy.registry import SourceRegistry
+from connectors.secret_box import SecretBox
 from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRules
 from readmodels.api_keys import Authenticator, KeyAdmin, env_principals
@@ -46,6 +48,7 @@ from readmodels.webhooks import WebhookSubscriptions
 from services.config import Settings
 from services.rate_limit import RateLimiter
 from services.runtime import Runtime
+from services.secrets import StoredSecrets, secret_box, stored_secret_census
 
 
 @dataclass
@@ -60,6 +63,8 @@ class Container:
     dead_letters: DeadLetterStore
     clickhouse: ClickHouseStore
     webhook_store: WebhookStore
+    secret_box: SecretBox
+    stored_secrets: StoredSecrets
     read_cache: ReadCache
     aggregates: AggregateCache
     runtime: Runtime
@@ -109,18 +114,28 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     ``api_keys`` (key -> tenant, scopes read + write, or more as ``settings.admin_api_keys`` and
     ``operator_api_keys`` say) defaults to ``settings.api_keys``."""
     engine = make_service_engine(database_url, settings.db_threads)
+    # the keys of the stored secrets (AGENTFLOW_SECRET_KEYS, or the data dir's key file, made on the first
+    # start); secrets an earlier version stored in plaintext are encrypted now, and a secret under a key
+    # this process lacks stops the start (services/secrets.py)
+    try:
+        box = secret_box(settings, create=True, census=partial(stored_secret_census, engine))
+        webhook_store = WebhookStore(engine, box)
+        stored_secrets = StoredSecrets(box, [webhook_store, SourceRegistry(engine, box)])
+        stored_secrets.seal_plaintext()
+    except BaseException:
+        engine.dispose()
+        raise
     # the tailers share this process: wake them in-process after each commit instead of NOTIFY
     store = PostgresEventStore(engine, notify=False)
     checkpoints = CheckpointStore(engine)
     dead_letters = DeadLetterStore(engine)
     clickhouse = ClickHouseStore(settings.resolved_clickhouse_dsn)
-    webhook_store = WebhookStore(engine)
     cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
     # the folded aggregates of this process: HTTP commands and legacy CDC execute through one cache
     aggregates = AggregateCache()
     runtime = Runtime(
         settings, database_url, engine, store, checkpoints, dead_letters, clickhouse, cache, webhook_store,
-        aggregates,
+        aggregates, box,
     )
     # the read side's use cases over the read models, the event history and the runtime's progress
     freshness = Freshness(runtime, settings.min_position_timeout_s)
@@ -179,6 +194,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         dead_letters=dead_letters,
         clickhouse=clickhouse,
         webhook_store=webhook_store,
+        secret_box=box,
+        stored_secrets=stored_secrets,
         read_cache=cache,
         aggregates=aggregates,
         runtime=runtime,

@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_keys_command(sub)
 
+    from services.secrets_cli import add_secrets_command
+
+    add_secrets_command(sub)
+
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
@@ -108,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         from services.keys_cli import run_keys_command
 
         return run_keys_command(args)
+
+    if args.command == "secrets":
+        from services.secrets_cli import run_secrets_command
+
+        return run_secrets_command(args)
     if args.command == "down":
         from services.launcher import run_down
 

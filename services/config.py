@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connectors.database import DEFAULT_DB_THREADS
+from connectors.secret_box import KEY_FILE, SecretBox, SecretKeyError
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -39,6 +40,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_OPERATOR_API_KEYS": "keys of AGENTFLOW_API_KEYS that also get admin and operator (every "
     "tenant, rebuilds), comma-separated (unset: none)",
     "AGENTFLOW_KEY_ROTATION_GRACE_S": "seconds a rotated-out API key stays valid by default (86400)",
+    "AGENTFLOW_SECRET_KEYS": "keys encrypting stored secrets, newest first, comma-separated (unset: the "
+    f"data dir's `{KEY_FILE}` file; docs/security.md)",
     "AGENTFLOW_REPORTING_CURRENCY": "default currency of money metrics (USD)",
     "AGENTFLOW_RATE_LIMIT_RPM": "requests a minute per API key (unset: no limit)",
     "AGENTFLOW_MAX_BODY_BYTES": f"largest request body in bytes, else 413 ({DEFAULT_MAX_BODY_BYTES})",
@@ -125,6 +128,17 @@ def _key_list(env: Mapping[str, str], name: str, keys: dict[str, str]) -> frozen
     if unknown and keys:
         raise ConfigError(f"{name} names {len(unknown)} key(s) that are not in AGENTFLOW_API_KEYS")
     return named
+
+
+def parse_secret_keys(raw: str | None) -> tuple[str, ...]:
+    """Fernet keys, newest first, comma-separated (checked here; the message never shows a key)."""
+    keys = tuple(k.strip() for k in (raw or "").split(",") if k.strip())
+    if keys:
+        try:
+            SecretBox(keys)
+        except SecretKeyError as exc:
+            raise ConfigError(f"AGENTFLOW_SECRET_KEYS: {exc}") from None
+    return keys
 
 
 def parse_schedule(raw: str) -> tuple[float, ...]:
@@ -224,6 +238,8 @@ class Settings:
     admin_api_keys: frozenset[str] = frozenset()  # of api_keys: also admin
     operator_api_keys: frozenset[str] = frozenset()  # of api_keys: also admin and operator
     key_rotation_grace_s: float = 24 * 3600.0  # a rotated-out stored key stays valid this long
+    # keys of the stored secrets, newest first; () = the data dir's key file (services/secrets.py)
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     reporting_currency: str = "USD"
     min_position_timeout_s: float = 5.0
     rate_limit_rpm: int | None = None  # per API key; None = no limit
@@ -257,6 +273,10 @@ class Settings:
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / KEY_FILE
 
     @property
     def resolved_clickhouse_dsn(self) -> str:
@@ -312,6 +332,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "admin_api_keys": _key_list(env, "AGENTFLOW_ADMIN_API_KEYS", api_keys),
         "operator_api_keys": _key_list(env, "AGENTFLOW_OPERATOR_API_KEYS", api_keys),
         "key_rotation_grace_s": _default(_number(env, "AGENTFLOW_KEY_ROTATION_GRACE_S", float, 0.0), 86400.0),
+        "secret_keys": parse_secret_keys(env.get("AGENTFLOW_SECRET_KEYS")),
         "reporting_currency": (env.get("AGENTFLOW_REPORTING_CURRENCY") or "USD").upper(),
         "rate_limit_rpm": _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 1),
         "iceberg_enabled": _flag(env.get("AGENTFLOW_ICEBERG"), True),

@@ -23,7 +23,7 @@ import uvicorn
 from services.api.app import create_app
 from services.auth import DEV_TENANT, load_or_create_dev_key
 from services.bootstrap import build
-from services.config import Settings
+from services.config import ConfigError, Settings
 from services.distributed.java_process import is_ours, pid_alive
 
 if TYPE_CHECKING:
@@ -96,7 +96,11 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
                 operator_api_keys=frozenset({dev_key}),
             )  # fmt: skip
         keys = settings.api_keys
-        container = build(settings, database_url)
+        try:
+            container = build(settings, database_url)
+        except ConfigError as exc:  # e.g. stored secrets under a key this process lacks (docs/security.md)
+            _say(f"error: {exc}")
+            return 2
         app = create_app(container)
         base = f"http://{settings.host}:{settings.port}"
         config = uvicorn.Config(

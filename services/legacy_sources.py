@@ -33,6 +33,7 @@ from connectors.legacy.declaration import SourceSpec, SourceSpecError, check_hos
 from connectors.legacy.ingest import LegacyIngestor
 from connectors.legacy.jvm import EmbeddedJvm
 from connectors.legacy.registry import SourceNotFound, SourceRegistry, SourceStatus
+from connectors.secret_box import SecretBox
 
 log = logging.getLogger("agentflow.legacy")
 
@@ -49,6 +50,7 @@ class LegacySources:
         store: PostgresEventStore,
         letters: DeadLetterStore,
         state_dir: Path,
+        box: SecretBox,
         mode: str = "embedded",
         kafka_bootstrap: str | None = None,
         topic_prefix: str = "agentflow",
@@ -60,13 +62,14 @@ class LegacySources:
         resolver: ssrf.Resolver | None = None,
     ) -> None:
         """``aggregates``: the process's aggregate cache (shared with HTTP commands; default: its own);
-        ``allow_private``: sources may name loopback/private hosts; ``resolver``: tests' (default: DNS)."""
+        ``allow_private``: sources may name loopback/private hosts; ``resolver``: tests' (default: DNS);
+        ``box``: the keys of the stored connection passwords."""
         self.allow_private = allow_private
         self.resolver = resolver
         # the process's JVM for embedded captures (started by the first one; JPype: one JVM per process)
         self.jvm = EmbeddedJvm(jvm_opts)
         self.letters = letters
-        self.registry = SourceRegistry(store.engine)
+        self.registry = SourceRegistry(store.engine, box)
         self.ingestor = LegacyIngestor(store, letters, aggregates or AggregateCache(), self.registry)
         self.state_dir = state_dir
         self.mode = mode

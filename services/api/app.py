@@ -51,6 +51,7 @@ from services.api.routes.query import QUERY_ROUTES
 from services.api.routes.rebuilds import REBUILD_ROUTES
 from services.api.routes.replay import REPLAY_ROUTES
 from services.api.routes.search import SEARCH_ROUTES
+from services.api.routes.secrets import SECRET_ROUTES
 from services.api.routes.slo import SLO_ROUTES
 from services.api.routes.sources import SOURCE_ROUTES
 from services.api.routes.stream import STREAM_ROUTES
@@ -105,6 +106,7 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *REPLAY_ROUTES,
             *SOURCE_ROUTES,
             *KEY_ROUTES,
+            *SECRET_ROUTES,
         ],
         dependencies={
             **providers(container, db_limiter),

@@ -215,7 +215,8 @@ class Commands:
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",
          "search", "slo", "stream_slots", "webhook_subscriptions", "alert_rules", "dead_letter_replay",
-         "kafka_replay", "health", "event_feed", "lineage", "changelog", "queries", "key_admin")
+         "kafka_replay", "health", "event_feed", "lineage", "changelog", "queries", "key_admin",
+         "stored_secrets")
 
 
 def providers(container: Container, db_limiter: DbLimiter) -> dict[str, Provide]:
