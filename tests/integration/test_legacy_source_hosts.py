@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from connectors.dead_letters import DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.declaration import SourceSpec, SourceSpecError
+from connectors.secret_box import SecretBox
 from services.legacy_sources import LegacySources
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,8 @@ def sources(
 ) -> tuple[LegacySources, list[str]]:
     store = PostgresEventStore(engine)
     legacy = LegacySources(
-        store, DeadLetterStore(engine), tmp_path, mode="embedded", allow_private=allow_private, resolver=dns
+        store, DeadLetterStore(engine), tmp_path, SecretBox([SecretBox.generate_key()]), mode="embedded",
+        allow_private=allow_private, resolver=dns,
     )
     started: list[str] = []
 

@@ -97,7 +97,7 @@ def _refusals() -> Iterator[None]:
         raise ApiError(422, "invalid_key_request", str(exc)) from exc
 
 
-@post("/v1/admin/keys", opt=ADMIN, status_code=201, responses=errors(401, 403, 422))
+@post("/v1/admin/keys", opt=ADMIN, status_code=201, responses=errors(401, 403, 413, 422))
 @in_thread
 def create_key(
     principal: NamedDependency[Principal], key_admin: NamedDependency[KeyAdmin], data: JSONBody[KeyCreate]
@@ -139,7 +139,7 @@ def get_key(
 
 @post(
     "/v1/admin/keys/{key_id:str}/rotate", opt=ADMIN, status_code=201,
-    responses=errors(401, 403, 404, 409, 422),
+    responses=errors(401, 403, 404, 409, 413, 422),
 )  # fmt: skip
 @in_thread
 def rotate_key(

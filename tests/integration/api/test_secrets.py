@@ -35,14 +35,15 @@ def app_container(database: str, tmp_path_factory: pytest.TempPathFactory) -> It
     data_dir = Path(tmp_path_factory.mktemp("api-secrets"))
     settings = in_process_settings(
         data_dir, webhooks=WebhookSettings(allow_private=True), admin_api_keys=frozenset({KEY_A}),
-        secret_keys=(NEW_KEY, OLD_KEY),
+        operator_api_keys=frozenset({KEY_A}), secret_keys=(NEW_KEY, OLD_KEY),  # rotation: every tenant's
     )
     container = build(settings, database, KEYS)
     container.clickhouse.drop_all()
     container.clickhouse.ensure_schema()
     # the admin source routes without a capture: nothing is registered without a Kafka Connect URL
     container.runtime.legacy = LegacySources(
-        container.store, container.dead_letters, data_dir / "legacy", container.secret_box, mode="distributed"
+        container.store, container.dead_letters, data_dir / "legacy", container.secret_box,
+        mode="distributed", allow_private=True,  # the declarations name 127.0.0.1
     )
     try:
         yield container

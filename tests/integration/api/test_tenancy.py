@@ -55,7 +55,7 @@ def legacy(
     with no Kafka Connect registers nothing and starts no engine."""
     app_container.runtime.legacy = LegacySources(
         app_container.store, app_container.dead_letters, Path(tmp_path_factory.mktemp("legacy")),
-        mode="distributed",
+        app_container.secret_box, mode="distributed", allow_private=True,  # the declarations name 127.0.0.1
     )  # fmt: skip
 
 
