@@ -12,6 +12,7 @@ a revocation reaches every API process within a second without any message betwe
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import secrets
@@ -57,6 +58,7 @@ class Principal:
     key_id: str | None = None  # None: a key of the environment (AGENTFLOW_API_KEYS, the dev key)
     name: str = "env"
     expires_at: float | None = None  # unix seconds
+    env_id: str | None = None  # an environment key's fingerprint (its own rate-limit budget)
 
     # what the scopes grant: themselves, and admin for an operator (the hot path tests ``in grants``)
     grants: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -81,6 +83,12 @@ class Principal:
         """Who did it, for logs and ``created_by``: the key id, or ``env:<tenant>``."""
         return self.key_id or f"env:{self.tenant}"
 
+    @property
+    def bucket(self) -> str:
+        """Whose budget a request spends (services/rate_limits.py): the key id, or an environment key's
+        fingerprint -- never the key text."""
+        return self.key_id or f"env:{self.env_id}"
+
 
 def env_principals(
     keys: Mapping[str, str], admin: Iterable[str] = (), operator: Iterable[str] = ()
@@ -95,7 +103,8 @@ def env_principals(
             scopes.add(ADMIN)
         if key in operator:
             scopes |= {ADMIN, OPERATOR}
-        out[key] = Principal(tenant, frozenset(scopes))
+        fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16]
+        out[key] = Principal(tenant, frozenset(scopes), env_id=fingerprint)
     return out
 
 

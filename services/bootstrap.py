@@ -28,6 +28,7 @@ from connectors.event_lookup import EventLookup
 from connectors.event_store import PostgresEventStore
 from connectors.kafka_replay import KafkaRangeReplay
 from connectors.legacy.registry import SourceRegistry
+from connectors.rate_windows import MemoryWindows, RateWindows, RedisWindows
 from connectors.secret_box import SecretBox
 from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRules
@@ -46,7 +47,7 @@ from readmodels.search import EntitySearch, SearchIndex
 from readmodels.slo import SloTracker, objectives_from_settings
 from readmodels.webhooks import WebhookSubscriptions
 from services.config import Settings
-from services.rate_limit import RateLimiter
+from services.rate_limits import RateLimits
 from services.runtime import Runtime
 from services.secrets import StoredSecrets, secret_box, stored_secret_census
 
@@ -77,7 +78,7 @@ class Container:
     slo: SloTracker
     authenticator: Authenticator  # X-API-Key -> tenant and scopes (environment keys, stored keys)
     key_admin: KeyAdmin  # /v1/admin/keys
-    rate_limiter: RateLimiter | None
+    rate_limits: RateLimits
     stream_slots: StreamSlots
     # downstream and operations
     webhook_subscriptions: WebhookSubscriptions
@@ -93,6 +94,9 @@ class Container:
     def close(self) -> None:
         """Release what ``build`` opened that the runtime's stop does not (idempotent)."""
         self.engine.dispose()
+        close_windows = getattr(self.rate_limits.windows, "close", None)
+        if close_windows is not None:
+            close_windows()
 
 
 def build_access(
@@ -107,6 +111,20 @@ def build_access(
     authenticator = Authenticator(principals, key_store, hasher)
     key_admin = KeyAdmin(key_store, hasher, settings.key_rotation_grace_s, on_changed=authenticator.drop)
     return authenticator, key_admin
+
+
+def build_rate_limits(settings: Settings) -> RateLimits:
+    """The per-key budgets and the failed-authentication throttle: in Redis when one is configured (the
+    budgets hold across API processes), else in this process."""
+    windows: RateWindows = (
+        RedisWindows(settings.rate_limit_redis_url) if settings.rate_limit_redis_url else MemoryWindows()
+    )
+    return RateLimits(
+        windows,
+        read_rpm=settings.rate_limit_read_rpm,
+        write_rpm=settings.rate_limit_write_rpm,
+        auth_failures=settings.auth_failures_per_minute,
+    )
 
 
 def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None = None) -> Container:
@@ -153,7 +171,7 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     hub.add_listener(search.index.apply)
     slo = SloTracker(objectives_from_settings(settings.slo_file, settings.slo_overrides))
     runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
-    rate_limiter = RateLimiter(settings.rate_limit_rpm) if settings.rate_limit_rpm else None
+    rate_limits = build_rate_limits(settings)
     authenticator, key_admin = build_access(settings, engine, api_keys)
 
     # downstream: webhooks and alerts are written here; the fleet and the evaluator run in the runtime
@@ -208,7 +226,7 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         slo=slo,
         authenticator=authenticator,
         key_admin=key_admin,
-        rate_limiter=rate_limiter,
+        rate_limits=rate_limits,
         stream_slots=StreamSlots(settings.sse_max_streams),
         webhook_subscriptions=webhook_subscriptions,
         alert_rules=alert_rules,

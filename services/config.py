@@ -24,6 +24,11 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 # seconds before each webhook attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 DEFAULT_MAX_STREAMS = 5
+# per API key and minute (docs/security.md "Rate limits"): a web store's checkout traffic is far below the
+# write budget; a key that needs more gets its own deployment setting
+DEFAULT_READ_RPM = 6000
+DEFAULT_WRITE_RPM = 3000
+DEFAULT_AUTH_FAILURES = 30
 DEFAULT_TIME_TRAVEL_MAX_EVENTS = 100_000
 
 # variable -> what it sets (docs/configuration.md is generated from the same words)
@@ -43,7 +48,15 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_SECRET_KEYS": "keys encrypting stored secrets, newest first, comma-separated (unset: the "
     f"data dir's `{KEY_FILE}` file; docs/security.md)",
     "AGENTFLOW_REPORTING_CURRENCY": "default currency of money metrics (USD)",
-    "AGENTFLOW_RATE_LIMIT_RPM": "requests a minute per API key (unset: no limit)",
+    "AGENTFLOW_RATE_LIMIT_READ_RPM": f"reads a minute per API key, sliding window; `0`: no limit "
+    f"({DEFAULT_READ_RPM})",
+    "AGENTFLOW_RATE_LIMIT_WRITE_RPM": f"commands and admin requests a minute per API key; `0`: no limit "
+    f"({DEFAULT_WRITE_RPM})",
+    "AGENTFLOW_RATE_LIMIT_RPM": "older name: sets both budgets above when they are unset",
+    "AGENTFLOW_AUTH_FAILURES_PER_MINUTE": "refused keys a client address may send a minute before its "
+    f"requests answer 429; `0`: no throttling ({DEFAULT_AUTH_FAILURES})",
+    "AGENTFLOW_RATE_LIMIT_REDIS_URL": "Redis that holds the budgets, shared by several API processes "
+    "(unset: AGENTFLOW_REDIS_URL, else in process)",
     "AGENTFLOW_MAX_BODY_BYTES": f"largest request body in bytes, else 413 ({DEFAULT_MAX_BODY_BYTES})",
     "AGENTFLOW_CORS_ORIGINS": "browser origins that may call the API, comma-separated, or `*` (unset: none)",
     "AGENTFLOW_CORS_CREDENTIALS": "`1` lets those origins send credentials (refused with `*`)",
@@ -242,7 +255,10 @@ class Settings:
     secret_keys: tuple[str, ...] = field(default=(), repr=False)
     reporting_currency: str = "USD"
     min_position_timeout_s: float = 5.0
-    rate_limit_rpm: int | None = None  # per API key; None = no limit
+    rate_limit_read_rpm: int = DEFAULT_READ_RPM  # per API key and sliding minute; 0 = no limit
+    rate_limit_write_rpm: int = DEFAULT_WRITE_RPM  # commands and admin routes
+    auth_failures_per_minute: int = DEFAULT_AUTH_FAILURES  # per client address; 0 = no throttling
+    rate_limit_redis_url: str | None = None  # budgets shared through Redis; None = in process
     iceberg_enabled: bool = True
     iceberg_batch_rows: int = 5000
     iceberg_batch_age_s: float = 5.0
@@ -322,6 +338,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         slo_overrides = json.loads(overrides_raw) if overrides_raw else {}
     except ValueError as exc:
         raise ConfigError(f"AGENTFLOW_SLO_OVERRIDES is not JSON: {exc}") from exc
+    both_rpm = _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 0)
     values: dict[str, Any] = {
         "data_dir": Path(env.get("AGENTFLOW_DATA_DIR") or ".agentflow"),
         "host": env.get("AGENTFLOW_HOST") or "127.0.0.1",
@@ -334,7 +351,15 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "key_rotation_grace_s": _default(_number(env, "AGENTFLOW_KEY_ROTATION_GRACE_S", float, 0.0), 86400.0),
         "secret_keys": parse_secret_keys(env.get("AGENTFLOW_SECRET_KEYS")),
         "reporting_currency": (env.get("AGENTFLOW_REPORTING_CURRENCY") or "USD").upper(),
-        "rate_limit_rpm": _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 1),
+        "rate_limit_read_rpm": _default(_number(env, "AGENTFLOW_RATE_LIMIT_READ_RPM", int, 0),
+                                        _default(both_rpm, DEFAULT_READ_RPM)),
+        "rate_limit_write_rpm": _default(_number(env, "AGENTFLOW_RATE_LIMIT_WRITE_RPM", int, 0),
+                                         _default(both_rpm, DEFAULT_WRITE_RPM)),
+        "auth_failures_per_minute": _default(
+            _number(env, "AGENTFLOW_AUTH_FAILURES_PER_MINUTE", int, 0), DEFAULT_AUTH_FAILURES
+        ),
+        "rate_limit_redis_url": env.get("AGENTFLOW_RATE_LIMIT_REDIS_URL") or env.get("AGENTFLOW_REDIS_URL")
+        or None,
         "iceberg_enabled": _flag(env.get("AGENTFLOW_ICEBERG"), True),
         "workers_enabled": _flag(env.get("AGENTFLOW_WORKERS"), True),
         "alerts_enabled": _flag(env.get("AGENTFLOW_ALERTS"), True),

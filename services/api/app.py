@@ -147,7 +147,7 @@ def unbound_app() -> Litestar:
     stub: Any = SimpleNamespace(
         runtime=None, settings=SimpleNamespace(db_threads=1, http=HttpSettings()), hub=None, slo=None,
         authenticator=None,
-        key_admin=None, rate_limiter=None, search=None, stream_slots=None, event_feed=None, lineage=None,
+        key_admin=None, rate_limits=None, search=None, stream_slots=None, event_feed=None, lineage=None,
         changelog=None, queries=None, command_service=None,
     )  # fmt: skip
     return create_app(stub, manage_runtime=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 
 from anyio import CapacityLimiter, to_thread
 from litestar import Request
@@ -38,8 +38,9 @@ from readmodels.freshness import Freshness
 from readmodels.metric_queries import MetricQueries
 from services.api.consistency import read_after
 from services.api.errors import ApiError
+from services.api.http_guard import RATE_LIMIT_HEADERS
 from services.bootstrap import Container
-from services.rate_limit import retry_after_header
+from services.rate_limits import AUTH_FAILURES, READ_BUDGET, WRITE_BUDGET, retry_after_header
 
 log = logging.getLogger("agentflow.auth")
 
@@ -79,14 +80,54 @@ class VerifyLimiter:
         return self._limiter
 
 
+def client_address(request: Request[Any, Any, Any]) -> str:
+    """The peer's address (uvicorn runs without proxy headers: the address of whoever connected)."""
+    client = request.scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def _throttled(request: Request[Any, Any, Any], container: Container) -> None:
+    """429 when the client address has sent too many refused keys within the last minute."""
+    wait = container.rate_limits.auth_throttled(client_address(request))
+    if wait:
+        AUTH_FAILURES.labels("throttled").inc()
+        raise ApiError(429, "auth_throttled", "too many requests with a missing or invalid API key from this "
+                       "address; wait before trying again", {"retry_after_seconds": round(wait, 3)},
+                       headers={"Retry-After": retry_after_header(wait)})  # fmt: skip
+
+
+def refuse(request: Request[Any, Any, Any], container: Container, key: str | None) -> NoReturn:
+    """401 for a missing or invalid key, counted against the client address (429 once it sent too many)."""
+    _throttled(request, container)
+    address = client_address(request)
+    # counted (agentflow_auth_failures_total), not logged: anyone could fill the log with them
+    container.rate_limits.auth_failed(address, "missing" if not key else "invalid")
+    raise ApiError(401, "unauthorized", "missing or invalid X-API-Key")
+
+
 def authorize(request: Request[Any, Any, Any], container: Container, key: str | None,
               found: Principal | None) -> Principal:  # fmt: skip
-    """``found`` (the key's principal, or None) when it has the scope the route declares: 401 without a
-    valid key, 403 without the scope (and for every key on a route that declares none); also applies the
-    per-key rate limit when one is set."""
+    """``found`` (the key's principal, or None) when it has the scope the route declares and budget left:
+    401 without a valid key, 429 past the key's budget (the read budget for read routes, the write budget
+    for the others; the answer carries the budget's X-RateLimit-* headers either way), 403 without the
+    scope (and for every key on a route that declares none)."""
     if found is None:
-        raise ApiError(401, "unauthorized", "missing or invalid X-API-Key")
+        refuse(request, container, key)
     required = request.scope["route_handler"].opt.get("scope")
+    budget = READ_BUDGET if required == READ_SCOPE else WRITE_BUDGET
+    verdict = container.rate_limits.take(budget, found.bucket)
+    if verdict is not None:
+        # added to the answer, whatever it turns out to be, by services/api/http_guard.py
+        request.scope.setdefault("state", {})[RATE_LIMIT_HEADERS] = verdict.headers()  # type: ignore[typeddict-item]
+        if not verdict.allowed:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"more than {verdict.limit} {budget} requests a minute for this API key",
+                {"budget": budget, "limit": verdict.limit,
+                 "retry_after_seconds": round(verdict.retry_after_s, 3)},  # fmt: skip
+                headers={"Retry-After": retry_after_header(verdict.retry_after_s)},
+            )
     if required not in found.grants and required != PUBLIC:
         log.info("refused %s %s to %s (tenant %s): needs scope %s", request.scope["method"],
                  request.scope["path"], found.label, found.tenant, required)  # fmt: skip
@@ -94,15 +135,6 @@ def authorize(request: Request[Any, Any, Any], container: Container, key: str | 
                    else "this route declares no scope: it refuses every key")  # fmt: skip
         details = {"required_scope": required, "key_scopes": sorted(found.scopes)}
         raise ApiError(403, "forbidden", message, details)
-    limiter = container.rate_limiter
-    if limiter is not None and (wait := limiter.acquire(key or "")):
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"more than {int(limiter.capacity)} requests a minute for this API key",
-            {"retry_after_seconds": round(wait, 3)},
-            headers={"Retry-After": retry_after_header(wait)},
-        )
     return found
 
 
@@ -122,12 +154,14 @@ async def authenticate(
 ) -> Principal:
     """The caller, from X-API-Key, when its key has the scope the route declares (``authorize``): from
     the cache, or (a stored key this process has not checked within the last second) from the key store
-    in a worker thread -- one SELECT, and one argon2 verification the first time."""
+    in a worker thread -- one SELECT, and one argon2 verification the first time. An address that sent
+    too many refused keys gets 429 before any of that."""
     cached = authenticate_cached(request, container)
     if cached is not None:
         return cached
     key = _api_key(request)
     assert key is not None
+    _throttled(request, container)
     try:
         found = await to_thread.run_sync(container.authenticator.verify, key, limiter=verify_limiter())
     except Exception as exc:  # the key store is unreachable: no answer either way

@@ -7,6 +7,7 @@ precomputed header list to the answer's ``http.response.start``:
 - security headers on every answer: ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
   ``Referrer-Policy: no-referrer`` and a Content-Security-Policy: ``default-src 'none'`` for the API
   (JSON is never a document), the docs page's own policy for ``/schema`` (what Redoc needs, nothing else);
+- the caller's ``X-RateLimit-*`` headers, when authentication left them in the request's state;
 - ``X-Request-ID``: the caller's own if it is sane (1-128 characters of ``A-Z a-z 0-9 . _ : @ + / = -``),
   else a new one; it is also the ``correlation_id`` of error bodies when no ``X-Correlation-ID`` was sent;
 - ``Strict-Transport-Security`` when the request came over TLS, or, with
@@ -33,6 +34,9 @@ from services.config import ConfigError, HttpSettings
 
 Headers = list[tuple[bytes, bytes]]
 
+# the scope-state entry where authentication leaves the caller's X-RateLimit-* headers (dependencies.py)
+RATE_LIMIT_HEADERS = "ratelimit_headers"
+
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:@+/=-]{1,128}")
 
 # the docs page (services/api/openapi.py DocsPage): Redoc from its CDN, the schema from /schema/openapi.json,
@@ -55,7 +59,10 @@ CORS_ALLOW_HEADERS = (
     "Content-Type, X-API-Key, If-Match, Idempotency-Key, X-Request-ID, X-Correlation-ID, X-Causation-ID, "
     "X-Actor, Last-Event-ID"
 )
-CORS_EXPOSE_HEADERS = "ETag, Retry-After, X-Request-ID, X-Correlation-ID, Idempotent-Replayed"
+CORS_EXPOSE_HEADERS = (
+    "ETag, Retry-After, X-Request-ID, X-Correlation-ID, Idempotent-Replayed, X-RateLimit-Limit, "
+    "X-RateLimit-Remaining, X-RateLimit-Reset"
+)
 CORS_MAX_AGE_S = 600
 
 
@@ -135,7 +142,8 @@ class HttpGuard:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *headers]
+                limits = state.get(RATE_LIMIT_HEADERS, ())
+                message["headers"] = [*message.get("headers", ()), *headers, *limits]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

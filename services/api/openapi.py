@@ -33,7 +33,8 @@ _DESCRIPTIONS = {
     409: "a business rule refused the command (code says which); nothing was appended",
     413: "the body is too large",
     422: "malformed input: field errors in error.details",
-    429: "rate limited; Retry-After says when to try again",
+    429: "past the key's budget (rate_limited) or too many refused keys from this address (auth_throttled); "
+    "Retry-After says when to try again",
     503: "not ready (e.g. min_position not applied yet); Retry-After says when to try again",
 }
 
@@ -143,8 +144,9 @@ def tidy_schema(app: Litestar) -> None:
     """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
     answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
     declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``; an optional
-    parameter is not nullable. Every route that takes a key (it documents 401) may also answer 403: a
-    key without the scope the route declares."""
+    parameter is not nullable. Every route that takes a key (it documents 401) may also answer 403 (a
+    key without the scope the route declares) and 429 (past the key's budget, or too many refused keys
+    from the address: services/rate_limits.py)."""
     schema = app.openapi_schema
     for component in ((schema.components.schemas or {}) if schema.components else {}).values():
         _number(component)
@@ -157,6 +159,8 @@ def tidy_schema(app: Litestar) -> None:
                 unauthorized = op.responses.get("401")
                 if unauthorized is not None and "403" not in op.responses:
                     op.responses["403"] = replace(unauthorized, description=_DESCRIPTIONS[403])  # type: ignore[type-var]
+                if unauthorized is not None and "429" not in op.responses:
+                    op.responses["429"] = replace(unauthorized, description=_DESCRIPTIONS[429])  # type: ignore[type-var]
             for param in (op.parameters or []) if op is not None else []:
                 if isinstance(param, Parameter) and not param.required and isinstance(param.schema, Schema):
                     _not_null(param.schema)

@@ -15,10 +15,12 @@ from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.testing import TestClient
 
+from connectors.rate_windows import MemoryWindows
 from readmodels.api_keys import PUBLIC, SCOPES, Authenticator, Principal, env_principals
 from services.api.app import unbound_app
 from services.api.dependencies import ADMIN, AUTHENTICATING, READ, VerifyLimiter, authenticate
 from services.api.errors import ApiError, error_response
+from services.rate_limits import RateLimits
 
 PUBLIC_PATHS = {"/v1/health", "/v1/health/live", "/v1/health/ready"}
 # requests that change nothing although they are not GETs (a read scope is right for them)
@@ -80,7 +82,7 @@ def test_a_route_that_declares_nothing_refuses_every_key() -> None:
     and a key without the declared scope (environment keys only here: no store)."""
     container: Any = SimpleNamespace(
         authenticator=Authenticator(env_principals({"k": "t", "boss": "t"}, admin={"boss"}), None, None),
-        rate_limiter=None,
+        rate_limits=RateLimits(MemoryWindows(), read_rpm=0, write_rpm=0, auth_failures=0),
     )
     limiter = VerifyLimiter()
 

@@ -76,12 +76,19 @@ def test_request_hash_ignores_key_order_but_not_values() -> None:
     assert a != request_hash("order.cancel", None, {"a": 1, "b": [1, 2]})
 
 
-def test_rate_limit_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AGENTFLOW_RATE_LIMIT_RPM", "120")
-    assert settings_from_env().rate_limit_rpm == 120
-    monkeypatch.setenv("AGENTFLOW_RATE_LIMIT_RPM", "lots")
+def test_rate_limits_are_on_by_default_and_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = settings_from_env({})
+    assert (s.rate_limit_read_rpm, s.rate_limit_write_rpm, s.auth_failures_per_minute) == (6000, 3000, 30)
+    assert s.rate_limit_redis_url is None
+    s = settings_from_env({"AGENTFLOW_RATE_LIMIT_RPM": "120", "AGENTFLOW_RATE_LIMIT_WRITE_RPM": "0"})
+    assert (s.rate_limit_read_rpm, s.rate_limit_write_rpm) == (120, 0)  # the older name sets what is unset
+    assert settings_from_env({"AGENTFLOW_REDIS_URL": "redis://r:6379/0"}).rate_limit_redis_url == "redis://r:6379/0"
+    both = {"AGENTFLOW_REDIS_URL": "redis://r/0", "AGENTFLOW_RATE_LIMIT_REDIS_URL": "redis://limits/1"}
+    assert settings_from_env(both).rate_limit_redis_url == "redis://limits/1"
     with pytest.raises(ValueError, match="whole number"):
-        settings_from_env()
+        settings_from_env({"AGENTFLOW_RATE_LIMIT_READ_RPM": "lots"})
+    with pytest.raises(ValueError, match="at least 0"):
+        settings_from_env({"AGENTFLOW_AUTH_FAILURES_PER_MINUTE": "-1"})
 
 
 def test_every_variable_the_code_reads_is_documented_and_read_in_one_place() -> None:

@@ -47,6 +47,8 @@ def in_process_settings(data_dir: Path, **changes: Any) -> Settings:
         "data_dir": data_dir, "clickhouse_dsn": chdb_dsn(), "iceberg_enabled": False,
         "workers_enabled": False, "legacy_sources_enabled": False, "alerts_enabled": False,
         "admin_api_keys": ADMIN_KEYS, "operator_api_keys": OPERATOR_KEYS,
+        # the key probes send hundreds of refused keys from one address (test_rate_limit.py throttles them)
+        "auth_failures_per_minute": 0,
     }
     return Settings(**{**defaults, **changes})
 
