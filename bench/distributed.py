@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from bench.machine import machine_info, percentile
+from bench.machine import UNTHROTTLED, machine_info, percentile
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 KEY = "bench-key"
@@ -437,7 +437,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         say("starting the API (distributed mode) ...")
         extra = ("--distributed", "--external", "--kafka-bootstrap", stack.bootstrap,
                  "--database-url", cluster.url)  # fmt: skip
-        proc = AgentFlowProcess(Path(tmp) / "api", f"{KEY}:{TENANT}", extra_args=extra)
+        proc = AgentFlowProcess(
+            Path(tmp) / "api", f"{KEY}:{TENANT}", extra_args=extra, env=UNTHROTTLED
+        )
         teardown.callback(proc.stop)
         proc.start()
         pg_pid = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])

@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from bench.machine import machine_info, percentile
+from bench.machine import UNTHROTTLED, machine_info, percentile
 from bench.tests_on_path import use_test_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -277,7 +277,10 @@ def run_deployment(
             w.add_product(pid, 1000 + 250 * pid, "EUR", "books", STOCK)
     extra = ("--distributed",) if deployment == "distributed" else ()
     data_dir = work / f"agentflow-{deployment}"
-    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env={"AGENTFLOW_ADMIN_API_KEYS": ""})
+    admin = ",".join(key for _, key, _, _ in SOURCES.values())  # each declares its own tenant's source
+    # the legacy databases listen on 127.0.0.1: loopback hosts are allowed explicitly
+    env = {"AGENTFLOW_ADMIN_API_KEYS": admin, "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "1", **UNTHROTTLED}
+    proc = AgentFlowProcess(data_dir, KEYS, extra_args=extra, env=env)
     clients: dict[str, httpx.Client] = {}
     streams: dict[str, OrderStream] = {}
     checkers: dict[str, EntityChecker] = {}

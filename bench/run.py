@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.machine import machine_info
+from bench.machine import UNTHROTTLED, machine_info
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 KEY = "bench-key"
@@ -66,7 +66,7 @@ def bench_http(seconds: int, commands: int) -> dict[str, Any]:
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="af-bench-up-") as tmp:
-        proc = AgentFlowProcess(Path(tmp), f"{KEY}:bench")
+        proc = AgentFlowProcess(Path(tmp), f"{KEY}:bench", env=UNTHROTTLED)
         print("starting agentflow up ...", flush=True)
         proc.start()
         try:

@@ -15,6 +15,7 @@ is the function ``make bench`` calls.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -31,6 +32,8 @@ from bench.machine import machine_info, percentile
 from bench.tests_on_path import use_test_helpers
 
 ROOT = Path(__file__).resolve().parents[1]
+# the key of the signing secrets for this run (the stores here and the worker processes share one database)
+SECRET_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()  # a Fernet key
 OUT = ROOT / "docs" / "benchmarks"
 TARGETS = {"latency_p50_ms": ("<=", 100.0), "deliveries_per_s_postgres": (">=", 500.0)}
 
@@ -86,12 +89,13 @@ def _latency(url: str, receiver: _ReceiverProcess, events: int, rate: float) -> 
     from connectors import webhook_signing as signing
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
+    from connectors.secret_box import SecretBox
     from services.config import WebhookSettings
     from services.webhooks.fleet import WebhookFleet
 
     engine = make_engine(url, pool_size=4, max_overflow=4)
     settings = WebhookSettings(allow_private=True)
-    fleet = WebhookFleet.embedded(url, settings)
+    fleet = WebhookFleet.embedded(url, settings, box=SecretBox([SECRET_KEY]))
     store = PostgresEventStore(engine, notify=False)
     store.add_commit_listener(fleet.wake)
     fleet.store.create_endpoint("lat", receiver.base + "/lat", signing.generate_secret())
@@ -125,10 +129,11 @@ def _throughput(
     from connectors import webhook_signing as signing
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
+    from connectors.secret_box import SecretBox
     from connectors.webhook_store import WebhookStore
 
     engine = make_engine(url, pool_size=4, max_overflow=4)
-    hooks = WebhookStore(engine)
+    hooks = WebhookStore(engine, SecretBox([SECRET_KEY]))  # the worker gets it as AGENTFLOW_SECRET_KEYS
     for e in range(endpoints):
         hooks.create_endpoint(tenant, receiver.base + f"/{tenant}/{e}", signing.generate_secret())
     store = PostgresEventStore(engine, notify=False)
@@ -140,7 +145,8 @@ def _throughput(
     if broker == "redis":
         assert redis_url
         args += ["--redis-url", redis_url]
-    env = {**os.environ, "AGENTFLOW_WEBHOOK_ALLOW_PRIVATE": "1", "AGENTFLOW_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "AGENTFLOW_WEBHOOK_ALLOW_PRIVATE": "1", "AGENTFLOW_LOG_LEVEL": "WARNING",
+           "AGENTFLOW_SECRET_KEYS": SECRET_KEY}
     log = Path(tempfile.mkstemp(prefix="wh-worker-", suffix=".log")[1])
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)

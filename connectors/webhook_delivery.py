@@ -116,10 +116,12 @@ _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 class Sender:
     """Sends attempts over per-thread keep-alive connections (stdlib http.client: a fraction of
-    httpx's CPU per request), always to the address the SSRF check approved. No redirects."""
+    httpx's CPU per request), always to the address the SSRF check approved. No redirects: http.client
+    never follows one, and a 3xx answer is a failed attempt (retried like any other failure)."""
 
-    def __init__(self, settings: SenderSettings) -> None:
+    def __init__(self, settings: SenderSettings, resolver: ssrf.Resolver | None = None) -> None:
         self.settings = settings
+        self.resolver = resolver  # None: the system's (tests inject one)
         self._local = threading.local()
 
     def _conns(self) -> dict[tuple[str, str, int, str], http.client.HTTPConnection]:
@@ -137,7 +139,7 @@ class Sender:
             return (time.perf_counter() - started) * 1000
 
         try:
-            target = ssrf.resolve(url, self.settings.allow_private)
+            target = ssrf.resolve(url, self.settings.allow_private, self.resolver)
         except ssrf.BlockedDestination as exc:
             return AttemptResult("blocked", None, ms(), error=str(exc))
         timeout = self.settings.timeout_s
@@ -182,8 +184,11 @@ class Sender:
         if code == 410:
             return AttemptResult("gone", code, latency, error="410 Gone: endpoint disabled", excerpt=excerpt)
         retry_after = parse_retry_after(resp.getheader("retry-after")) if code in (429, 503) else None
+        error = f"HTTP {code}"
+        if 300 <= code < 400:  # never followed: the Location could be any address (SSRF), and unchecked
+            error += f" (redirects are not followed; Location: {resp.getheader('location') or '-'})"[:400]
         return AttemptResult(
-            "failed", code, latency, error=f"HTTP {code}", excerpt=excerpt, retry_after_s=retry_after
+            "failed", code, latency, error=error, excerpt=excerpt, retry_after_s=retry_after
         )
 
     def close(self) -> None:

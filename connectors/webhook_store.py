@@ -5,6 +5,7 @@ Order: deliveries to one endpoint go out by ascending ``id``; the relay inserts 
 position order, so an endpoint never receives position N+1 before N is delivered or exhausted.
 Exclusivity: one drainer per endpoint, by a lease on the endpoint row that expires if its holder dies.
 What a subscription matches and what is sent is readmodels/webhooks.py.
+Signing secrets are stored encrypted (connectors/secret_box.py): sealed on write, opened on read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from connectors.checkpoints import CheckpointStore
 from connectors.database import AutocommitStore, connect_raw, pooled_psycopg
+from connectors.secret_box import ResealReport, SecretBox, key_id_of
 from connectors.tailer import TailCursor
 from readmodels.webhooks import Delivery, Endpoint, normalize_predicates, rotated_secrets
 
@@ -138,15 +140,16 @@ LIMIT %(n)s
 """
 
 
-def _endpoint(row: Sequence[Any]) -> Endpoint:
-    preds, secrets = row[6], row[7]
-    if isinstance(preds, str):
-        preds = json.loads(preds)
-    if isinstance(secrets, str):
-        secrets = json.loads(secrets)
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _endpoint(row: Sequence[Any], box: SecretBox) -> Endpoint:
+    # a secret still in plaintext (written before encryption at rest, until start-up seals it) is read
+    secrets = [{**s, "secret": box.open(s["secret"], allow_plaintext=True)} for s in _json(row[7])]
     return Endpoint(
         id=row[0], tenant_id=row[1], url=row[2], description=row[3], event_types=list(row[4] or []),
-        entity_ids=list(row[5] or []), predicates=preds, secrets=secrets, status=row[8],
+        entity_ids=list(row[5] or []), predicates=_json(row[6]), secrets=secrets, status=row[8],
         disabled_reason=row[9], start_position=int(row[10]), created_at=row[11], updated_at=row[12],
     )  # fmt: skip
 
@@ -155,10 +158,39 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     return Delivery(*row)
 
 
+def secret_key_census(engine: Engine) -> dict[str, int]:
+    """Stored signing secrets per key id ("plaintext" for those not encrypted yet); needs no key."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT s->>'secret' FROM webhook_endpoints, jsonb_array_elements(secrets) AS s"
+        ).all()
+    out: dict[str, int] = {}
+    for (value,) in rows:
+        kid = key_id_of(str(value)) or "plaintext"
+        out[kid] = out.get(kid, 0) + 1
+    return out
+
+
 class WebhookStore(AutocommitStore):
-    def __init__(self, engine: Engine) -> None:
+    """``box`` encrypts and decrypts the signing secrets; a store without one (e.g. an alert store that
+    only queues deliveries) refuses every call that reads or writes an endpoint's secrets."""
+
+    def __init__(self, engine: Engine, box: SecretBox | None = None) -> None:
         super().__init__(engine)
         self.checkpoints = CheckpointStore(engine)
+        self._box = box
+
+    @property
+    def box(self) -> SecretBox:
+        if self._box is None:
+            raise RuntimeError("this WebhookStore has no SecretBox: endpoint secrets are out of its reach")
+        return self._box
+
+    def _ep(self, row: Sequence[Any]) -> Endpoint:
+        return _endpoint(row, self.box)
+
+    def _sealed(self, secrets: Sequence[dict[str, Any]]) -> str:
+        return json.dumps([{**s, "secret": self.box.seal(str(s["secret"]))} for s in secrets])
 
     # -- endpoints ----------------------------------------------------------------------------------
     def create_endpoint(
@@ -186,28 +218,28 @@ class WebhookStore(AutocommitStore):
                 "id": "ep_" + uuid.uuid4().hex[:20], "t": tenant_id, "url": url, "desc": description,
                 "types": list(event_types), "ids": list(entity_ids),
                 "preds": json.dumps(normalize_predicates(predicates)),
-                "sec": json.dumps([{"secret": secret, "expires_at": None}]),
+                "sec": self._sealed([{"secret": secret, "expires_at": None}]),
             },
         )  # fmt: skip
-        return _endpoint(row)
+        return self._ep(row)
 
     def get_endpoint(self, tenant_id: str | None, endpoint_id: str) -> Endpoint | None:
         sql = f"SELECT {_EP_COLS} FROM webhook_endpoints WHERE id = %(id)s"
         if tenant_id is not None:
             sql += " AND tenant_id = %(t)s"
         row = self._one(sql, {"id": endpoint_id, "t": tenant_id})
-        return _endpoint(row) if row else None
+        return self._ep(row) if row else None
 
     def list_endpoints(self, tenant_id: str) -> list[Endpoint]:
         rows = self._all(
             f"SELECT {_EP_COLS} FROM webhook_endpoints WHERE tenant_id = %(t)s ORDER BY created_at, id",
             {"t": tenant_id},
         )
-        return [_endpoint(r) for r in rows]
+        return [self._ep(r) for r in rows]
 
     def active_endpoints(self) -> list[Endpoint]:
         rows = self._all(f"SELECT {_EP_COLS} FROM webhook_endpoints WHERE status = 'active'", {})
-        return [_endpoint(r) for r in rows]
+        return [self._ep(r) for r in rows]
 
     def delete_endpoint(self, tenant_id: str, endpoint_id: str) -> bool:
         row = self._one(
@@ -234,9 +266,48 @@ class WebhookStore(AutocommitStore):
         row = self._one(
             f"UPDATE webhook_endpoints SET secrets = %(s)s::jsonb, updated_at = now() "
             f"WHERE id = %(id)s AND tenant_id = %(t)s RETURNING {_EP_COLS}",
-            {"id": endpoint_id, "t": tenant_id, "s": json.dumps(secrets)},
+            {"id": endpoint_id, "t": tenant_id, "s": self._sealed(secrets)},
         )
-        return _endpoint(row) if row else None
+        return self._ep(row) if row else None
+
+    def reseal_secrets(self, rotate: bool = False) -> ResealReport:
+        """Encrypt every signing secret still stored in plaintext; with ``rotate`` also re-encrypt those
+        under an older key with the newest one. An endpoint is rewritten only if its secrets did not
+        change since they were read (else it is read again), so no lock is held across endpoints and a
+        concurrent rotation is never undone. Counts what is stored afterwards, per key."""
+        report = ResealReport()
+        box = self.box
+        for endpoint_id, raw in self._all("SELECT id, secrets FROM webhook_endpoints ORDER BY id", {}):
+            for _ in range(10):
+                secrets = _json(raw)
+                values = [str(s["secret"]) for s in secrets]
+                fresh = box.reseal_all(values, rotate)
+                if fresh is None:
+                    report.unreadable.append(f"webhook endpoint {endpoint_id}")
+                elif fresh != values:
+                    done = self._one(
+                        "UPDATE webhook_endpoints SET secrets = %(new)s::jsonb "
+                        "WHERE id = %(id)s AND secrets = %(old)s::jsonb RETURNING 1",
+                        {
+                            "id": endpoint_id, "old": json.dumps(secrets),
+                            "new": json.dumps([{**s, "secret": v}
+                                               for s, v in zip(secrets, fresh, strict=True)]),
+                        },
+                    )  # fmt: skip
+                    if done is None:  # changed meanwhile: read it again
+                        row = self._one(
+                            "SELECT secrets FROM webhook_endpoints WHERE id = %(id)s", {"id": endpoint_id}
+                        )
+                        if row is None:  # deleted
+                            break
+                        raw = row[0]
+                        continue
+                    report.note_resealed(values, fresh)
+                    values = fresh
+                for v in values:
+                    report.count(v)
+                break
+        return report
 
     # -- deliveries (outbox) --------------------------------------------------------------------------
     def insert_deliveries(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
@@ -356,7 +427,7 @@ class WebhookStore(AutocommitStore):
         self, pg: psycopg.Connection[Any], endpoint_id: str, owner: str, lease_s: float
     ) -> Endpoint | None:
         row = self._q(pg, ACQUIRE_SQL, {"e": endpoint_id, "o": owner, "l": lease_s})
-        return _endpoint(row) if row else None
+        return self._ep(row) if row else None
 
     def open_deliveries(
         self, pg: psycopg.Connection[Any], endpoint_id: str, limit: int

@@ -112,7 +112,7 @@ class Endpoint:
     event_types: list[str]
     entity_ids: list[str]
     predicates: list[dict[str, Any]]
-    secrets: list[dict[str, Any]]
+    secrets: list[dict[str, Any]] = field(repr=False)  # [{secret, expires_at}], plaintext: never logged
     status: str
     disabled_reason: str | None
     start_position: int

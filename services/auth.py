@@ -1,4 +1,5 @@
-"""API keys: ``X-API-Key`` maps to exactly one tenant."""
+"""The development key of ``agentflow up`` (no AGENTFLOW_API_KEYS): kept under the data dir, an admin and
+operator key of tenant ``dev``. Stored keys and the access policy: readmodels/api_keys.py."""
 
 from __future__ import annotations
 
@@ -20,21 +21,3 @@ def load_or_create_dev_key(data_dir: Path) -> str:
     path.write_text(key + "\n")
     path.chmod(0o600)
     return key
-
-
-class ApiKeys:
-    def __init__(self, keys: dict[str, str]) -> None:
-        self._keys = dict(keys)
-
-    def tenant_for(self, key: str | None) -> str | None:
-        if not key:
-            return None
-        # constant-time compare against each configured key
-        found = None
-        for candidate, tenant in self._keys.items():
-            if secrets.compare_digest(candidate, key):
-                found = tenant
-        return found
-
-    def __len__(self) -> int:
-        return len(self._keys)

@@ -19,6 +19,7 @@ from commands.dead_letter_replay import CdcReplay, DeadLetterReplayer
 from commands.service import CommandService
 from connectors import ssrf, webhook_signing
 from connectors.alert_store import AlertStore
+from connectors.api_keys import Argon2Hasher, PostgresKeyStore
 from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.database import make_service_engine
@@ -26,8 +27,12 @@ from connectors.dead_letters import DeadLetterStore
 from connectors.event_lookup import EventLookup
 from connectors.event_store import PostgresEventStore
 from connectors.kafka_replay import KafkaRangeReplay
+from connectors.legacy.registry import SourceRegistry
+from connectors.rate_windows import MemoryWindows, RateWindows, RedisWindows
+from connectors.secret_box import SecretBox
 from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRules
+from readmodels.api_keys import Authenticator, KeyAdmin, env_principals
 from readmodels.applied_events import AppliedEventHub, EventFeed, StreamSlots
 from readmodels.changelog import Changelog
 from readmodels.entity_queries import EntityQueries
@@ -41,10 +46,10 @@ from readmodels.read_cache import ReadCache
 from readmodels.search import EntitySearch, SearchIndex
 from readmodels.slo import SloTracker, objectives_from_settings
 from readmodels.webhooks import WebhookSubscriptions
-from services.auth import ApiKeys
 from services.config import Settings
-from services.rate_limit import RateLimiter
+from services.rate_limits import RateLimits
 from services.runtime import Runtime
+from services.secrets import StoredSecrets, secret_box, stored_secret_census
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Container:
     dead_letters: DeadLetterStore
     clickhouse: ClickHouseStore
     webhook_store: WebhookStore
+    secret_box: SecretBox
+    stored_secrets: StoredSecrets
     read_cache: ReadCache
     aggregates: AggregateCache
     runtime: Runtime
@@ -69,8 +76,9 @@ class Container:
     hub: AppliedEventHub
     search: EntitySearch
     slo: SloTracker
-    api_keys: ApiKeys
-    rate_limiter: RateLimiter | None
+    authenticator: Authenticator  # X-API-Key -> tenant and scopes (environment keys, stored keys)
+    key_admin: KeyAdmin  # /v1/admin/keys
+    rate_limits: RateLimits
     stream_slots: StreamSlots
     # downstream and operations
     webhook_subscriptions: WebhookSubscriptions
@@ -86,24 +94,66 @@ class Container:
     def close(self) -> None:
         """Release what ``build`` opened that the runtime's stop does not (idempotent)."""
         self.engine.dispose()
+        close_windows = getattr(self.rate_limits.windows, "close", None)
+        if close_windows is not None:
+            close_windows()
+
+
+def build_access(
+    settings: Settings, engine: Engine, api_keys: dict[str, str] | None = None
+) -> tuple[Authenticator, KeyAdmin]:
+    """Who calls: the environment's keys (``api_keys``, default ``settings.api_keys``) and the stored ones
+    (hashed; verified once per process, their row re-read at most a second later), and the use cases of
+    /v1/admin/keys. One pair per API process: each has its own verification cache."""
+    key_store, hasher = PostgresKeyStore(engine), Argon2Hasher()
+    env_keys = settings.api_keys if api_keys is None else api_keys
+    principals = env_principals(env_keys, settings.admin_api_keys, settings.operator_api_keys)
+    authenticator = Authenticator(principals, key_store, hasher)
+    key_admin = KeyAdmin(key_store, hasher, settings.key_rotation_grace_s, on_changed=authenticator.drop)
+    return authenticator, key_admin
+
+
+def build_rate_limits(settings: Settings) -> RateLimits:
+    """The per-key budgets and the failed-authentication throttle: in Redis when one is configured (the
+    budgets hold across API processes), else in this process."""
+    windows: RateWindows = (
+        RedisWindows(settings.rate_limit_redis_url) if settings.rate_limit_redis_url else MemoryWindows()
+    )
+    return RateLimits(
+        windows,
+        read_rpm=settings.rate_limit_read_rpm,
+        write_rpm=settings.rate_limit_write_rpm,
+        auth_failures=settings.auth_failures_per_minute,
+    )
 
 
 def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None = None) -> Container:
     """The parts of an API process on ``database_url`` (the runtime is built, not started).
-    ``api_keys`` (key -> tenant) defaults to ``settings.api_keys``."""
+    ``api_keys`` (key -> tenant, scopes read + write, or more as ``settings.admin_api_keys`` and
+    ``operator_api_keys`` say) defaults to ``settings.api_keys``."""
     engine = make_service_engine(database_url, settings.db_threads)
+    # the keys of the stored secrets (AGENTFLOW_SECRET_KEYS, or the data dir's key file, made on the first
+    # start); secrets an earlier version stored in plaintext are encrypted now, and a secret under a key
+    # this process lacks stops the start (services/secrets.py)
+    try:
+        box = secret_box(settings, create=True, census=partial(stored_secret_census, engine))
+        webhook_store = WebhookStore(engine, box)
+        stored_secrets = StoredSecrets(box, [webhook_store, SourceRegistry(engine, box)])
+        stored_secrets.seal_plaintext()
+    except BaseException:
+        engine.dispose()
+        raise
     # the tailers share this process: wake them in-process after each commit instead of NOTIFY
     store = PostgresEventStore(engine, notify=False)
     checkpoints = CheckpointStore(engine)
     dead_letters = DeadLetterStore(engine)
     clickhouse = ClickHouseStore(settings.resolved_clickhouse_dsn)
-    webhook_store = WebhookStore(engine)
     cache = ReadCache({name: spec.source_events for name, spec in METRICS.items()})
     # the folded aggregates of this process: HTTP commands and legacy CDC execute through one cache
     aggregates = AggregateCache()
     runtime = Runtime(
         settings, database_url, engine, store, checkpoints, dead_letters, clickhouse, cache, webhook_store,
-        aggregates,
+        aggregates, box,
     )
     # the read side's use cases over the read models, the event history and the runtime's progress
     freshness = Freshness(runtime, settings.min_position_timeout_s)
@@ -121,7 +171,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     hub.add_listener(search.index.apply)
     slo = SloTracker(objectives_from_settings(settings.slo_file, settings.slo_overrides))
     runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
-    rate_limiter = RateLimiter(settings.rate_limit_rpm) if settings.rate_limit_rpm else None
+    rate_limits = build_rate_limits(settings)
+    authenticator, key_admin = build_access(settings, engine, api_keys)
 
     # downstream: webhooks and alerts are written here; the fleet and the evaluator run in the runtime
     # (embedded) or elsewhere (distributed: the workers' sweep finds queued deliveries)
@@ -161,6 +212,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         dead_letters=dead_letters,
         clickhouse=clickhouse,
         webhook_store=webhook_store,
+        secret_box=box,
+        stored_secrets=stored_secrets,
         read_cache=cache,
         aggregates=aggregates,
         runtime=runtime,
@@ -171,8 +224,9 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         hub=hub,
         search=search,
         slo=slo,
-        api_keys=ApiKeys(settings.api_keys if api_keys is None else api_keys),
-        rate_limiter=rate_limiter,
+        authenticator=authenticator,
+        key_admin=key_admin,
+        rate_limits=rate_limits,
         stream_slots=StreamSlots(settings.sse_max_streams),
         webhook_subscriptions=webhook_subscriptions,
         alert_rules=alert_rules,

@@ -56,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
 
     add_sources_command(sub)
 
+    from services.keys_cli import add_keys_command
+
+    add_keys_command(sub)
+
+    from services.secrets_cli import add_secrets_command
+
+    add_secrets_command(sub)
+
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
@@ -100,6 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         from services.sources_cli import run_sources_command
 
         return run_sources_command(args)
+    if args.command == "keys":
+        from services.keys_cli import run_keys_command
+
+        return run_keys_command(args)
+
+    if args.command == "secrets":
+        from services.secrets_cli import run_secrets_command
+
+        return run_secrets_command(args)
     if args.command == "down":
         from services.launcher import run_down
 

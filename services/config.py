@@ -14,12 +14,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connectors.database import DEFAULT_DB_THREADS
+from connectors.secret_box import KEY_FILE, SecretBox, SecretKeyError
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 # seconds before each webhook attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 DEFAULT_MAX_STREAMS = 5
+# per API key and minute (docs/security.md "Rate limits"): a web store's checkout traffic is far below the
+# write budget; a key that needs more gets its own deployment setting
+DEFAULT_READ_RPM = 6000
+DEFAULT_WRITE_RPM = 3000
+DEFAULT_AUTH_FAILURES = 30
 DEFAULT_TIME_TRAVEL_MAX_EVENTS = 100_000
 
 # variable -> what it sets (docs/configuration.md is generated from the same words)
@@ -29,15 +38,35 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_PORT": "port the API binds (default 8000)",
     "AGENTFLOW_DATABASE_URL": "an existing Postgres 15+ instead of the own cluster",
     "AGENTFLOW_CLICKHOUSE_DSN": "`http(s)://` ClickHouse server instead of embedded chdb",
-    "AGENTFLOW_API_KEYS": "`key:tenant` pairs, comma-separated; without it a development key is created",
-    "AGENTFLOW_ADMIN_API_KEYS": "keys allowed on admin routes, comma-separated (unset: every key)",
+    "AGENTFLOW_API_KEYS": "bootstrap `key:tenant` pairs, comma-separated, scopes read + write (more keys: "
+    "`agentflow keys`); without it a development admin key is created",
+    "AGENTFLOW_ADMIN_API_KEYS": "keys of AGENTFLOW_API_KEYS that also get the admin scope, comma-separated "
+    "(unset: none; admin routes answer 403 to keys without it)",
+    "AGENTFLOW_OPERATOR_API_KEYS": "keys of AGENTFLOW_API_KEYS that also get admin and operator (every "
+    "tenant, rebuilds), comma-separated (unset: none)",
+    "AGENTFLOW_KEY_ROTATION_GRACE_S": "seconds a rotated-out API key stays valid by default (86400)",
+    "AGENTFLOW_SECRET_KEYS": "keys encrypting stored secrets, newest first, comma-separated (unset: the "
+    f"data dir's `{KEY_FILE}` file; docs/security.md)",
     "AGENTFLOW_REPORTING_CURRENCY": "default currency of money metrics (USD)",
-    "AGENTFLOW_RATE_LIMIT_RPM": "requests a minute per API key (unset: no limit)",
+    "AGENTFLOW_RATE_LIMIT_READ_RPM": f"reads a minute per API key, sliding window; `0`: no limit "
+    f"({DEFAULT_READ_RPM})",
+    "AGENTFLOW_RATE_LIMIT_WRITE_RPM": f"commands and admin requests a minute per API key; `0`: no limit "
+    f"({DEFAULT_WRITE_RPM})",
+    "AGENTFLOW_RATE_LIMIT_RPM": "older name: sets both budgets above when they are unset",
+    "AGENTFLOW_AUTH_FAILURES_PER_MINUTE": "refused keys a client address may send a minute before its "
+    f"requests answer 429; `0`: no throttling ({DEFAULT_AUTH_FAILURES})",
+    "AGENTFLOW_RATE_LIMIT_REDIS_URL": "Redis that holds the budgets, shared by several API processes "
+    "(unset: AGENTFLOW_REDIS_URL, else in process)",
+    "AGENTFLOW_MAX_BODY_BYTES": f"largest request body in bytes, else 413 ({DEFAULT_MAX_BODY_BYTES})",
+    "AGENTFLOW_CORS_ORIGINS": "browser origins that may call the API, comma-separated, or `*` (unset: none)",
+    "AGENTFLOW_CORS_CREDENTIALS": "`1` lets those origins send credentials (refused with `*`)",
+    "AGENTFLOW_TRUST_FORWARDED_PROTO": "`1`: the proxy in front sets X-Forwarded-Proto (`https` sends HSTS)",
     "AGENTFLOW_ICEBERG": "`0` leaves the Iceberg lake out",
     "AGENTFLOW_WORKERS": "`0` leaves the embedded webhook worker fleet out",
     "AGENTFLOW_ALERTS": "`0` leaves the alert evaluator out",
     "AGENTFLOW_ALERT_SWEEP_S": "seconds between alert sweeps (5)",
     "AGENTFLOW_LEGACY_SOURCES": "`0` leaves legacy-database capture out",
+    "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "`1` lets legacy sources name loopback/private database hosts",
     "AGENTFLOW_SSE_MAX_STREAMS": f"concurrent SSE streams per process ({DEFAULT_MAX_STREAMS})",
     "AGENTFLOW_SLO_FILE": "YAML file replacing the default service-level objectives",
     "AGENTFLOW_SLO_OVERRIDES": "JSON object adjusting objectives by name",
@@ -101,6 +130,30 @@ def parse_api_keys(raw: str | None) -> dict[str, str]:
     return keys
 
 
+def _default(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+def _key_list(env: Mapping[str, str], name: str, keys: dict[str, str]) -> frozenset[str]:
+    """Comma-separated keys, each one of AGENTFLOW_API_KEYS (a scope for a key nobody holds is a typo)."""
+    named = frozenset(k.strip() for k in (env.get(name) or "").split(",") if k.strip())
+    unknown = named - keys.keys()
+    if unknown and keys:
+        raise ConfigError(f"{name} names {len(unknown)} key(s) that are not in AGENTFLOW_API_KEYS")
+    return named
+
+
+def parse_secret_keys(raw: str | None) -> tuple[str, ...]:
+    """Fernet keys, newest first, comma-separated (checked here; the message never shows a key)."""
+    keys = tuple(k.strip() for k in (raw or "").split(",") if k.strip())
+    if keys:
+        try:
+            SecretBox(keys)
+        except SecretKeyError as exc:
+            raise ConfigError(f"AGENTFLOW_SECRET_KEYS: {exc}") from None
+    return keys
+
+
 def parse_schedule(raw: str) -> tuple[float, ...]:
     """``"0,5,300"`` -> (0.0, 5.0, 300.0): the delay before attempt 1, 2, 3 ..."""
     try:
@@ -134,6 +187,59 @@ class WebhookSettings:
         return self.timeout_s + self.lease_margin_s
 
 
+def _origin(raw: str) -> str:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (lower-case scheme and host)."""
+    parts = urlsplit(raw)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.username is not None
+        or parts.path or parts.query or parts.fragment or port == -1
+    ):  # fmt: skip
+        raise ConfigError(
+            f"AGENTFLOW_CORS_ORIGINS entry {raw!r} is not an origin: scheme://host[:port], no path "
+            "(e.g. https://app.example.com)"
+        )
+    scheme, host = parts.scheme.lower(), parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80  # browsers leave the default port out
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def parse_cors_origins(raw: str | None) -> tuple[str, ...]:
+    """Comma-separated origins, or ``*`` alone (any origin)."""
+    items = [item.strip() for item in (raw or "").split(",") if item.strip()]
+    if "*" in items:
+        if len(items) > 1:
+            raise ConfigError("AGENTFLOW_CORS_ORIGINS: `*` stands alone (any origin), not in a list")
+        return ("*",)
+    return tuple(dict.fromkeys(_origin(item) for item in items))
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """What the HTTP front door enforces on every request (services/api/http_guard.py, docs/security.md)."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # larger bodies answer 413
+    cors_origins: tuple[str, ...] = ()  # () = no CORS; ("*",) = any origin
+    cors_credentials: bool = False  # Access-Control-Allow-Credentials (never with "*")
+    trust_forwarded_proto: bool = False  # X-Forwarded-Proto: https from the proxy in front means TLS (HSTS)
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1024:
+            raise ConfigError("AGENTFLOW_MAX_BODY_BYTES must be at least 1024")
+        if "*" in self.cors_origins and self.cors_credentials:
+            raise ConfigError(
+                "AGENTFLOW_CORS_ORIGINS=* cannot be combined with AGENTFLOW_CORS_CREDENTIALS=1: browsers "
+                "refuse credentials for a wildcard origin, and allowing any origin with credentials would "
+                "let every web page act as the signed-in user; list the origins instead"
+            )
+        if self.cors_credentials and not self.cors_origins:
+            raise ConfigError("AGENTFLOW_CORS_CREDENTIALS=1 needs AGENTFLOW_CORS_ORIGINS")
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".agentflow")
@@ -141,11 +247,18 @@ class Settings:
     port: int = 8000
     database_url: str | None = None  # an external Postgres; None = own cluster under data_dir
     clickhouse_dsn: str | None = None  # None = chdb under data_dir
-    api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant
-    admin_api_keys: frozenset[str] | None = None  # None: every key may use the admin routes
+    api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant (scopes read + write)
+    admin_api_keys: frozenset[str] = frozenset()  # of api_keys: also admin
+    operator_api_keys: frozenset[str] = frozenset()  # of api_keys: also admin and operator
+    key_rotation_grace_s: float = 24 * 3600.0  # a rotated-out stored key stays valid this long
+    # keys of the stored secrets, newest first; () = the data dir's key file (services/secrets.py)
+    secret_keys: tuple[str, ...] = field(default=(), repr=False)
     reporting_currency: str = "USD"
     min_position_timeout_s: float = 5.0
-    rate_limit_rpm: int | None = None  # per API key; None = no limit
+    rate_limit_read_rpm: int = DEFAULT_READ_RPM  # per API key and sliding minute; 0 = no limit
+    rate_limit_write_rpm: int = DEFAULT_WRITE_RPM  # commands and admin routes
+    auth_failures_per_minute: int = DEFAULT_AUTH_FAILURES  # per client address; 0 = no throttling
+    rate_limit_redis_url: str | None = None  # budgets shared through Redis; None = in process
     iceberg_enabled: bool = True
     iceberg_batch_rows: int = 5000
     iceberg_batch_age_s: float = 5.0
@@ -169,10 +282,17 @@ class Settings:
     connect_url: str | None = None  # register the Debezium connector there at start (external stack)
     redis_url: str | None = None  # `agentflow worker`: Redis broker instead of dramatiq-postgres
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    # legacy sources may name loopback/private database hosts (connectors/legacy/declaration.py)
+    legacy_allow_private: bool = False
 
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / KEY_FILE
 
     @property
     def resolved_clickhouse_dsn(self) -> str:
@@ -200,30 +320,52 @@ def _webhooks_from_env(env: Mapping[str, str]) -> WebhookSettings:
     return WebhookSettings(**values)
 
 
+def _http_from_env(env: Mapping[str, str]) -> HttpSettings:
+    return HttpSettings(
+        max_body_bytes=_number(env, "AGENTFLOW_MAX_BODY_BYTES", int, 1024) or DEFAULT_MAX_BODY_BYTES,
+        cors_origins=parse_cors_origins(env.get("AGENTFLOW_CORS_ORIGINS")),
+        cors_credentials=_flag(env.get("AGENTFLOW_CORS_CREDENTIALS"), False),
+        trust_forwarded_proto=_flag(env.get("AGENTFLOW_TRUST_FORWARDED_PROTO"), False),
+    )
+
+
 def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """The server's settings; ``overrides`` (command-line flags) win over the environment."""
     env = os.environ if env is None else env
-    admin = [k.strip() for k in (env.get("AGENTFLOW_ADMIN_API_KEYS") or "").split(",") if k.strip()]
+    api_keys = parse_api_keys(env.get("AGENTFLOW_API_KEYS"))
     overrides_raw = env.get("AGENTFLOW_SLO_OVERRIDES")
     try:
         slo_overrides = json.loads(overrides_raw) if overrides_raw else {}
     except ValueError as exc:
         raise ConfigError(f"AGENTFLOW_SLO_OVERRIDES is not JSON: {exc}") from exc
+    both_rpm = _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 0)
     values: dict[str, Any] = {
         "data_dir": Path(env.get("AGENTFLOW_DATA_DIR") or ".agentflow"),
         "host": env.get("AGENTFLOW_HOST") or "127.0.0.1",
         "port": _number(env, "AGENTFLOW_PORT", int, 1) or 8000,
         "database_url": env.get("AGENTFLOW_DATABASE_URL") or None,
         "clickhouse_dsn": env.get("AGENTFLOW_CLICKHOUSE_DSN") or None,
-        "api_keys": parse_api_keys(env.get("AGENTFLOW_API_KEYS")),
-        "admin_api_keys": frozenset(admin) if admin else None,
+        "api_keys": api_keys,
+        "admin_api_keys": _key_list(env, "AGENTFLOW_ADMIN_API_KEYS", api_keys),
+        "operator_api_keys": _key_list(env, "AGENTFLOW_OPERATOR_API_KEYS", api_keys),
+        "key_rotation_grace_s": _default(_number(env, "AGENTFLOW_KEY_ROTATION_GRACE_S", float, 0.0), 86400.0),
+        "secret_keys": parse_secret_keys(env.get("AGENTFLOW_SECRET_KEYS")),
         "reporting_currency": (env.get("AGENTFLOW_REPORTING_CURRENCY") or "USD").upper(),
-        "rate_limit_rpm": _number(env, "AGENTFLOW_RATE_LIMIT_RPM", int, 1),
+        "rate_limit_read_rpm": _default(_number(env, "AGENTFLOW_RATE_LIMIT_READ_RPM", int, 0),
+                                        _default(both_rpm, DEFAULT_READ_RPM)),
+        "rate_limit_write_rpm": _default(_number(env, "AGENTFLOW_RATE_LIMIT_WRITE_RPM", int, 0),
+                                         _default(both_rpm, DEFAULT_WRITE_RPM)),
+        "auth_failures_per_minute": _default(
+            _number(env, "AGENTFLOW_AUTH_FAILURES_PER_MINUTE", int, 0), DEFAULT_AUTH_FAILURES
+        ),
+        "rate_limit_redis_url": env.get("AGENTFLOW_RATE_LIMIT_REDIS_URL") or env.get("AGENTFLOW_REDIS_URL")
+        or None,
         "iceberg_enabled": _flag(env.get("AGENTFLOW_ICEBERG"), True),
         "workers_enabled": _flag(env.get("AGENTFLOW_WORKERS"), True),
         "alerts_enabled": _flag(env.get("AGENTFLOW_ALERTS"), True),
         "alert_sweep_s": _number(env, "AGENTFLOW_ALERT_SWEEP_S", float, 0.01) or 5.0,
         "legacy_sources_enabled": _flag(env.get("AGENTFLOW_LEGACY_SOURCES"), True),
+        "legacy_allow_private": _flag(env.get("AGENTFLOW_LEGACY_ALLOW_PRIVATE"), False),
         "sse_max_streams": _number(env, "AGENTFLOW_SSE_MAX_STREAMS", int, 1) or DEFAULT_MAX_STREAMS,
         "slo_file": Path(env["AGENTFLOW_SLO_FILE"]) if env.get("AGENTFLOW_SLO_FILE") else None,
         "slo_overrides": slo_overrides,
@@ -239,6 +381,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "connect_url": env.get("AGENTFLOW_CONNECT_URL") or None,
         "redis_url": env.get("AGENTFLOW_REDIS_URL") or None,
         "webhooks": _webhooks_from_env(env),
+        "http": _http_from_env(env),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(**values)
@@ -257,11 +400,14 @@ def client_settings_from_env(
     env: Mapping[str, str] | None = None,
 ) -> ClientSettings:
     """Flags first, then ``AGENTFLOW_URL``/``AGENTFLOW_API_KEY``, then the server's own settings: its
-    first configured key, or the development key under its data dir."""
+    first operator key, else its first admin key, else its first key, else the development key under
+    its data dir."""
     env = os.environ if env is None else env
     server = settings_from_env(env)
     target = (url or env.get("AGENTFLOW_URL") or f"http://{server.host}:{server.port}").rstrip("/")
-    key = api_key or env.get("AGENTFLOW_API_KEY") or next(iter(server.api_keys), None)
+    configured = [k for k in server.api_keys if k in server.operator_api_keys]
+    configured += [k for k in server.api_keys if k in server.admin_api_keys] + list(server.api_keys)
+    key = api_key or env.get("AGENTFLOW_API_KEY") or next(iter(configured), None)
     if key is None:
         try:
             key = ((data_dir or server.data_dir) / "dev-api-key").read_text().strip() or None

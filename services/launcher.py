@@ -23,7 +23,7 @@ import uvicorn
 from services.api.app import create_app
 from services.auth import DEV_TENANT, load_or_create_dev_key
 from services.bootstrap import build
-from services.config import Settings
+from services.config import ConfigError, Settings
 from services.distributed.java_process import is_ours, pid_alive
 
 if TYPE_CHECKING:
@@ -87,12 +87,20 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
         if settings.deployment == "distributed":
             assert tcp_url is not None
             settings, stack = _distributed(settings, tcp_url)
-        keys = settings.api_keys
         dev_key = None
-        if not keys:
+        if not settings.api_keys:
+            # the one key of a development install: its holder owns the machine (admin and operator)
             dev_key = load_or_create_dev_key(settings.data_dir)
-            keys = {dev_key: DEV_TENANT}
-        container = build(settings, database_url, keys)
+            settings = dataclasses.replace(
+                settings, api_keys={dev_key: DEV_TENANT}, admin_api_keys=frozenset({dev_key}),
+                operator_api_keys=frozenset({dev_key}),
+            )  # fmt: skip
+        keys = settings.api_keys
+        try:
+            container = build(settings, database_url)
+        except ConfigError as exc:  # e.g. stored secrets under a key this process lacks (docs/security.md)
+            _say(f"error: {exc}")
+            return 2
         app = create_app(container)
         base = f"http://{settings.host}:{settings.port}"
         config = uvicorn.Config(
@@ -103,6 +111,9 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=5,
+            # X-Forwarded-Proto is trusted only as AGENTFLOW_TRUST_FORWARDED_PROTO says (api/http_guard.py),
+            # not by uvicorn's default for any proxy on 127.0.0.1
+            proxy_headers=False,
         )
         server = _Server(config)
         key_for_examples = dev_key or next(iter(keys))
@@ -201,7 +212,7 @@ def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> Non
         f"AgentFlow is serving on {base}   (data: {settings.data_dir.resolve()})",
     ]
     if dev_key:
-        lines.append(f"development API key (tenant '{DEV_TENANT}'): {dev_key}")
+        lines.append(f"development API key (tenant '{DEV_TENANT}'; read write admin operator): {dev_key}")
     lines += [
         "try:",
         f"  curl -s {base}/v1/health",

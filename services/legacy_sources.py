@@ -8,6 +8,11 @@ one consumer here feeds the ingestor and commits Kafka offsets only after it ret
 
 Declarations live in Postgres (``cdc_sources``); a reconcile loop (every 2 s) starts captures for new
 declarations and stops removed ones, so ``agentflow sources add`` takes effect without a restart.
+
+A source's database host is checked against SSRF (connectors/legacy/declaration.py ``check_host``): when it
+is declared (422 for a refused host) and again before anything here connects to it or has it connected
+to -- a capture's start, a connector's registration, the drop of a replication slot -- since a name may
+resolve elsewhere by then. Loopback and private hosts need ``AGENTFLOW_LEGACY_ALLOW_PRIVATE=1``.
 """
 
 from __future__ import annotations
@@ -20,13 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from commands.cache import AggregateCache
+from connectors import ssrf
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.legacy.canonical import UnknownSource
-from connectors.legacy.declaration import SourceSpec
+from connectors.legacy.declaration import SourceSpec, SourceSpecError, check_host, parse_source
 from connectors.legacy.ingest import LegacyIngestor
 from connectors.legacy.jvm import EmbeddedJvm
 from connectors.legacy.registry import SourceNotFound, SourceRegistry, SourceStatus
+from connectors.secret_box import SecretBox
 
 log = logging.getLogger("agentflow.legacy")
 
@@ -43,6 +50,7 @@ class LegacySources:
         store: PostgresEventStore,
         letters: DeadLetterStore,
         state_dir: Path,
+        box: SecretBox,
         mode: str = "embedded",
         kafka_bootstrap: str | None = None,
         topic_prefix: str = "agentflow",
@@ -50,12 +58,18 @@ class LegacySources:
         group_id: str | None = None,
         jvm_opts: tuple[str, ...] = (),
         aggregates: AggregateCache | None = None,
+        allow_private: bool = False,
+        resolver: ssrf.Resolver | None = None,
     ) -> None:
-        """``aggregates``: the process's aggregate cache (shared with HTTP commands; default: its own)."""
+        """``aggregates``: the process's aggregate cache (shared with HTTP commands; default: its own);
+        ``allow_private``: sources may name loopback/private hosts; ``resolver``: tests' (default: DNS);
+        ``box``: the keys of the stored connection passwords."""
+        self.allow_private = allow_private
+        self.resolver = resolver
         # the process's JVM for embedded captures (started by the first one; JPype: one JVM per process)
         self.jvm = EmbeddedJvm(jvm_opts)
         self.letters = letters
-        self.registry = SourceRegistry(store.engine)
+        self.registry = SourceRegistry(store.engine, box)
         self.ingestor = LegacyIngestor(store, letters, aggregates or AggregateCache(), self.registry)
         self.state_dir = state_dir
         self.mode = mode
@@ -95,7 +109,19 @@ class LegacySources:
                 log.exception("stopping capture %s failed", capture)
 
     # -- operations (API) -----------------------------------------------------------------------
+    def check_host(self, spec: SourceSpec) -> None:
+        """SourceSpecError when the source's database host is not an allowed destination (SSRF)."""
+        check_host(spec, self.allow_private, self.resolver)
+
+    def _host_problem(self, spec: SourceSpec) -> str | None:
+        try:
+            self.check_host(spec)
+        except SourceSpecError as exc:
+            return f"refused: {exc}"
+        return None
+
     def add(self, declaration: dict[str, Any], replace: bool = False) -> SourceStatus:
+        self.check_host(parse_source(declaration))  # refused before anything is stored
         spec = self.registry.add(declaration, replace=replace)
         if self.mode == "distributed" and self.connect_url:
             from connectors.legacy.connect_registration import register_source_connector
@@ -134,6 +160,7 @@ class LegacySources:
             elif spec.kind == "postgres":
                 from connectors.legacy.debezium_config import drop_slot_and_publication
 
+                self.check_host(spec)  # never connect to a host that is (now) refused
                 drop_slot_and_publication(spec)  # the slot would pin the legacy database's WAL forever
         except Exception as exc:
             from connectors.legacy.debezium_config import publication_name, slot_name
@@ -202,6 +229,9 @@ class LegacySources:
             for name, spec in declared.items():
                 capture = self._captures.get(name)
                 if capture is None:
+                    if (problem := self._host_problem(spec)) is not None:
+                        self.registry.record_error(name, problem)
+                        continue
                     self._captures[name] = self._start_capture(spec)
                 elif capture.error:
                     self.registry.record_error(name, capture.error)
@@ -214,6 +244,9 @@ class LegacySources:
         from connectors.legacy.connect_registration import register_source_connector
 
         for name in [n for n in declared if n not in self._registered]:
+            if (problem := self._host_problem(declared[name])) is not None:
+                self.registry.record_error(name, problem)
+                continue
             try:
                 register_source_connector(self.connect_url, declared[name], topic_prefix=self.topic_prefix,
                                           bootstrap=self.kafka_bootstrap)

@@ -25,6 +25,7 @@ from connectors.clickhouse import ClickHouseStore
 from connectors.clickhouse_sink import ClickHouseSink
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
+from connectors.secret_box import SecretBox
 from connectors.serving_loader import LoaderStatus, ServingLoader
 from connectors.tailer import PostgresTailer, TailCursor
 from connectors.webhook_store import WebhookStore
@@ -76,6 +77,7 @@ class Runtime:
         cache: ReadCache,
         webhook_store: WebhookStore,
         aggregates: AggregateCache,
+        secret_box: SecretBox,
     ) -> None:
         self.settings = settings
         self.database_url = database_url
@@ -97,6 +99,7 @@ class Runtime:
         self.clickhouse = clickhouse
         self.cache = cache
         self.aggregates = aggregates  # folded aggregates: every command of this process goes through it
+        self.secret_box = secret_box  # the keys of the stored secrets (signing secrets, source passwords)
         self.started_at = time.time()
         self._stop = threading.Event()
         self._threads: list[_Thread] = []
@@ -169,7 +172,7 @@ class Runtime:
             return
         from services.webhooks.fleet import WebhookFleet
 
-        self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings)
+        self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings, box=self.secret_box)
         self.store.add_commit_listener(self.webhooks.wake)
         self.webhooks.start()
 
@@ -181,10 +184,11 @@ class Runtime:
         from services.legacy_sources import LegacySources
 
         self.legacy = LegacySources(
-            self.store, self.dead_letters, self.settings.data_dir.resolve() / "legacy", mode=self.mode,
-            kafka_bootstrap=self.kafka_bootstrap, topic_prefix=self.topic_prefix,
+            self.store, self.dead_letters, self.settings.data_dir.resolve() / "legacy", self.secret_box,
+            mode=self.mode, kafka_bootstrap=self.kafka_bootstrap, topic_prefix=self.topic_prefix,
             connect_url=self.settings.connect_url, group_id=f"{self.topic_prefix}-legacy-ingest",
             jvm_opts=self.settings.jvm_opts, aggregates=self.aggregates,
+            allow_private=self.settings.legacy_allow_private,
         )
         self.legacy.start()
 

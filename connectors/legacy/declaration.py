@@ -4,6 +4,13 @@ A source names the database to capture, the tables and the translator each one f
 rows find their tenant. Tenant resolution is explicit: exactly one of ``tenant`` (every row belongs to
 it) or ``tenant_column`` + ``tenants`` (a column value -> tenant map) must be given; a spec with both
 or neither is rejected, and a row whose value is not in the map is dead-lettered, never defaulted.
+
+The database host is an outbound destination like a webhook URL (connectors/ssrf.py): ``check_host``
+refuses loopback, private, link-local, multicast and reserved hosts -- IP literals in any spelling, and
+names resolving there -- unless the operator allows loopback and private ones
+(``AGENTFLOW_LEGACY_ALLOW_PRIVATE=1``). ``parse_source`` only checks the host's syntax (it resolves
+nothing); services/legacy_sources.py runs ``check_host`` when a source is declared and again before its
+capture starts, its connector is registered or its replication slot is dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from connectors import ssrf
 
 KINDS = ("postgres", "mariadb", "mysql")
 TRANSLATORS = ("orders", "payments", "products", "inventory")
@@ -129,8 +138,11 @@ def _connection(raw: Any, env: dict[str, str]) -> Connection:
         if password_env not in env:
             raise SourceSpecError(f"connection.password_env: environment variable {password_env} is not set")
         password = env[password_env]
+    host = _require(raw, "host", str, "connection.")
+    if not host or re.search(r"[\s/@?#]", host):
+        raise SourceSpecError("connection.host must be a host name or an IP address (not a URL)")
     return Connection(
-        host=_require(raw, "host", str, "connection."),
+        host=host,
         port=_require(raw, "port", int, "connection."),
         database=_require(raw, "database", str, "connection."),
         user=_require(raw, "user", str, "connection."),
@@ -200,6 +212,16 @@ def parse_source(raw: Any, env: dict[str, str] | None = None) -> SourceSpec:
         tenant=tenant, tenant_column=tenant_column, tenants=dict(tenants) if tenant_column else {},
         id_prefix=id_prefix, server_id=server_id,
     )
+
+
+def check_host(spec: SourceSpec, allow_private: bool, resolver: ssrf.Resolver | None = None) -> list[str]:
+    """The addresses the source's database host resolves to, every one an allowed destination;
+    SourceSpecError (naming ``connection.host``) otherwise. Resolves the host (``resolver``: tests')."""
+    c = spec.connection
+    try:
+        return ssrf.check_host(c.host, c.port, allow_private, resolver, ssrf.LEGACY_OPT_IN)
+    except ssrf.BlockedDestination as exc:
+        raise SourceSpecError(f"connection.host: {exc}") from None
 
 
 def load_source(path: str | Path, env: dict[str, str] | None = None) -> SourceSpec:

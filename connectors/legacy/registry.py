@@ -1,20 +1,22 @@
 """The control plane of legacy sources (Postgres ``cdc_sources``): declarations and capture status.
 
 Declarations live in the event store's database so every process of a deployment sees the same set:
-the embedded runtime and the distributed ingest consumer start and stop captures from it.
+the embedded runtime and the distributed ingest consumer start and stop captures from it. A declaration's
+connection password is stored encrypted (connectors/secret_box.py) and opened only to parse the spec.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from connectors.legacy.declaration import SourceSpec, parse_source
+from connectors.secret_box import ResealReport, SecretBox, key_id_of
 
 COLUMNS = (
     "name, kind, spec, created_at, state, records, applied, unchanged, dead_letters, events, schema_changes, "
@@ -31,11 +33,24 @@ class SourceNotFound(LookupError):
     pass
 
 
+def _password(declaration: dict[str, Any]) -> str | None:
+    """The stored connection password of a declaration (sealed, or plaintext from before), if any."""
+    connection = declaration.get("connection")
+    value = connection.get("password") if isinstance(connection, dict) else None
+    if value is None or isinstance(value, dict | list):
+        return None  # none, or not a password parse_source accepts (it refuses the declaration)
+    return str(value) or None  # a YAML number is a password too (parse_source takes str(value))
+
+
+def _with_password(declaration: dict[str, Any], password: str) -> dict[str, Any]:
+    return {**declaration, "connection": {**declaration["connection"], "password": password}}
+
+
 @dataclass(frozen=True)
 class SourceStatus:
     name: str
     kind: str
-    declaration: dict[str, Any]
+    declaration: dict[str, Any] = field(repr=False)  # as stored: its password encrypted
     created_at: datetime
     state: str
     records: int
@@ -52,9 +67,17 @@ class SourceStatus:
     last_error: str | None
     last_error_at: datetime | None
     updated_at: datetime
+    box: SecretBox | None = field(default=None, repr=False, compare=False)
 
     def spec(self) -> SourceSpec:
-        return parse_source(self.declaration)
+        """The parsed declaration with its password decrypted (SecretKeyError, a ValueError, when the
+        key that encrypted it is not configured here)."""
+        declaration = self.declaration
+        if (stored := _password(declaration)) is not None:
+            if self.box is None:
+                raise ValueError(f"source {self.name}: no secret key to open its password")
+            declaration = _with_password(declaration, self.box.open(stored, allow_plaintext=True))
+        return parse_source(declaration)
 
     @property
     def lag_seconds(self) -> float | None:
@@ -83,9 +106,12 @@ class SourceStatus:
         }  # fmt: skip
 
 
-def _status(row: Sequence[Any]) -> SourceStatus:
-    spec = row[2] if isinstance(row[2], dict) else json.loads(row[2])
-    return SourceStatus(row[0], row[1], spec, *row[3:])
+def _json(value: Any) -> Any:
+    return value if isinstance(value, dict) else json.loads(value)
+
+
+def _status(row: Sequence[Any], box: SecretBox) -> SourceStatus:
+    return replace(SourceStatus(row[0], row[1], _json(row[2]), *row[3:]), box=box)
 
 
 @dataclass
@@ -114,13 +140,31 @@ class BatchTally:
             self.unchanged += 1
 
 
+def secret_key_census(engine: Engine) -> dict[str, int]:
+    """Stored connection passwords per key id ("plaintext" for those not encrypted yet); needs no key."""
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT spec->'connection'->>'password' FROM cdc_sources "
+            "WHERE coalesce(spec->'connection'->>'password', '') <> ''"
+        ).all()
+    out: dict[str, int] = {}
+    for (value,) in rows:
+        kid = key_id_of(str(value)) or "plaintext"
+        out[kid] = out.get(kid, 0) + 1
+    return out
+
+
 class SourceRegistry:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, box: SecretBox) -> None:
         self.engine = engine
+        self.box = box
 
     def add(self, declaration: dict[str, Any], replace: bool = False) -> SourceSpec:
-        """Validate and store a declaration; SourceSpecError when invalid, SourceExists when taken."""
+        """Validate and store a declaration, its password encrypted; SourceSpecError when invalid,
+        SourceExists when taken."""
         spec = parse_source(declaration)
+        if (password := _password(declaration)) is not None:
+            declaration = _with_password(declaration, self.box.seal(password))
         sql = (
             "INSERT INTO cdc_sources (name, kind, spec) VALUES (%(n)s, %(k)s, %(s)s::jsonb) "
             + ("ON CONFLICT (name) DO UPDATE SET kind = EXCLUDED.kind, spec = EXCLUDED.spec, "
@@ -142,12 +186,12 @@ class SourceRegistry:
             ).first()
         if row is None:
             raise SourceNotFound(f"no source {name!r}")
-        return _status(row)
+        return _status(row, self.box)
 
     def list(self) -> list[SourceStatus]:
         with self.engine.connect() as conn:
             rows = conn.exec_driver_sql(f"SELECT {COLUMNS} FROM cdc_sources ORDER BY name").all()
-        return [_status(r) for r in rows]
+        return [_status(r, self.box) for r in rows]
 
     def get(self, name: str) -> SourceStatus:
         with self.engine.connect() as conn:
@@ -156,7 +200,46 @@ class SourceRegistry:
             ).first()
         if row is None:
             raise SourceNotFound(f"no source {name!r}")
-        return _status(row)
+        return _status(row, self.box)
+
+    def reseal_secrets(self, rotate: bool = False) -> ResealReport:
+        """Encrypt every connection password still stored in plaintext; with ``rotate`` also re-encrypt
+        those under an older key with the newest one. A declaration is rewritten only if it did not
+        change since it was read (else it is read again). Counts what is stored afterwards, per key."""
+        report = ResealReport()
+        box = self.box
+        with self.engine.connect() as conn:
+            names = [r[0] for r in conn.exec_driver_sql("SELECT name FROM cdc_sources ORDER BY name").all()]
+        for name in names:
+            for _ in range(10):
+                with self.engine.begin() as conn:
+                    row = conn.exec_driver_sql(
+                        "SELECT spec FROM cdc_sources WHERE name = %(n)s", {"n": name}
+                    ).first()
+                    if row is None:
+                        break
+                    declaration = _json(row[0])
+                    value = _password(declaration)
+                    if value is None:
+                        break
+                    resealed = box.reseal_all([value], rotate)
+                    if resealed is None:
+                        report.unreadable.append(f"source {name}")
+                    elif resealed != [value]:
+                        [fresh] = resealed
+                        done = conn.exec_driver_sql(
+                            "UPDATE cdc_sources SET spec = %(new)s::jsonb "
+                            "WHERE name = %(n)s AND spec = %(old)s::jsonb RETURNING 1",
+                            {"n": name, "old": json.dumps(declaration),
+                             "new": json.dumps(_with_password(declaration, fresh))},
+                        ).first()
+                        if done is None:
+                            continue  # changed meanwhile: read it again
+                        report.note_resealed([value], [fresh])
+                        value = fresh
+                    report.count(value)
+                    break
+        return report
 
     def record_batch(self, name: str, tally: BatchTally) -> None:
         commit_at = (datetime.fromtimestamp(tally.last_commit_ms / 1000, UTC)

@@ -77,7 +77,8 @@ def _semantic_offset(q: SemanticQuery, tenant: str, cursor: str | None) -> int:
     try:
         body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         offset = body["o"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
+        # RecursionError: a client's cursor of deeply nested JSON (e.g. base64 of "[" * 3000)
         raise QueryRefused("invalid_cursor", "cursor is malformed") from None
     if not isinstance(offset, int) or offset < 0 or cursor != _semantic_cursor(q, tenant, offset):
         raise QueryRefused("invalid_cursor", "cursor belongs to a different query or tenant")

@@ -106,7 +106,8 @@ def _read_cursor(cursor: str, fingerprint: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         body = json.loads(raw)
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a client's cursor of deeply nested JSON (e.g. base64 of "[" * 3000)
         raise _reject("invalid_cursor", "cursor is malformed") from None
     if not isinstance(body, dict) or body.get("v") != 1:
         raise _reject("invalid_cursor", "cursor is malformed")

@@ -1,7 +1,9 @@
 """The Litestar application over a built :class:`services.bootstrap.Container`.
 
 No middleware stack (stacked middlewares held an earlier API to ~140 requests/s): authentication is a
-dependency of each route that needs a tenant, request latency for the SLOs is one bare ASGI wrapper.
+dependency of each route that needs a tenant, request latency for the SLOs is one bare ASGI wrapper, the
+NUL guard another, and the front door (security headers, X-Request-ID, CORS, HSTS: http_guard.py) the
+outermost.
 Routes receive their dependencies by parameter name (services/api/dependencies.py); the OpenAPI 3.1
 schema they describe is served at /schema/openapi.json (and checked in as docs/openapi.json).
 """
@@ -30,8 +32,9 @@ from services.api.errors import (
     read_error_response,
     validation_error_response,
 )
+from services.api.http_guard import HttpGuard
 from services.api.in_process import InProcess
-from services.api.openapi import openapi_config, tidy_schema
+from services.api.openapi import DOCS_PATHS, openapi_config, tidy_schema
 from services.api.routes.alerts import ALERT_ROUTES
 from services.api.routes.batch import BATCH_ROUTES
 from services.api.routes.catalog import CATALOG_ROUTES
@@ -41,12 +44,14 @@ from services.api.routes.contracts import CONTRACT_ROUTES
 from services.api.routes.deadletters import DEADLETTER_ROUTES
 from services.api.routes.entities import ENTITY_ROUTES
 from services.api.routes.health import HEALTH_ROUTES
+from services.api.routes.keys import KEY_ROUTES
 from services.api.routes.lineage import LINEAGE_ROUTES
 from services.api.routes.metrics import METRIC_ROUTES
 from services.api.routes.query import QUERY_ROUTES
 from services.api.routes.rebuilds import REBUILD_ROUTES
 from services.api.routes.replay import REPLAY_ROUTES
 from services.api.routes.search import SEARCH_ROUTES
+from services.api.routes.secrets import SECRET_ROUTES
 from services.api.routes.slo import SLO_ROUTES
 from services.api.routes.sources import SOURCE_ROUTES
 from services.api.routes.stream import STREAM_ROUTES
@@ -54,6 +59,7 @@ from services.api.routes.timeline import TIMELINE_ROUTES
 from services.api.routes.webhooks import WEBHOOK_ROUTES
 from services.api.text_guard import TextGuard
 from services.bootstrap import Container
+from services.config import HttpSettings
 from services.slo import LatencyRecorder
 
 
@@ -99,6 +105,8 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *REBUILD_ROUTES,
             *REPLAY_ROUTES,
             *SOURCE_ROUTES,
+            *KEY_ROUTES,
+            *SECRET_ROUTES,
         ],
         dependencies={
             **providers(container, db_limiter),
@@ -115,28 +123,40 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
         on_shutdown=[on_shutdown],
         logging_config=LoggingConfig(log_exceptions="never", configure_root_logger=False),
         openapi_config=openapi_config(),
+        # AGENTFLOW_MAX_BODY_BYTES, on Content-Length and on the bytes a chunked body streams; no route needs
+        # more (a batch's items are bodies cut from the batch's own; declarations and rules are small)
+        request_max_body_size=container.settings.http.max_body_bytes,
         debug=False,
     )
     tidy_schema(app)
     # request latency and status for the SLOs: a bare ASGI wrapper, no middleware stack; batch items
     # dispatch to the unwrapped handler (the batch itself is measured)
     in_process.bind(app, app.asgi_handler)
-    # text no store can hold (NUL in a path, query or JSON body) is refused once, for every route
-    app.asgi_handler = LatencyRecorder(TextGuard(app.asgi_handler), container.slo)
+    # text no store can hold (NUL in a path, query or JSON body) is refused once, for every route; every
+    # answer (the guards' own too) gets the security headers, X-Request-ID and CORS of HttpGuard
+    app.asgi_handler = HttpGuard(
+        LatencyRecorder(TextGuard(app.asgi_handler), container.slo), container.settings.http, DOCS_PATHS
+    )
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app
+
+
+def unbound_app() -> Litestar:
+    """The app's routes and schema over nothing they serve from (nothing is built; requests would fail):
+    for the schema document and the tests that walk the route table."""
+    stub: Any = SimpleNamespace(
+        runtime=None, settings=SimpleNamespace(db_threads=1, http=HttpSettings()), hub=None, slo=None,
+        authenticator=None,
+        key_admin=None, rate_limits=None, search=None, stream_slots=None, event_feed=None, lineage=None,
+        changelog=None, queries=None, command_service=None,
+    )  # fmt: skip
+    return create_app(stub, manage_runtime=False)
 
 
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI schema the app serves, without building anything it serves from (docs/openapi.json
     is this, written by ``python -m services.api.app``)."""
-    stub: Any = SimpleNamespace(
-        runtime=None, settings=SimpleNamespace(db_threads=1), hub=None, slo=None, api_keys=None,
-        rate_limiter=None, search=None, stream_slots=None, event_feed=None, lineage=None, changelog=None,
-        queries=None, command_service=None,
-    )
-    app = create_app(stub, manage_runtime=False)
-    return app.openapi_schema.to_schema()
+    return unbound_app().openapi_schema.to_schema()
 
 
 if __name__ == "__main__":

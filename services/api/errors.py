@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import ClientException, HTTPException, NotFoundException, ValidationException
+from litestar.handlers import HTTPRouteHandler
 
 from readmodels.errors import NotYetApplied, ReadError, ReadNotFound
 
@@ -39,10 +40,19 @@ def error_body(code: str, message: str, details: Any, correlation_id: str) -> by
 
 
 def correlation_id_of(request: Request[Any, Any, Any]) -> str:
-    cid = request.scope.get("state", {}).get("correlation_id")  # type: ignore[union-attr]
+    """The request's correlation id: the one a command used, else the caller's ``X-Correlation-ID``,
+    else its request id (the ``X-Request-ID`` of the answer, services/api/http_guard.py)."""
+    state: dict[str, Any] = request.scope.get("state") or {}  # type: ignore[assignment]
+    cid = state.get("correlation_id")
     if cid:
         return str(cid)
-    return request.headers.get("x-correlation-id") or ""
+    return request.headers.get("x-correlation-id") or str(state.get("request_id") or "")
+
+
+def scope_correlation_id(scope: Any) -> str:
+    """``correlation_id_of`` for a bare ASGI wrapper that answers before the app runs."""
+    cid = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-correlation-id"), "")
+    return cid or str((scope.get("state") or {}).get("request_id") or "")
 
 
 def error_response(request: Request[Any, Any, Any], exc: ApiError) -> Response[bytes]:
@@ -78,6 +88,11 @@ def http_exception_response(request: Request[Any, Any, Any], exc: HTTPException)
     if type(exc) is ClientException and exc.status_code == 400:  # a body Litestar could not decode
         detail = exc.detail if isinstance(exc.detail, str) else "request body is not valid JSON"
         return error_response(request, ApiError(422, "invalid_json", detail))
+    if exc.status_code == 413:  # litestar's request_max_body_size (AGENTFLOW_MAX_BODY_BYTES)
+        handler = request.scope.get("route_handler")
+        limit = handler.resolve_request_max_body_size() if isinstance(handler, HTTPRouteHandler) else None
+        message = f"request body is larger than {limit} bytes" if limit else "request body is too large"
+        return error_response(request, ApiError(413, "body_too_large", message, {"max_bytes": limit}))
     code = "not_found" if isinstance(exc, NotFoundException) else "http_error"
     if exc.status_code == 405:
         code = "method_not_allowed"

@@ -2,16 +2,24 @@
 responses each route declares, and the schema tidied of what Litestar documents that we never send.
 
 Routes attach ``errors(401, 404, 422)`` to their ``responses``; every error body is :class:`ErrorBody`.
+A route that reads a body declares 413 (larger than AGENTFLOW_MAX_BODY_BYTES).
+
+Served: the schema at /schema/openapi.json (and .yaml), and a docs page at /schema (Redoc) that loads the
+schema from there, so the page holds no inline script and runs under a strict Content-Security-Policy
+(services/api/http_guard.py DOCS_CSP). Litestar's other pages (Swagger, Elements, RapiDoc) are not served:
+each inlines its start-up script.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+import html
+from dataclasses import fields, replace
 from typing import Any
 
 import msgspec
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, OpenAPIType, Parameter, Schema, SecurityScheme
 
 API_KEY_SCHEME = "ApiKey"
@@ -25,7 +33,8 @@ _DESCRIPTIONS = {
     409: "a business rule refused the command (code says which); nothing was appended",
     413: "the body is too large",
     422: "malformed input: field errors in error.details",
-    429: "rate limited; Retry-After says when to try again",
+    429: "past the key's budget (rate_limited) or too many refused keys from this address (auth_throttled); "
+    "Retry-After says when to try again",
     503: "not ready (e.g. min_position not applied yet); Retry-After says when to try again",
 }
 
@@ -58,12 +67,40 @@ def body(struct: type[msgspec.Struct], description: str) -> ResponseSpec:
     return ResponseSpec(struct, description=description, generate_examples=False)
 
 
+SCHEMA_PATH = "/schema"
+# the HTML docs page answers at these paths (and gets the docs page's Content-Security-Policy)
+DOCS_PATHS = frozenset((SCHEMA_PATH, f"{SCHEMA_PATH}/", f"{SCHEMA_PATH}/redoc"))
+REDOC_ORIGIN = "https://cdn.redoc.ly"
+REDOC_SCRIPT = f"{REDOC_ORIGIN}/redoc/latest/bundles/redoc.standalone.js"  # Litestar's own default
+
+
+class DocsPage(OpenAPIRenderPlugin):
+    """Redoc, reading the schema from /schema/openapi.json: one external script, nothing inline."""
+
+    def __init__(self) -> None:
+        super().__init__(path=["/", "/redoc"], favicon="", style="")
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        title = html.escape(str(openapi_schema["info"]["title"]))
+        spec_url = html.escape(self.get_openapi_json_route(request), quote=True)
+        return (
+            "<!DOCTYPE html><html><head>"
+            f"<title>{title}</title><meta charset=\"utf-8\"/>"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "</head><body>"
+            f"<redoc spec-url=\"{spec_url}\"></redoc>"
+            f"<script src=\"{REDOC_SCRIPT}\" crossorigin></script>"
+            "</body></html>"
+        ).encode()
+
+
 def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="AgentFlow",
         version="1",
         description="An event-native metrics layer: commands become events, reads say how fresh they are.",
-        path="/schema",
+        path=SCHEMA_PATH,
+        render_plugins=[DocsPage(), JsonRenderPlugin(), YamlRenderPlugin()],
         components=Components(
             security_schemes={
                 API_KEY_SCHEME: SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header")
@@ -107,7 +144,9 @@ def tidy_schema(app: Litestar) -> None:
     """Drop the 400 "validation exception" Litestar documents for every route with parameters: we
     answer malformed input with 422 in the error shape instead (services/api/errors.py). A 400 a route
     declares itself (``errors(400, ...)``) stays. ``int | float`` becomes ``number``; an optional
-    parameter is not nullable."""
+    parameter is not nullable. Every route that takes a key (it documents 401) may also answer 403 (a
+    key without the scope the route declares) and 429 (past the key's budget, or too many refused keys
+    from the address: services/rate_limits.py)."""
     schema = app.openapi_schema
     for component in ((schema.components.schemas or {}) if schema.components else {}).values():
         _number(component)
@@ -117,6 +156,11 @@ def tidy_schema(app: Litestar) -> None:
                 declared = op.responses.get("400")
                 if declared is not None and getattr(declared, "description", None) != _DESCRIPTIONS[400]:
                     op.responses.pop("400")
+                unauthorized = op.responses.get("401")
+                if unauthorized is not None and "403" not in op.responses:
+                    op.responses["403"] = replace(unauthorized, description=_DESCRIPTIONS[403])  # type: ignore[type-var]
+                if unauthorized is not None and "429" not in op.responses:
+                    op.responses["429"] = replace(unauthorized, description=_DESCRIPTIONS[429])  # type: ignore[type-var]
             for param in (op.parameters or []) if op is not None else []:
                 if isinstance(param, Parameter) and not param.required and isinstance(param.schema, Schema):
                     _not_null(param.schema)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
-from services.api.errors import ApiError, error_body
+from services.api.errors import ApiError, error_body, scope_correlation_id
 
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 _MESSAGE = "must not contain the NUL character (\\u0000)"
@@ -99,8 +99,7 @@ class TextGuard:
     @staticmethod
     async def _refuse(scope: Scope, send: Send, fields: list[str]) -> None:
         error = _refused(fields)
-        cid = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"x-correlation-id"), "")
-        body = error_body(error.code, error.message, error.details, cid)
+        body = error_body(error.code, error.message, error.details, scope_correlation_id(scope))
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": error.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -1,6 +1,8 @@
 """``agentflow worker``: a worker-fleet process for the distributed deployment (Redis broker), or on
 the Postgres broker against an external database. Runs the Dramatiq worker threads and a standby or
-leading webhook relay; any number of these processes may run against one database.
+leading webhook relay; any number of these processes may run against one database. The workers sign
+with the stored secrets, so they need the API's keys: ``AGENTFLOW_SECRET_KEYS``, or the ``secret-keys``
+file of the data dir (``--data-dir``/``AGENTFLOW_DATA_DIR``); a worker never creates a key.
 
 Also runnable as ``python -m services.webhooks.cli``.
 """
@@ -14,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from services.config import Settings, settings_from_env
@@ -35,6 +38,10 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="worker threads (default 8)")
     p.add_argument("--no-relay", action="store_true", help="only deliver; never run the relay")
+    p.add_argument(
+        "--data-dir", type=Path, default=None,
+        help="where the secret-keys file is, without AGENTFLOW_SECRET_KEYS (default: $AGENTFLOW_DATA_DIR)",
+    )  # fmt: skip
 
 
 def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
@@ -44,13 +51,35 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
         return 2
     redis_url = args.redis_url or server.redis_url
     from connectors.brokers import postgres_broker, redis_broker
+    from connectors.database import make_engine
+    from services.config import ConfigError
+    from services.secrets import missing_keys, secret_box, stored_secret_census
     from services.webhooks.fleet import WebhookFleet
 
+    try:
+        box = secret_box(server.with_(data_dir=args.data_dir))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    # a worker that cannot open the stored secrets would fail every delivery: refuse to start instead
+    probe = make_engine(database_url, pool_size=1, max_overflow=0)
+    try:
+        missing = missing_keys(box, stored_secret_census(probe))
+    finally:
+        probe.dispose()
+    if missing:
+        print(
+            f"error: stored secrets are encrypted with key(s) {', '.join(missing)}, which this worker does "
+            f"not have (its keys: {', '.join(box.key_ids)}): give it the API's AGENTFLOW_SECRET_KEYS",
+            file=sys.stderr,
+        )
+        return 2
     settings = server.webhooks
     if args.threads:
         settings = dataclasses.replace(settings, worker_threads=args.threads)
     broker = redis_broker(redis_url) if redis_url else postgres_broker(database_url)
-    fleet = WebhookFleet(database_url, broker, settings, relay=not args.no_relay)
+    fleet = WebhookFleet(database_url, broker, settings, relay=not args.no_relay, box=box)
     stop = threading.Event()
 
     def on_signal(sig: int, frame: FrameType | None) -> None:

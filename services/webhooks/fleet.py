@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from connectors.brokers import close_broker, postgres_broker
 from connectors.database import make_engine
+from connectors.secret_box import SecretBox
 from connectors.webhook_store import WebhookStore
 from readmodels.webhooks import Delivery
 from services.config import WebhookSettings
@@ -45,7 +46,10 @@ class WebhookFleet:
         engine: Engine | None = None,
         relay: bool = True,
         workers: bool = True,
+        *,
+        box: SecretBox,
     ) -> None:
+        """``box``: the keys of the stored signing secrets (the workers sign with them)."""
         self.settings = settings or WebhookSettings()
         self.database_url = database_url
         self._own_engine = engine is None
@@ -54,7 +58,7 @@ class WebhookFleet:
             application_name="agentflow-workers", pool_pre_ping=True, connect_args=ASYNC_COMMIT,
         )  # fmt: skip
         self.broker = broker
-        self.store = WebhookStore(self.engine)
+        self.store = WebhookStore(self.engine, box)
         self.actors = WebhookActors(broker, self.store, self.settings)
         self.relay = WebhookRelay(self.engine, database_url, self.store, self.actors.kick, self.settings)
         self.run_relay = relay

@@ -68,7 +68,9 @@ def client(server: AgentFlowProcess, key: str, patience: float = READ_PATIENCE_S
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFlowProcess]:
-    srv = AgentFlowProcess(tmp_path_factory.mktemp("agentflow-e2e"), f"{KEY_A}:tenant-a,{KEY_B}:tenant-b")
+    # tenant A's key is also an operator's (read-model rebuilds in test_deadletter_replay); B's is plain
+    srv = AgentFlowProcess(tmp_path_factory.mktemp("agentflow-e2e"), f"{KEY_A}:tenant-a,{KEY_B}:tenant-b",
+                           env={"AGENTFLOW_OPERATOR_API_KEYS": KEY_A})  # fmt: skip
     srv.start()
     try:
         yield srv

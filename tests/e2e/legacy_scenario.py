@@ -23,6 +23,9 @@ from legacy_databases import LegacyDatabase
 from waiting import eventually
 
 KEYS = "pg-key:t-legacy-pg,maria-key:t-legacy-maria"
+# each tenant's key declares its own tenant's source (an admin action), and the legacy databases listen
+# on 127.0.0.1: a loopback host is refused unless the operator allows it
+SERVER_ENV = {"AGENTFLOW_ADMIN_API_KEYS": "pg-key,maria-key", "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "1"}
 SOURCES = {"postgres": ("shop_pg", "pg-key", "t-legacy-pg", "PG-"),
            "mariadb": ("shop_maria", "maria-key", "t-legacy-maria", "MA-")}
 SYNC_TIMEOUT = 180.0
@@ -152,10 +155,11 @@ def run_legacy_scenario(
             writer.burst([o for o in writer.orders if writer.orders[o]["status"] != "cancelled"][-8:], seed=i)
         for db in dbs:
             wait_in_sync(db, writers[db.kind], clients[db.kind], "streaming")
-        status = cli(srv, "pg-key", "status")
-        assert status.returncode == 0, status.stderr
-        assert "shop_pg" in status.stdout and "shop_maria" in status.stdout, status.stdout
-        assert "error" not in status.stdout, status.stdout
+        for key, own, other in (("pg-key", "shop_pg", "shop_maria"), ("maria-key", "shop_maria", "shop_pg")):
+            status = cli(srv, key, "status")  # an admin key sees its own tenant's sources only
+            assert status.returncode == 0, status.stderr
+            assert own in status.stdout and other not in status.stdout, status.stdout
+            assert "error" not in status.stdout, status.stdout
         assert failed_letters(clients["postgres"]) == []
         assert failed_letters(clients["mariadb"]) == []
         counts = {db.kind: clients[db.kind].get("/v1/metrics/order_count", params={"window": "24h"}).json()
@@ -221,7 +225,9 @@ def run_legacy_scenario(
             conn.close()
         assert slots == [], slots
         listed = cli(srv, "pg-key", "list")
-        assert "shop_pg" not in listed.stdout and "shop_maria" in listed.stdout, listed.stdout
+        assert "shop_pg" not in listed.stdout, listed.stdout
+        listed = cli(srv, "maria-key", "list")
+        assert "shop_maria" in listed.stdout, listed.stdout
     finally:
         for w in writers.values():
             w.close()

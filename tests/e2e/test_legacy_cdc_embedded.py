@@ -9,7 +9,7 @@ import pytest
 from agentflow_process import AgentFlowProcess
 from legacy_databases import LegacyDatabase
 
-from e2e.legacy_scenario import KEYS, run_legacy_scenario
+from e2e.legacy_scenario import KEYS, SERVER_ENV, run_legacy_scenario
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -18,7 +18,7 @@ def test_legacy_postgres_and_mariadb_are_captured_embedded(
     tmp_path: Path, server_tmp_path: Path, legacy_postgres: LegacyDatabase, legacy_mariadb: LegacyDatabase
 ) -> None:
     # agentflow's own Postgres runs as another OS user when we are root: its data outside pytest's tmp root
-    srv = AgentFlowProcess(server_tmp_path / "data", KEYS)
+    srv = AgentFlowProcess(server_tmp_path / "data", KEYS, env=SERVER_ENV)
     try:
         srv.start(timeout=180)  # inside the try: a start that times out leaves a process to stop
         run_legacy_scenario(srv, legacy_postgres, legacy_mariadb, tmp_path, start_timeout=180)

@@ -23,7 +23,9 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 
 
 def test_every_operation_answers_as_its_schema_says(tmp_path: Path) -> None:
-    srv = AgentFlowProcess(tmp_path / "af", f"{KEY}:tenant-fuzz", ("--no-iceberg",))
+    # an operator key: the admin routes are fuzzed too, not only their 403
+    srv = AgentFlowProcess(tmp_path / "af", f"{KEY}:tenant-fuzz", ("--no-iceberg",),
+                           env={"AGENTFLOW_OPERATOR_API_KEYS": KEY})  # fmt: skip
     report = tmp_path / "schemathesis.txt"
     try:
         srv.start()

@@ -3,6 +3,7 @@ command -> signed event delivery, test ping, delivery log, 410 -> disabled, SSRF
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
 from typing import Any
 
@@ -97,6 +98,9 @@ def test_subscribe_command_signed_delivery_and_log(server: AgentFlowProcess, rec
 
         assert api.delete(f"/v1/webhooks/{ep['id']}").status_code == 204
         assert api.get(f"/v1/webhooks/{ep['id']}").status_code == 404
+    # the secret was stored encrypted with the key `agentflow up` made on its first start (docs/security.md)
+    assert stat.S_IMODE((server.data_dir / "secret-keys").stat().st_mode) == 0o600
+    assert secret not in server.log.read_text(errors="replace")
 
 
 def test_retries_then_410_disables(server: AgentFlowProcess, receiver: Receiver) -> None:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from secret_keys import TEST_BOX
 from sqlalchemy.engine import Engine
 from standardwebhooks import Webhook
 from waiting import eventually
@@ -79,7 +80,7 @@ class Harness:
     def __init__(self, engine: Engine, url: str) -> None:
         self.engine = engine
         self.url = url
-        self.fleet = WebhookFleet.embedded(url, FAST, engine=engine)
+        self.fleet = WebhookFleet.embedded(url, FAST, engine=engine, box=TEST_BOX)
         with engine.begin() as conn:  # messages left by earlier tests name endpoints that are gone
             conn.exec_driver_sql("DELETE FROM dramatiq.queue")
         self.hooks: WebhookStore = self.fleet.store

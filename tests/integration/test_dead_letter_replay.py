@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from chdb_store import chdb_store
+from secret_keys import TEST_BOX
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -224,7 +225,7 @@ def test_rebuild_swaps_in_an_identical_read_model_while_the_projector_runs(
 
 def test_range_replay_to_a_webhook_endpoint(engine: Engine) -> None:
     store = PostgresEventStore(engine)
-    hooks = WebhookStore(engine)
+    hooks = WebhookStore(engine, TEST_BOX)
     positions = [
         _append(store, "product", f"PROD-{i}", "ProductRegistered", product_id=f"PROD-{i}", name="Mug",
                 category="k", price_minor=100 * i, currency="USD")  # fmt: skip

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
+from secret_keys import TEST_BOX
 from sqlalchemy.engine import Engine
 
 from commands.cache import AggregateCache
@@ -78,7 +79,7 @@ def _payment(pay: int, oid: int, status: str, amount: int = 2500) -> dict[str, A
 def parts(engine: Engine) -> tuple[LegacyIngestor, PostgresEventStore, DeadLetterStore, SourceRegistry]:
     store = PostgresEventStore(engine)
     letters = DeadLetterStore(engine)
-    registry = SourceRegistry(engine)
+    registry = SourceRegistry(engine, TEST_BOX)
     return LegacyIngestor(store, letters, AggregateCache(), registry), store, letters, registry
 
 

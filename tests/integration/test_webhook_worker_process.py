@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from redis_server import RedisServer
+from secret_keys import TEST_BOX, TEST_SECRET_KEYS
 from sqlalchemy.engine import Engine
 from standardwebhooks import Webhook
 from waiting import eventually
@@ -49,6 +50,7 @@ class WorkerProcess:
             "AGENTFLOW_WEBHOOK_RETRY_SCHEDULE": "0,0.5,0.5,0.5",
             "AGENTFLOW_WEBHOOK_TIMEOUT_S": "5", "AGENTFLOW_WEBHOOK_LEASE_MARGIN_S": "1",
             "AGENTFLOW_WEBHOOK_SWEEP_S": "0.5", "AGENTFLOW_LOG_LEVEL": "WARNING",
+            "AGENTFLOW_SECRET_KEYS": ",".join(TEST_SECRET_KEYS),
         }  # fmt: skip
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -92,7 +94,7 @@ class WorkerProcess:
 def test_kill_9_mid_delivery_then_restart_completes_it(
     engine: Engine, pg_url: str, redis: RedisServer, tmp_path: Path
 ) -> None:
-    hooks = WebhookStore(engine)
+    hooks = WebhookStore(engine, TEST_BOX)
     store = PostgresEventStore(engine, notify=False)
     with Receiver() as receiver:
         secret = signing.generate_secret()
@@ -140,7 +142,7 @@ def test_kill_9_mid_delivery_then_restart_completes_it(
 def test_two_worker_processes_share_the_load_without_duplicates(
     engine: Engine, pg_url: str, redis: RedisServer, tmp_path: Path
 ) -> None:
-    hooks = WebhookStore(engine)
+    hooks = WebhookStore(engine, TEST_BOX)
     store = PostgresEventStore(engine, notify=False)
     with Receiver() as receiver:
         eps = [

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 import pytest
 from dramatiq.broker import Broker
 from redis_server import RedisServer
+from secret_keys import TEST_BOX
 from sqlalchemy.engine import Engine
 from standardwebhooks import Webhook
 from waiting import eventually
@@ -56,7 +57,7 @@ class Harness:
 
     def new_fleet(self, settings: WebhookSettings) -> WebhookFleet:
         """A fleet on a new broker of the suite's kind (a restarted process)."""
-        fleet = WebhookFleet(self.url, self.new_broker(), settings, engine=self.engine)
+        fleet = WebhookFleet(self.url, self.new_broker(), settings, engine=self.engine, box=TEST_BOX)
         if hasattr(self, "store"):
             self.store.add_commit_listener(fleet.wake)
         return fleet

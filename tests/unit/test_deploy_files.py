@@ -28,6 +28,7 @@ SECRET_ENV = {
     "POSTGRES_PASSWORD": "dummy",
     "CLICKHOUSE_PASSWORD": "dummy",
     "AGENTFLOW_API_KEYS": "key:tenant",
+    "AGENTFLOW_SECRET_KEYS": "dummy",
 }
 TEMPLATE_ACTION = re.compile(r"\{\{.*?\}\}")
 VALUES_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
@@ -139,8 +140,10 @@ def test_app_services_share_one_environment() -> None:
     services = _services()
     env = services["api"]["environment"]
     for key in ("AGENTFLOW_DATABASE_URL", "AGENTFLOW_CLICKHOUSE_DSN", "AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS",
-                "AGENTFLOW_REDIS_URL", "AGENTFLOW_API_KEYS", "AGENTFLOW_CONNECT_URL"):
+                "AGENTFLOW_REDIS_URL", "AGENTFLOW_API_KEYS", "AGENTFLOW_CONNECT_URL",
+                "AGENTFLOW_SECRET_KEYS"):
         assert key in env, key
+    assert services["worker"]["environment"] == env  # the workers sign with the secrets the api stores
     assert services["init"]["environment"] == env
     assert services["api"]["command"][:3] == ["up", "--distributed", "--external"]
     assert services["api"]["deploy"]["replicas"] >= 2

@@ -20,6 +20,7 @@ from msgspec import UNSET, UnsetType
 
 from readmodels.alerts import AlertNotFound, AlertRule, AlertRules, HistoryEntry, InvalidAlert
 from services.api.blocking import in_thread
+from services.api.dependencies import READ, WRITE
 from services.api.errors import ApiError
 from services.api.openapi import errors
 from services.api.routes.webhooks import WebhookDelivery, delivery_view
@@ -163,7 +164,7 @@ def _refusals() -> Iterator[None]:
         raise ApiError(422, exc.code, exc.message, exc.details) from exc
 
 
-@post("/v1/alerts", status_code=201, responses=errors(401, 422))
+@post("/v1/alerts", opt=WRITE, status_code=201, responses=errors(401, 413, 422))
 @in_thread
 def create_alert(
     tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], data: JSONBody[AlertRuleBody]
@@ -173,7 +174,7 @@ def create_alert(
     return Response(rule_view(rule), status_code=201, headers={"Location": f"/v1/alerts/{rule.id}"})
 
 
-@get("/v1/alerts", responses=errors(401, 422))
+@get("/v1/alerts", opt=READ, responses=errors(401, 422))
 @in_thread
 def list_alerts(
     tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules],
@@ -184,7 +185,7 @@ def list_alerts(
     return AlertRuleList([rule_view(r) for r in rules], len(rules))
 
 
-@get("/v1/alerts/{alert_id:str}", responses=errors(401, 404))
+@get("/v1/alerts/{alert_id:str}", opt=READ, responses=errors(401, 404))
 @in_thread
 def get_alert(
     tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], alert_id: AlertId
@@ -193,7 +194,7 @@ def get_alert(
         return rule_view(alert_rules.get(tenant, alert_id))
 
 
-@patch("/v1/alerts/{alert_id:str}", responses=errors(401, 404, 422))
+@patch("/v1/alerts/{alert_id:str}", opt=WRITE, responses=errors(401, 404, 413, 422))
 @in_thread
 def patch_alert(
     tenant: NamedDependency[str],
@@ -206,7 +207,7 @@ def patch_alert(
         return rule_view(alert_rules.update(tenant, alert_id, data.given() if data else {}, partial=True))
 
 
-@put("/v1/alerts/{alert_id:str}", responses=errors(401, 404, 422))
+@put("/v1/alerts/{alert_id:str}", opt=WRITE, responses=errors(401, 404, 413, 422))
 @in_thread
 def replace_alert(
     tenant: NamedDependency[str],
@@ -219,7 +220,7 @@ def replace_alert(
         return rule_view(alert_rules.update(tenant, alert_id, data.given(), partial=False))
 
 
-@delete("/v1/alerts/{alert_id:str}", status_code=204, responses=errors(401, 404))
+@delete("/v1/alerts/{alert_id:str}", opt=WRITE, status_code=204, responses=errors(401, 404))
 @in_thread
 def delete_alert(
     tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], alert_id: AlertId
@@ -228,7 +229,7 @@ def delete_alert(
         alert_rules.delete(tenant, alert_id)
 
 
-@post("/v1/alerts/{alert_id:str}/test", status_code=202, responses=errors(401, 404, 422))
+@post("/v1/alerts/{alert_id:str}/test", opt=WRITE, status_code=202, responses=errors(401, 404, 422))
 @in_thread
 def test_alert(
     tenant: NamedDependency[str], alert_rules: NamedDependency[AlertRules], alert_id: AlertId
@@ -240,7 +241,7 @@ def test_alert(
     return AlertTestQueued([delivery_view(d) for d in out.deliveries], out.payload, out.evaluation)
 
 
-@get("/v1/alerts/{alert_id:str}/history", responses=errors(401, 404, 422))
+@get("/v1/alerts/{alert_id:str}/history", opt=READ, responses=errors(401, 404, 422))
 @in_thread
 def alert_history(
     tenant: NamedDependency[str],

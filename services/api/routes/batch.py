@@ -17,7 +17,8 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
-from services.api.errors import ApiError
+from services.api.dependencies import READ
+from services.api.errors import ApiError, correlation_id_of
 from services.api.in_process import InProcess
 from services.api.openapi import errors
 
@@ -131,7 +132,7 @@ async def _run_item(
     )
 
 
-@post("/v1/batch", status_code=200, responses=errors(401, 422))
+@post("/v1/batch", opt=READ, status_code=200, responses=errors(401, 413, 422))
 async def batch(
     tenant: NamedDependency[str],
     in_process: NamedDependency[InProcess],
@@ -147,7 +148,7 @@ async def batch(
             {"max": MAX_BATCH, "received": len(items)},
         )  # fmt: skip
     headers = [(b"x-api-key", (request.headers.get("x-api-key") or "").encode())]
-    if cid := request.headers.get("x-correlation-id"):
+    if cid := correlation_id_of(request):  # the caller's, else the batch's request id
         headers.append((b"x-correlation-id", cid.encode()))
     started = time.perf_counter()
     results = await asyncio.gather(

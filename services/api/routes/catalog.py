@@ -10,6 +10,7 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from readmodels.catalog import build_catalog
+from services.api.dependencies import READ
 from services.api.openapi import errors
 
 
@@ -45,7 +46,7 @@ class Catalog(msgspec.Struct):
     audit_sources: dict[str, AuditSource]
 
 
-@get("/v1/catalog", responses=errors(401, 429), sync_to_thread=False)
+@get("/v1/catalog", opt=READ, responses=errors(401, 429), sync_to_thread=False)
 def catalog(tenant: NamedDependency[str]) -> Catalog:
     return msgspec.convert(build_catalog(), Catalog)
 

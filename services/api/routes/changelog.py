@@ -15,6 +15,7 @@ from litestar.params import QueryParameter
 from domain.events import EVENT_TYPES, STREAM_TYPES
 from readmodels.changelog import Changelog
 from services.api.consistency import ReadAfter
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -56,7 +57,7 @@ class ChangelogPage(msgspec.Struct):
     meta: ChangelogMeta
 
 
-@get("/v1/changelog", responses=errors(401, 422, 503))
+@get("/v1/changelog", opt=READ, responses=errors(401, 422, 503))
 async def changelog(
     tenant: NamedDependency[str],
     changelog: NamedDependency[Changelog],

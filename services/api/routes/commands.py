@@ -41,7 +41,7 @@ from domain.order import MAX_LINES, MAX_QUANTITY, MIN_QUANTITY
 from domain.payment import PAYMENT_METHODS
 from domain.product import ADJUST_REASONS, MAX_RESTOCK
 from domain.session import API_EVENT_TYPES
-from services.api.dependencies import Commands, correlation_id
+from services.api.dependencies import WRITE, Commands, correlation_id
 from services.api.errors import ApiError
 from services.api.openapi import body, errors
 
@@ -322,7 +322,7 @@ def command_call(
         str | None, HeaderParameter(name="X-Actor", description="stored in the events' metadata")
     ] = None,
 ) -> CommandCall:  # fmt: skip
-    cid = correlation_id(request)  # X-Correlation-ID or a new one; the error responses carry it too
+    cid = correlation_id(request)  # X-Correlation-ID, else the request id; the error responses carry it too
     actor = actor or f"api-key:{commands.tenant}"
     metadata = {"correlation_id": cid, "causation_id": causation_id or cid, "actor": actor}
     return CommandCall(commands, cid, metadata, parse_if_match(if_match), idempotency_key)
@@ -383,18 +383,19 @@ _CALL = {"call": Provide(command_call, sync_to_thread=False)}
 def _create(path: str, name: str) -> Any:
     """A command creating an entity: 201."""
     return post(
-        path, name=name, status_code=201, dependencies=_CALL, response_headers=_HEADERS,
-        responses=errors(401, 409, 422, 429),
+        path, name=name, opt=WRITE, status_code=201, dependencies=_CALL, response_headers=_HEADERS,
+        responses=errors(401, 409, 413, 422, 429),
     )  # fmt: skip
 
 
 def _transition(path: str, name: str, *, may_create: bool = False) -> Any:
     """A command on an existing entity: 200 (404 for an unknown one); a session's first event: 201."""
-    responses: dict[int, ResponseSpec] = errors(401, 404, 409, 422, 429)
+    responses: dict[int, ResponseSpec] = errors(401, 404, 409, 413, 422, 429)
     if may_create:
         responses[201] = body(SessionAck, "the session's first event")
     return post(
-        path, name=name, status_code=200, dependencies=_CALL, response_headers=_HEADERS, responses=responses
+        path, name=name, opt=WRITE, status_code=200, dependencies=_CALL, response_headers=_HEADERS,
+        responses=responses,
     )
 
 

@@ -12,6 +12,7 @@ from litestar.params import FromQuery, JSONBody, PathParameter
 
 from readmodels.contract_diff import diff, validate_proposal
 from readmodels.contract_registry import REGISTRY, Contract
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -68,7 +69,7 @@ def _doc(c: Contract) -> ContractDoc:
     }
 
 
-@get("/v1/contracts", responses=errors(401, 422), sync_to_thread=False)
+@get("/v1/contracts", opt=READ, responses=errors(401, 422), sync_to_thread=False)
 def list_contracts(
     tenant: NamedDependency[str], kind: FromQuery[Literal["metric", "entity"] | None] = None
 ) -> ContractList:
@@ -83,19 +84,19 @@ def list_contracts(
     return ContractList(items, len(items))
 
 
-@get("/v1/contracts/{name:str}", responses=errors(401, 404), sync_to_thread=False)
+@get("/v1/contracts/{name:str}", opt=READ, responses=errors(401, 404), sync_to_thread=False)
 def get_contract(tenant: NamedDependency[str], name: Name) -> ContractDoc:
     _versions(name)
     return _doc(REGISTRY.current(name))
 
 
-@get("/v1/contracts/{name:str}/{version:str}", responses=errors(401, 404), sync_to_thread=False)
+@get("/v1/contracts/{name:str}/{version:str}", opt=READ, responses=errors(401, 404), sync_to_thread=False)
 def get_contract_version(tenant: NamedDependency[str], name: Name, version: Version) -> ContractDoc:
     return _doc(_version(name, version))
 
 
 @get(
-    "/v1/contracts/{name:str}/diff/{from_version:str}/{to_version:str}",
+    "/v1/contracts/{name:str}/diff/{from_version:str}/{to_version:str}", opt=READ,
     responses=errors(401, 404),
     sync_to_thread=False,
 )
@@ -107,9 +108,9 @@ def diff_contract(
 
 
 @post(
-    "/v1/contracts/{name:str}/validate",
+    "/v1/contracts/{name:str}/validate", opt=READ,
     status_code=200,
-    responses=errors(401, 404, 422),
+    responses=errors(401, 404, 413, 422),
     sync_to_thread=False,
 )
 def validate_contract(

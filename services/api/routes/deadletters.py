@@ -18,7 +18,7 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from commands.dead_letter_replay import DeadLetterNotFound, DeadLetterReplayer, ReplayConflict, ReplayRejected
 from connectors.dead_letters import DeadLetter, DeadLetterFilter, DeadLetterStore
 from services.api.blocking import in_thread
-from services.api.dependencies import correlation_id
+from services.api.dependencies import READ, WRITE, correlation_id
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -142,7 +142,7 @@ EventTypeQ = Annotated[str | None, QueryParameter(description="only letters of t
 SinceQ = Annotated[datetime | None, QueryParameter(description="only letters filed at or after (ISO-8601)")]
 
 
-@get("/v1/deadletter", responses=errors(401, 422))
+@get("/v1/deadletter", opt=READ, responses=errors(401, 422))
 @in_thread
 def list_dead_letters(
     tenant: NamedDependency[str],
@@ -163,7 +163,7 @@ def list_dead_letters(
     return DeadLetterList([letter_view(r) for r in rows], len(rows), next_cursor)
 
 
-@get("/v1/deadletter/stats", responses=errors(401, 422))
+@get("/v1/deadletter/stats", opt=READ, responses=errors(401, 422))
 @in_thread
 def dead_letter_stats(
     tenant: NamedDependency[str],
@@ -179,7 +179,7 @@ def dead_letter_stats(
     return msgspec.convert(stats, DeadLetterStats)
 
 
-@get("/v1/deadletter/{letter_id:str}", responses=errors(401, 404))
+@get("/v1/deadletter/{letter_id:str}", opt=READ, responses=errors(401, 404))
 @in_thread
 def get_dead_letter(
     tenant: NamedDependency[str], dead_letters: NamedDependency[DeadLetterStore], letter_id: LetterId
@@ -191,7 +191,8 @@ def get_dead_letter(
 
 
 @post(
-    "/v1/deadletter/{letter_id:str}/replay", status_code=200, responses=errors(401, 404, 409, 422),
+    "/v1/deadletter/{letter_id:str}/replay", opt=WRITE, status_code=200,
+    responses=errors(401, 404, 409, 413, 422),
 )  # fmt: skip
 @in_thread
 def replay_dead_letter(
@@ -216,7 +217,8 @@ def replay_dead_letter(
 
 
 @post(
-    "/v1/deadletter/{letter_id:str}/dismiss", status_code=200, responses=errors(401, 404, 409, 422),
+    "/v1/deadletter/{letter_id:str}/dismiss", opt=WRITE, status_code=200,
+    responses=errors(401, 404, 409, 413, 422),
 )  # fmt: skip
 @in_thread
 def dismiss_dead_letter(

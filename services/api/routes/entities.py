@@ -11,7 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from readmodels.freshness import ReadAfter
-from services.api.dependencies import Reads
+from services.api.dependencies import READ, Reads
 from services.api.openapi import body, errors
 from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta, TimeoutMs
 
@@ -29,7 +29,7 @@ class EntityValue(msgspec.Struct):
 
 
 @get(
-    "/v1/entity/{entity_type:str}/{entity_id:str}",
+    "/v1/entity/{entity_type:str}/{entity_id:str}", opt=READ,
     responses={200: body(EntityValue, "the entity"), **errors(401, 404, 422, 429, 503)},
 )
 async def entity(

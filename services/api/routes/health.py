@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 
 from readmodels.health import Component, Health
 from services.api.blocking import in_thread
+from services.api.dependencies import PUBLIC_ROUTE
 from services.runtime import Runtime
 
 
@@ -47,7 +48,7 @@ def health_report(runtime: Runtime) -> dict[str, Any]:
     return asdict(Health(runtime.store, runtime.clickhouse, runtime).report())
 
 
-@get("/v1/health", security=[{}])
+@get("/v1/health", opt=PUBLIC_ROUTE, security=[{}])
 @in_thread
 def health(health: NamedDependency[Health]) -> HealthReport:
     """200 always: ``healthy``, ``degraded`` or ``unhealthy`` overall and per component."""
@@ -55,12 +56,12 @@ def health(health: NamedDependency[Health]) -> HealthReport:
     return HealthReport(report.status, report.checked_at, [_component(c) for c in report.components])  # type: ignore[arg-type]
 
 
-@get("/v1/health/live", security=[{}], sync_to_thread=False)
+@get("/v1/health/live", opt=PUBLIC_ROUTE, security=[{}], sync_to_thread=False)
 def live() -> Liveness:
     return Liveness("alive")
 
 
-@get("/v1/health/ready", security=[{}])
+@get("/v1/health/ready", opt=PUBLIC_ROUTE, security=[{}])
 @in_thread
 def ready(health: NamedDependency[Health]) -> Response[Readiness]:
     """200 once the event store and the read models answer and the serving projector runs; until then

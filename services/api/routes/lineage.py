@@ -13,6 +13,7 @@ from litestar.params import PathParameter
 
 from readmodels.lineage import LINEAGE_TYPES, Lineage
 from services.api.consistency import ReadAfter
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -105,7 +106,7 @@ class LineageReport(msgspec.Struct):
     meta: LineageMeta
 
 
-@get("/v1/lineage/{entity_type:str}/{entity_id:str}", responses=errors(401, 404, 422, 503))
+@get("/v1/lineage/{entity_type:str}/{entity_id:str}", opt=READ, responses=errors(401, 404, 422, 503))
 async def lineage(
     tenant: NamedDependency[str],
     lineage: NamedDependency[Lineage],

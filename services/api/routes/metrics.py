@@ -12,7 +12,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from readmodels.freshness import ReadAfter
 from readmodels.windows import GRAINS, NOW, WINDOWS
-from services.api.dependencies import Reads
+from services.api.dependencies import READ, Reads
 from services.api.openapi import body, errors
 from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta, TimeoutMs
 
@@ -68,7 +68,7 @@ class MetricSeries(msgspec.Struct):
 
 
 @get(
-    "/v1/metrics/{metric_name:str}",
+    "/v1/metrics/{metric_name:str}", opt=READ,
     responses={200: body(MetricValue, "the metric's value"), **errors(401, 404, 422, 429, 503)},
 )
 async def metric(
@@ -95,7 +95,7 @@ async def metric(
 
 
 @get(
-    "/v1/metrics/{metric_name:str}/series",
+    "/v1/metrics/{metric_name:str}/series", opt=READ,
     responses={200: body(MetricSeries, "one point per bucket"), **errors(401, 404, 422, 429, 503)},
 )
 async def metric_series(

@@ -24,6 +24,7 @@ from readmodels.query.service import MODES, QueryService
 from readmodels.query.sql_guard import GuardError
 from readmodels.query.sql_pages import DEFAULT_LIMIT, MAX_LIMIT
 from services.api.consistency import ReadAfter
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -118,7 +119,7 @@ def _refused(exc: GuardError | SemanticError) -> ApiError:
     return ApiError(400, exc.code, exc.message, exc.details)
 
 
-@post("/v1/query", status_code=200, responses=errors(400, 401, 422, 503))
+@post("/v1/query", opt=READ, status_code=200, responses=errors(400, 401, 413, 422, 503))
 async def query(
     tenant: NamedDependency[str],
     queries: NamedDependency[QueryService],
@@ -137,7 +138,9 @@ async def query(
     return msgspec.convert(out, QueryResult)
 
 
-@post("/v1/query/explain", status_code=200, responses=errors(400, 401, 422), sync_to_thread=False)
+@post(
+    "/v1/query/explain", opt=READ, status_code=200, responses=errors(400, 401, 413, 422), sync_to_thread=False
+)
 def explain(
     tenant: NamedDependency[str], queries: NamedDependency[QueryService], data: JSONBody[QueryRequest]
 ) -> dict[str, Any]:

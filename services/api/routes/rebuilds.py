@@ -1,6 +1,6 @@
 """``/v1/admin/projections/{name}/rebuild``: rebuild a read model from position 0 inside this process,
-without stopping the API (services/rebuild.py). Admin action: any valid key unless
-``AGENTFLOW_ADMIN_API_KEYS`` names the keys that may."""
+without stopping the API (services/rebuild.py). A read model holds every tenant's rows and is rebuilt as
+a whole: an ``operator`` action (403 for other keys, admin keys included)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from litestar import get, post
 from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
+from readmodels.api_keys import Principal
+from services.api.dependencies import OPERATOR
 from services.api.errors import ApiError
 from services.api.openapi import errors
 from services.rebuild import NotProjectedHere, RebuildBusy, RebuildProgress, Rebuilds, UnknownReadModel
@@ -56,11 +58,11 @@ def _refusals() -> Iterator[None]:
 
 
 @post(
-    "/v1/admin/projections/{name:str}/rebuild", status_code=202, responses=errors(401, 403, 404, 409),
-    sync_to_thread=False,
+    "/v1/admin/projections/{name:str}/rebuild", opt=OPERATOR, status_code=202,
+    responses=errors(401, 403, 404, 409),
 )  # fmt: skip
-def start_rebuild(
-    admin: NamedDependency[str], rebuilds: NamedDependency[Rebuilds], name: ReadModel
+async def start_rebuild(
+    principal: NamedDependency[Principal], rebuilds: NamedDependency[Rebuilds], name: ReadModel
 ) -> RebuildList:
     """Start rebuilding ``clickhouse``, ``iceberg`` or ``all`` from position 0; 202 with the progress
     (poll GET on the same path). 409 if one is already running."""
@@ -68,9 +70,9 @@ def start_rebuild(
         return _views(rebuilds.start_selected(name))
 
 
-@get("/v1/admin/projections/{name:str}/rebuild", responses=errors(401, 403, 404, 409), sync_to_thread=False)
-def rebuild_progress(
-    admin: NamedDependency[str], rebuilds: NamedDependency[Rebuilds], name: ReadModel
+@get("/v1/admin/projections/{name:str}/rebuild", opt=OPERATOR, responses=errors(401, 403, 404, 409))
+async def rebuild_progress(
+    principal: NamedDependency[Principal], rebuilds: NamedDependency[Rebuilds], name: ReadModel
 ) -> RebuildList:
     """Progress of the latest rebuild(s): state, phase, position, target, percent, events/s."""
     with _refusals():

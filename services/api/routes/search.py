@@ -12,6 +12,7 @@ from litestar.params import QueryParameter
 from projections.entities import ENTITY_TABLES
 from readmodels.search import EntitySearch
 from services.api.consistency import ReadAfter
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -43,7 +44,7 @@ class SearchResults(msgspec.Struct):
     meta: SearchMeta
 
 
-@get("/v1/search", responses=errors(401, 422, 503))
+@get("/v1/search", opt=READ, responses=errors(401, 422, 503))
 async def search(
     tenant: NamedDependency[str],
     search: NamedDependency[EntitySearch],

@@ -7,6 +7,7 @@ from litestar import get
 from litestar.di import NamedDependency
 
 from readmodels.slo import SloTracker
+from services.api.dependencies import READ
 from services.api.openapi import errors
 from services.runtime import Runtime
 
@@ -67,7 +68,7 @@ class SloReport(msgspec.Struct):
     as_of_position: int
 
 
-@get("/v1/slo", responses=errors(401), sync_to_thread=False)
+@get("/v1/slo", opt=READ, responses=errors(401), sync_to_thread=False)
 def slo(
     tenant: NamedDependency[str], slo: NamedDependency[SloTracker], runtime: NamedDependency[Runtime]
 ) -> SloReport:

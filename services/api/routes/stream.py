@@ -26,6 +26,7 @@ from litestar.types import Receive, Scope, Send
 
 from domain.events import RecordedEvent
 from readmodels.applied_events import EventFeed, EventFilter, StreamSlots, event_json
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -163,7 +164,7 @@ _STREAM = ResponseSpec(
 )
 
 
-@get("/v1/stream/events", responses={200: _STREAM, **errors(401, 422, 429)})
+@get("/v1/stream/events", opt=READ, responses={200: _STREAM, **errors(401, 422, 429)})
 async def stream_events(
     tenant: NamedDependency[str],
     event_feed: NamedDependency[EventFeed],

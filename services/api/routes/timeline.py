@@ -15,6 +15,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from connectors.event_store import PostgresEventStore
 from readmodels.time_travel import order_timeline
+from services.api.dependencies import READ
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -75,7 +76,7 @@ def _iso(ts: datetime) -> str:
 
 # A static ``order`` segment would shadow ``/v1/entity/{entity_type}/{entity_id}`` for orders (the
 # router does not backtrack), so the path keeps the entity route's parameters and serves orders only.
-@get("/v1/entity/{entity_type:str}/{entity_id:str}/timeline", responses=errors(401, 404, 422))
+@get("/v1/entity/{entity_type:str}/{entity_id:str}/timeline", opt=READ, responses=errors(401, 404, 422))
 async def order_timeline_route(
     tenant: NamedDependency[str],
     store: NamedDependency[PostgresEventStore],

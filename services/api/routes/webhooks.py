@@ -25,6 +25,7 @@ from readmodels.webhooks import (
     WebhookSubscriptions,
 )
 from services.api.blocking import in_thread
+from services.api.dependencies import READ, WRITE
 from services.api.errors import ApiError
 from services.api.openapi import errors
 
@@ -177,7 +178,7 @@ def _refusals() -> Iterator[None]:
 # -- routes ----------------------------------------------------------------------------------------
 
 
-@post("/v1/webhooks", status_code=201, responses=errors(401, 422))
+@post("/v1/webhooks", opt=WRITE, status_code=201, responses=errors(401, 413, 422))
 @in_thread
 def create_webhook(
     tenant: NamedDependency[str],
@@ -194,7 +195,7 @@ def create_webhook(
     return Response(body, status_code=201, headers={"Location": f"/v1/webhooks/{made.endpoint.id}"})
 
 
-@get("/v1/webhooks", responses=errors(401))
+@get("/v1/webhooks", opt=READ, responses=errors(401))
 @in_thread
 def list_webhooks(
     tenant: NamedDependency[str], webhook_subscriptions: NamedDependency[WebhookSubscriptions]
@@ -203,7 +204,7 @@ def list_webhooks(
     return WebhookList([endpoint_view(e) for e in eps], len(eps))
 
 
-@get("/v1/webhooks/{endpoint_id:str}", responses=errors(401, 404))
+@get("/v1/webhooks/{endpoint_id:str}", opt=READ, responses=errors(401, 404))
 @in_thread
 def get_webhook(
     tenant: NamedDependency[str],
@@ -214,7 +215,7 @@ def get_webhook(
         return endpoint_view(webhook_subscriptions.get(tenant, endpoint_id))
 
 
-@patch("/v1/webhooks/{endpoint_id:str}", responses=errors(401, 404, 422))
+@patch("/v1/webhooks/{endpoint_id:str}", opt=WRITE, responses=errors(401, 404, 413, 422))
 @in_thread
 def update_webhook(
     tenant: NamedDependency[str],
@@ -228,7 +229,7 @@ def update_webhook(
     return endpoint_view(ep)
 
 
-@delete("/v1/webhooks/{endpoint_id:str}", status_code=204, responses=errors(401, 404))
+@delete("/v1/webhooks/{endpoint_id:str}", opt=WRITE, status_code=204, responses=errors(401, 404))
 @in_thread
 def delete_webhook(
     tenant: NamedDependency[str],
@@ -240,7 +241,7 @@ def delete_webhook(
 
 
 @post(
-    "/v1/webhooks/{endpoint_id:str}/rotate-secret", status_code=200, responses=errors(401, 404),
+    "/v1/webhooks/{endpoint_id:str}/rotate-secret", opt=WRITE, status_code=200, responses=errors(401, 404),
 )  # fmt: skip
 @in_thread
 def rotate_secret(
@@ -256,7 +257,7 @@ def rotate_secret(
     )
 
 
-@post("/v1/webhooks/{endpoint_id:str}/test", status_code=202, responses=errors(401, 404))
+@post("/v1/webhooks/{endpoint_id:str}/test", opt=WRITE, status_code=202, responses=errors(401, 404))
 @in_thread
 def test_webhook(
     tenant: NamedDependency[str],
@@ -269,7 +270,7 @@ def test_webhook(
     return WebhookTestQueued(delivery_view(queued.delivery), queued.payload)
 
 
-@get("/v1/webhooks/{endpoint_id:str}/deliveries", responses=errors(401, 404, 422))
+@get("/v1/webhooks/{endpoint_id:str}/deliveries", opt=READ, responses=errors(401, 404, 422))
 @in_thread
 def list_deliveries(
     tenant: NamedDependency[str],
@@ -289,7 +290,7 @@ def list_deliveries(
 
 
 @post(
-    "/v1/webhooks/{endpoint_id:str}/replay", status_code=202, responses=errors(401, 404, 422),
+    "/v1/webhooks/{endpoint_id:str}/replay", opt=WRITE, status_code=202, responses=errors(401, 404, 413, 422),
 )  # fmt: skip
 @in_thread
 def replay_to_webhook(

@@ -2,7 +2,9 @@
 Postgres (a database of the module's own in the session's cluster) and chdb.
 
 Fixtures: ``app_container`` (module: the built container) and ``client`` (module: a test client of its
-app, runtime started with it). Requests carry ``headers=A`` or ``headers=B`` (tenant A's or B's key).
+app, runtime started with it). Requests carry ``headers=A`` or ``headers=B`` (tenant A's or B's key:
+scopes read and write, as every AGENTFLOW_API_KEYS key), ``A_ADMIN``/``B_ADMIN`` (also admin) or ``OPS``
+(an operator key of a tenant of its own).
 For what is about processes (the front door, restart, kill) the subprocess tests in tests/e2e stay.
 """
 
@@ -25,9 +27,18 @@ from services.bootstrap import Container, build
 from services.config import Settings
 
 KEY_A, KEY_B = "in-process-key-a", "in-process-key-b"
-KEYS = {KEY_A: "tenant-a", KEY_B: "tenant-b"}
+KEY_ADMIN_A, KEY_ADMIN_B, KEY_OPERATOR = "in-process-admin-a", "in-process-admin-b", "in-process-operator"
+KEYS = {
+    KEY_A: "tenant-a", KEY_B: "tenant-b", KEY_ADMIN_A: "tenant-a", KEY_ADMIN_B: "tenant-b",
+    KEY_OPERATOR: "operators",
+}  # fmt: skip
+ADMIN_KEYS = frozenset({KEY_ADMIN_A, KEY_ADMIN_B})
+OPERATOR_KEYS = frozenset({KEY_OPERATOR})
 A = {"X-API-Key": KEY_A}
 B = {"X-API-Key": KEY_B}
+A_ADMIN = {"X-API-Key": KEY_ADMIN_A}
+B_ADMIN = {"X-API-Key": KEY_ADMIN_B}
+OPS = {"X-API-Key": KEY_OPERATOR}
 
 
 def in_process_settings(data_dir: Path, **changes: Any) -> Settings:
@@ -35,6 +46,9 @@ def in_process_settings(data_dir: Path, **changes: Any) -> Settings:
     defaults: dict[str, Any] = {
         "data_dir": data_dir, "clickhouse_dsn": chdb_dsn(), "iceberg_enabled": False,
         "workers_enabled": False, "legacy_sources_enabled": False, "alerts_enabled": False,
+        "admin_api_keys": ADMIN_KEYS, "operator_api_keys": OPERATOR_KEYS,
+        # the key probes send hundreds of refused keys from one address (test_rate_limit.py throttles them)
+        "auth_failures_per_minute": 0,
     }
     return Settings(**{**defaults, **changes})
 

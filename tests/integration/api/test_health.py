@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar.testing import TestClient
 
-from .conftest import A
+from .conftest import A_ADMIN
 
 COMPONENT_FIELDS = {"name", "status", "message", "metrics", "source"}
 
@@ -38,7 +38,7 @@ def test_liveness_and_readiness(client: TestClient[Any]) -> None:
 
 
 def test_parts_that_do_not_run_here_answer_409(client: TestClient[Any]) -> None:
-    r = client.get("/v1/admin/sources", headers=A)  # legacy sources are off in this process
+    r = client.get("/v1/admin/sources", headers=A_ADMIN)  # legacy sources are off in this process
     assert r.status_code == 409 and r.json()["error"]["code"] == "sources_disabled"
-    r = client.post("/v1/admin/replay/kafka", json={"from_position": 1, "to_position": 2}, headers=A)
+    r = client.post("/v1/admin/replay/kafka", json={"from_position": 1, "to_position": 2}, headers=A_ADMIN)
     assert r.status_code == 409 and r.json()["error"]["code"] == "no_kafka"

@@ -8,7 +8,6 @@ goes up): a live test waits for that before writing what the stream must deliver
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
@@ -19,25 +18,7 @@ from services.bootstrap import Container
 
 from .conftest import A, B
 from .shop_commands import act, order, product, user
-
-
-def _frames(text: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """(events as {id, event, data}, comment lines) of an SSE body."""
-    events: list[dict[str, Any]] = []
-    comments: list[str] = []
-    for block in text.split("\n\n"):
-        frame: dict[str, str] = {}
-        for line in block.split("\n"):
-            if line.startswith(":"):
-                comments.append(line)
-            elif line:
-                key, _, value = line.partition(": ")
-                frame[key] = value
-        if "data" in frame:
-            events.append(
-                {"id": int(frame["id"]), "event": frame["event"], "data": json.loads(frame["data"])}
-            )
-    return events, comments
+from .sse import frames
 
 
 def _stream(c: TestClient[Any], h: dict[str, str], **params: Any) -> tuple[list[dict[str, Any]], list[str]]:
@@ -45,7 +26,7 @@ def _stream(c: TestClient[Any], h: dict[str, str], **params: Any) -> tuple[list[
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"].startswith("text/event-stream")
     assert resp.headers["cache-control"] == "no-cache"
-    return _frames(resp.text)
+    return frames(resp.text)
 
 
 def _shop(c: TestClient[Any]) -> tuple[str, str, int]:
@@ -80,7 +61,7 @@ def test_a_stream_resumes_after_last_event_id_in_position_order(client: TestClie
     # the Last-Event-ID header resumes the same way; entity filters narrow it
     resp = client.get("/v1/stream/events", params={"entity_type": "order", "entity_id": oid, "max_events": 2},
                       headers={**A, "Last-Event-ID": str(ids[0])})  # fmt: skip
-    assert [e["id"] for e in _frames(resp.text)[0]] == ids[1:]
+    assert [e["id"] for e in frames(resp.text)[0]] == ids[1:]
     only, _ = _stream(client, A, event_type="OrderCancelled", entity_id=oid, last_event_id=0, max_events=1)
     assert [e["event"] for e in only] == ["OrderCancelled"]
     # entity_id alone also matches events that name the entity (the stock the order reserved, released)
@@ -110,7 +91,7 @@ def test_a_stream_without_a_resume_point_sends_what_is_applied_after_it_opened(
     finally:
         listener.join(timeout=120)
     assert not listener.is_alive(), "the stream never delivered its 2 events"
-    events, comments = _frames(got["resp"].text)
+    events, comments = frames(got["resp"].text)
     opened = int(comments[0].rsplit(" ", 1)[1])
     assert [e["event"] for e in events] == ["OrderPlaced", "OrderConfirmed"]
     assert opened < events[0]["id"] and events[1]["id"] == confirmed
