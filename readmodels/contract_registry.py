@@ -1,8 +1,9 @@
 """Versioned metric and entity contracts: load and validate ``readmodels/contracts/*.yaml`` at import.
 
 One file per metric or entity: ``{kind, name, versions: [...]}``; every version is a full document
-(version, status, description, unit, formula, tables, dimensions, windows, grains, moved_by,
-freshness_budget_seconds, fields). The newest stable version is the current one: it is the single
+(version, released, status, description, unit, formula, tables, dimensions, windows, grains, moved_by,
+freshness_budget_seconds, fields). ``released`` (``YYYY-MM-DD``) is required in the files and optional in a
+proposed version. The newest stable version is the current one: it is the single
 source of the catalog, of the metrics' source events and of cache invalidation.
 """
 
@@ -37,7 +38,13 @@ _REQUIRED = {
     "metric": (*_COMMON, "unit", "formula", "dimensions", "windows"),
     "entity": (*_COMMON, "primary_key"),
 }
-_OPTIONAL = {"metric": ("money", "grains"), "entity": ()}
+_OPTIONAL = {"metric": ("released", "money", "grains"), "entity": ("released",)}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def document_keys(kind: str) -> set[str]:
+    """The keys a version document of ``kind`` may have."""
+    return set(_REQUIRED[kind]) | set(_OPTIONAL[kind])
 
 
 class ContractError(ValueError):
@@ -123,6 +130,8 @@ def validate_version(kind: str, doc: Any) -> list[str]:
         version_key(str(doc["version"]))
     except ContractError as exc:
         errors.append(str(exc))
+    if "released" in doc and (not isinstance(doc["released"], str) or not _DATE.match(doc["released"])):
+        errors.append("released must be a date string YYYY-MM-DD")
     if doc["status"] not in STATUSES:
         errors.append(f"status must be one of {', '.join(STATUSES)}")
     for key in ("description", "formula", "unit", "primary_key"):
@@ -173,6 +182,8 @@ def parse_contract_file(text: str, source: str) -> list[Contract]:
     out: list[Contract] = []
     for doc in versions:
         problems = validate_version(kind, doc)
+        if isinstance(doc, dict) and "released" not in doc:
+            problems.append("missing released")
         if problems:
             label = doc.get("version") if isinstance(doc, dict) else "?"
             raise ContractError(f"{source} {name} {label}: " + "; ".join(problems))

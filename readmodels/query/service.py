@@ -5,6 +5,10 @@ A request names exactly one mode (``sql``, ``metrics`` or ``question``; ``MODES`
 keyset (readmodels.query.sql_guard); a semantic result is computed whole, then paged by an offset cursor
 bound to the query and the tenant. Anything that does not map or is not allowed raises SemanticError,
 GuardError or QueryRefused (all with ``code``, ``message``, ``details``: a 400 for the API).
+
+An answer's ``answer`` is the page's rows (a list of row objects, as existing clients read it: API.md);
+the plain sentence of a semantic answer is ``answer_text``. An explanation names the question, the tables
+(also as ``tables_accessed``) and the ``engine`` that turned the request into SQL (ENGINES).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from readmodels.schema import METRIC_TABLES
 from readmodels.windows import WINDOWS
 
 MODES = ("sql", "question", "metrics")
+# mode -> what turned the request into SQL: the rule-based question parser, the semantic layer, or the
+# SQL guard (the caller's SQL, checked and scoped to the tenant)
+ENGINES = {"question": "rule_based", "metrics": "semantic_layer", "sql": "guarded_sql"}
 # (tenant, metric, window) -> the value of a metric computed without SQL here (active_sessions,
 # error_rate), in the reporting currency
 MetricValue = Callable[[str, str, str], float]
@@ -144,6 +151,7 @@ class QueryService:
         meta.update(sql=out["sql"], tables=out["tables"], mode=mode, execution_time_ms=elapsed_ms)
         out.update(
             mode=mode,
+            answer=out["rows"],
             page_size=len(out["rows"]),
             meta=meta,
             metadata={
@@ -178,7 +186,7 @@ class QueryService:
             "tables": result.tables,
             "units": result.units,
             "currency": result.currency,
-            "answer": _answer(q, result),
+            "answer_text": _answer(q, result),
             "interpretation": q.as_dict(),
         }
 
@@ -200,25 +208,30 @@ class QueryService:
             "total_count": page.total_count,
             "sql": g.sql,
             "tables": list(g.tables),
-            "answer": None,
+            "answer_text": None,
         }
 
     def explain(self, mode: str, body: dict[str, Any]) -> dict[str, Any]:
         """The SQL a request would run and the tables it reads, without running it."""
         database = self.read_models.database
+        asked = {"question": body.get("question") if mode == "question" else None, "engine": ENGINES[mode]}
         if mode == "sql":
             g = guard(body["sql"], database)
             return {
                 "mode": mode,
+                **asked,
                 "sql": g.sql,
                 "tables": list(g.tables),
+                "tables_accessed": list(g.tables),
                 "parameters": {"tenant": "<from your API key>"},
                 "pagination": "keyset: ORDER BY keys (nulls last), then a row hash",
             }
         q = self.semantic_of(mode, body)
         compiled = semantic.compile_query(q, database)
+        tables = sorted({t for c in compiled for t in c.tables})
         return {
             "mode": mode,
+            **asked,
             "interpretation": q.as_dict(),
             "sql": "\n;\n".join(c.sql for c in compiled if c.sql),
             "queries": [
@@ -235,5 +248,6 @@ class QueryService:
                 }
                 for c in compiled
             ],
-            "tables": sorted({t for c in compiled for t in c.tables}),
+            "tables": tables,
+            "tables_accessed": tables,
         }

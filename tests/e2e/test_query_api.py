@@ -99,7 +99,7 @@ def test_query_modes_are_tenant_scoped(api: httpx.Client, api_b: httpx.Client) -
     assert ans["interpretation"]["metrics"] == ["order_count"] and ans["interpretation"]["window"] == "1h"
     assert {r["channel"]: r["order_count"] for r in ans["rows"]}.get("qapp") == 4
     assert "qweb" not in {r["channel"] for r in ans["rows"]}
-    assert ans["answer"].startswith("order_count")
+    assert ans["answer_text"].startswith("order_count") and ans["answer"] == ans["rows"]
 
 
 def test_refusals_are_400_with_suggestions(api: httpx.Client) -> None:
@@ -133,6 +133,7 @@ def test_explain_shows_sql_and_tables(api: httpx.Client) -> None:
             json={"sql": "SELECT o.order_id, u.region FROM orders o JOIN users u USING user_id"},
         )
     )
+    assert sql["tables_accessed"] == ["orders", "users"]
     assert sql["tables"] == ["orders", "users"] and sql["sql"].count("WHERE tenant_id = {tenant:String}") == 2
     sem = _ok(api.post("/v1/query/explain", json={"question": "units sold by category past week"}))
     assert sem["interpretation"]["metrics"] == ["units_sold"] and sem["tables"] == ["order_lines"]

@@ -7,6 +7,10 @@ with ``limit`` (default 1000, max 10000) and ``cursor`` (the ``next_cursor`` of 
 The tenant comes from the API key. A body without exactly one mode, or with a bad ``limit``, is 422;
 anything that does not map or is not allowed answers 400 with a machine-readable code and, where it
 helps, suggestions.
+
+``answer`` is the page's rows (a list of row objects, as ``rows``): existing AgentFlow clients read it as an
+object or a list of rows and reject a string (API.md). The plain sentence of a semantic answer is
+``answer_text``.
 """
 
 from __future__ import annotations
@@ -85,12 +89,34 @@ class QueryResult(msgspec.Struct):
     page_size: int
     sql: str
     tables: list[str]
-    answer: str | None  # a sentence for semantic queries and questions; null for SQL
+    answer: list[dict[str, Any]]  # the page's rows, as existing clients read the answer (API.md)
+    answer_text: str | None  # a sentence for semantic queries and questions; null for SQL
     meta: QueryMeta
     metadata: QueryMetadata
     units: dict[str, str] | Unset = UNSET  # semantic: each metric's unit
     currency: str | None | Unset = UNSET  # semantic: the reported currency of money metrics
     interpretation: dict[str, Any] | Unset = UNSET  # semantic: the query as understood
+
+
+class ExplainedQuery(msgspec.Struct):
+    metric: str
+    sql: str | None  # null for a metric computed without SQL here (computed_by says how)
+    tables: list[str]
+    parameters: dict[str, Any]
+    computed_by: str | Unset = UNSET
+
+
+class QueryExplanation(msgspec.Struct):
+    mode: str
+    question: str | None  # the question as asked; null for sql and metrics requests
+    engine: str  # what turned the request into SQL: rule_based, semantic_layer or guarded_sql
+    sql: str
+    tables: list[str]
+    tables_accessed: list[str]  # the same tables, as existing clients read them
+    interpretation: dict[str, Any] | Unset = UNSET  # semantic: the query as understood
+    queries: list[ExplainedQuery] | Unset = UNSET  # semantic: one per metric
+    parameters: dict[str, Any] | Unset = UNSET  # sql: the bound parameters
+    pagination: str | Unset = UNSET  # sql: how pages are cut
 
 
 def _mode(body: dict[str, Any]) -> str:
@@ -143,13 +169,14 @@ async def query(
 )
 def explain(
     tenant: NamedDependency[str], queries: NamedDependency[QueryService], data: JSONBody[QueryRequest]
-) -> dict[str, Any]:
-    """The SQL a query would run and the tables it reads, without running it (``mode``, ``sql``,
-    ``tables``; semantic queries also ``interpretation`` and one entry per metric in ``queries``)."""
+) -> QueryExplanation:
+    """The SQL a query would run and the tables it reads, without running it (``mode``, ``question``,
+    ``engine``, ``sql``, ``tables``/``tables_accessed``; semantic queries also ``interpretation`` and one
+    entry per metric in ``queries``)."""
     body = data.fields()
     mode = _mode(body)
     try:
-        return queries.explain(mode, body)
+        return msgspec.convert(queries.explain(mode, body), QueryExplanation)
     except (GuardError, SemanticError) as exc:
         raise _refused(exc) from None
 

@@ -49,6 +49,31 @@ def test_contract_endpoints(client: TestClient[Any]) -> None:
     ).json()
     assert not bad["valid"] and any("Nope" in e for e in bad["errors"])
 
+    # the names existing clients read, beside ours (API.md)
+    summary = next(c for c in listing["contracts"] if c["name"] == "order")
+    assert (summary["entity"], summary["released"]) == ("order", REGISTRY.current("order").doc["released"])
+    doc = client.get("/v1/contracts/order").json()
+    assert doc["entity"] == "order" and doc["released"] == REGISTRY.current("order").doc["released"]
+    names = list(REGISTRY.current("order").doc["fields"])
+    assert [f["name"] for f in doc["fields"]] == list(doc["field_specs"]) == names
+    assert doc["breaking_changes"] == [] and doc["fields"][0]["required"] is True
+    assert (order["entity"], order["from_version"], order["to_version"], order["breaking_changes"]) == (
+        "order", "1.0.0", "1.1.0", []
+    )
+    assert ("enum_value_added", "status") in {(c["type"], c["field"]) for c in order["additive_changes"]}
+    fields = [f for f in doc["fields"] if f["name"] != "channel"]
+    candidate = {"entity": "order", "version": "1.2.0", "fields": fields}
+    ref = client.post("/v1/contracts/order/validate", json=candidate)
+    assert ref.status_code == 200, ref.text
+    v = ref.json()
+    assert (v["base_version"], v["candidate_version"], v["is_breaking"], v["requires_version_bump"]) == (
+        "1.1.0", "1.2.0", True, True
+    )
+    assert [(c["type"], c["field"]) for c in v["breaking_changes"]] == [("field_removed", "channel")]
+    assert not v["valid"] and v["compatibility"] == "breaking"
+    other = client.post("/v1/contracts/order/validate", json={"entity": "user", "fields": fields})
+    assert other.status_code == 400 and other.json()["error"]["code"] == "entity_mismatch"
+
     for path in (
         "/v1/contracts/nope",
         "/v1/contracts/revenue/9.9.9",

@@ -37,7 +37,8 @@ def test_sql_is_tenant_scoped_and_keyset_paged(client: TestClient[Any]) -> None:
     assert {r["tenant_id"] for r in a["rows"]} == {"tenant-a"} and set(a_orders) <= {
         r["order_id"] for r in a["rows"]
     }
-    assert a["mode"] == "sql" and a["columns"] == ["order_id", "tenant_id"] and a["answer"] is None
+    assert a["mode"] == "sql" and a["columns"] == ["order_id", "tenant_id"] and a["answer_text"] is None
+    assert a["answer"] == a["rows"]  # existing clients read the answer as a list of rows (API.md)
     assert "{tenant:String}" in a["sql"] and a["tables"] == ["orders"] and a["meta"]["tables"] == ["orders"]
     assert a["metadata"]["rows_returned"] == len(a["rows"]) == a["page_size"] == a["total_count"]
     assert a["meta"]["as_of_position"] >= position and a["meta"]["mode"] == "sql" and not a["has_more"]
@@ -73,7 +74,8 @@ def test_semantic_queries_and_questions_match_the_metric_endpoint(client: TestCl
     assert row["revenue"] == metric["value"] and row["order_count"] == 4
     assert "sapp" not in {r["channel"] for r in sem["rows"]}
     assert sem["units"]["order_count"] and sem["interpretation"]["metrics"] == ["revenue", "order_count"]
-    assert sem["answer"].startswith("revenue, order_count over the last 1h")
+    assert sem["answer_text"].startswith("revenue, order_count over the last 1h")
+    assert sem["answer"] == sem["rows"]
     # offset pages of a semantic result, bound to the query and the tenant
     by_channel = {"metrics": ["order_count"], "dimensions": ["channel"]}
     one = _query(client, A, {**by_channel, "limit": 1})
@@ -134,17 +136,21 @@ def test_refusals_are_400_and_malformed_bodies_422(client: TestClient[Any]) -> N
 def test_explain_shows_sql_and_tables_without_running(client: TestClient[Any]) -> None:
     join = "SELECT o.order_id, u.region FROM orders o JOIN users u USING user_id"
     sql = ok(client.post("/v1/query/explain", json={"sql": join}, headers=A))
-    assert sql["mode"] == "sql" and sql["tables"] == ["orders", "users"]
+    assert sql["mode"] == "sql" and sql["tables"] == sql["tables_accessed"] == ["orders", "users"]
+    assert sql["question"] is None and sql["engine"] == "guarded_sql"
     assert sql["sql"].count("WHERE tenant_id = {tenant:String}") == 2 and sql["parameters"]["tenant"]
     sem = ok(
         client.post("/v1/query/explain", json={"question": "units sold by category past week"}, headers=A)
     )
     assert sem["interpretation"]["metrics"] == ["units_sold"] and sem["tables"] == ["order_lines"]
     assert "GROUP BY category" in sem["sql"] and sem["queries"][0]["metric"] == "units_sold"
+    assert sem["question"] == "units sold by category past week" and sem["engine"] == "rule_based"
+    assert sem["tables_accessed"] == ["order_lines"]
     bespoke = ok(
         client.post("/v1/query/explain", json={"metrics": ["active_sessions"], "window": "now"}, headers=A)
     )
     assert bespoke["queries"][0]["computed_by"] == "GET /v1/metrics/active_sessions"
+    assert bespoke["question"] is None and bespoke["engine"] == "semantic_layer"
     assert (
         client.post("/v1/query/explain", json={"sql": "SELECT * FROM system.one"}, headers=A).status_code
         == 400
