@@ -464,12 +464,15 @@ def parse_question(
             text = text.replace(m.group(0), "|" * len(m.group(0)), 1)
     original = text
     found_at: dict[str, int] = {}
+    ranked_by: set[str] = set()  # metrics named right after "by" ("top 3 products by units sold")
     for phrase, name in _by_longest(metric_synonyms()):
         while True:
             at, text = _take(text, phrase)
             if at < 0:
                 break
             found_at[name] = min(at, found_at.get(name, at))
+            if original[:at].endswith("by "):
+                ranked_by.add(name)
     metrics = sorted(found_at, key=lambda n: (found_at[n], n))  # in the order the question names them
     text = _live_values(text, live, metrics, filters)
     leftover = [w for w in re.split(r"[\s|]+", text) if w and w not in FILLER]
@@ -487,7 +490,7 @@ def parse_question(
     if not metrics:
         raise _refuse("unmapped_question", "the question names no metric", metrics=sorted(catalog()))
     if direction is not None:
-        by_metric = [n for n in metrics if original[: found_at[n]].endswith("by ")]
+        by_metric = [n for n in metrics if n in ranked_by]
         body.update(order_by=(by_metric or metrics)[0], direction=direction)
     if limit is not None:
         body["top"] = limit
