@@ -355,13 +355,20 @@ def _nearest(
 
 
 def live_values(
-    query: Callable[[str, dict[str, Any]], list[dict[str, Any]]], tenant: str, limit: int = 1000
+    query: Callable[[str, dict[str, Any]], list[dict[str, Any]]],
+    tenant: str,
+    before: Callable[[], None] | None = None,
+    limit: int = 1000,
 ) -> Callable[[str], list[str]]:
     """``values(dimension)`` over a read-model store's ``query``: the tenant's distinct values of the
-    dimension's column in the tables of the metrics that offer it (code-built SQL; tenant bound)."""
+    dimension's column in the tables of the metrics that offer it (code-built SQL; tenant bound).
+    ``before`` runs once, before the first read (the service catches up lazily written tables)."""
     cat = catalog()
+    pending = [before] if before is not None else []
 
     def values(dim: str) -> list[str]:
+        while pending:
+            pending.pop()()
         col = DIMENSION_COLUMNS[dim]
         tables = sorted({m.table for m in cat.values() if dim in m.dimensions and m.spec is not None})
         if not tables:

@@ -124,7 +124,11 @@ class QueryService:
         """The semantic query of a ``question`` or ``metrics`` request (raises SemanticError); with a
         ``tenant``, a question may name the values of its dimensions (read model)."""
         if mode == "question":
-            values = live_values(self.read_models.query, tenant) if tenant is not None else None
+            values = (
+                live_values(self.read_models.query, tenant, self.progress.flush_serving)
+                if tenant is not None
+                else None
+            )
             q, _ = parse_question(body["question"], self.reporting_currency, values, datetime.now(UTC))
             return q
         return semantic.validate(body)
