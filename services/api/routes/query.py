@@ -2,8 +2,9 @@
 ``/v1/query/explain`` (readmodels/query/service.py).
 
 Body (exactly one mode): ``{"sql": "SELECT ..."}``, ``{"metrics": [...], "dimensions": [...],
-"filters": {...}, "window": "1h", "grain": "5m"}``, or ``{"question": "revenue by channel today"}``;
-with ``limit`` (default 1000, max 10000) and ``cursor`` (the ``next_cursor`` of the previous page).
+"filters": {...}, "window": "1h", "grain": "5m"}`` (optionally ``order_by``/``direction``/``top``,
+``compare``, ``as_of``), or ``{"question": "top 5 products by units sold this week"}``; with
+``limit`` (default 1000, max 10000) and ``cursor`` (the ``next_cursor`` of the previous page).
 The tenant comes from the API key. A body without exactly one mode, or with a bad ``limit``, is 422;
 anything that does not map or is not allowed answers 400 with a machine-readable code and, where it
 helps, suggestions.
