@@ -493,7 +493,6 @@ def parse_question(
         )
     if not metrics and verb == "selling":  # "best selling products": by units sold
         metrics = ["units_sold"]
-        found_at["units_sold"] = 0
     if not metrics:
         raise _refuse("unmapped_question", "the question names no metric", metrics=sorted(catalog()))
     if direction is not None:

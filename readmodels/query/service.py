@@ -240,6 +240,7 @@ class QueryService:
             }
         q = self.semantic_of(mode, body)
         compiled = semantic.compile_query(q, database)
+        until = q.as_of or "now"  # as_of: over the tables folded from the event store as of then
         return {
             "mode": mode,
             "interpretation": q.as_dict(),
@@ -252,7 +253,7 @@ class QueryService:
                     "parameters": {
                         "tenant": "<from your API key>",
                         **c.params,
-                        **({"since": f"now - {q.window}", "until": "now"} if q.window in WINDOWS else {}),
+                        **({"since": f"{until} - {q.window}", "until": until} if q.window in WINDOWS else {}),
                     },
                     **({} if c.sql else {"computed_by": f"GET /v1/metrics/{c.metric}"}),
                 }
