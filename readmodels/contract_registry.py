@@ -5,6 +5,11 @@ One file per metric or entity: ``{kind, name, versions: [...]}``; every version 
 freshness_budget_seconds, fields). ``released`` (``YYYY-MM-DD``) is required in the files and optional in a
 proposed version. The newest stable version is the current one: it is the single
 source of the catalog, of the metrics' source events and of cache invalidation.
+
+A metric may also declare the words people use for it: ``synonyms`` (phrases naming the metric) and
+``dimension_synonyms`` (dimension -> phrases naming that dimension); the question parser
+(readmodels.query.question) builds its vocabulary from them. A phrase names one thing across all
+current contracts (``vocabulary_problems``).
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ _REQUIRED = {
     "metric": (*_COMMON, "unit", "formula", "dimensions", "windows"),
     "entity": (*_COMMON, "primary_key"),
 }
-_OPTIONAL = {"metric": ("released", "money", "grains"), "entity": ("released",)}
+_OPTIONAL = {"metric": ("released", "money", "grains", "synonyms", "dimension_synonyms"), "entity": ("released",)}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PHRASE = re.compile(r"^[a-z0-9][a-z0-9' -]*[a-z0-9]$|^[a-z0-9]$")
 
 
 def document_keys(kind: str) -> set[str]:
@@ -114,6 +120,35 @@ def _check_fields(errors: list[str], fields: Any) -> None:
             errors.append(f"field {name}: unknown keys {', '.join(sorted(extra))}")
 
 
+def _phrases_problem(value: Any) -> str | None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        return "must be a non-empty list of phrases"
+    bad = [v for v in value if not _PHRASE.match(v) or "  " in v]
+    if bad:
+        return f"phrases must be lower-case words: {', '.join(map(repr, bad))}"
+    if len(set(value)) != len(value):
+        return "has duplicates"
+    return None
+
+
+def _check_synonyms(errors: list[str], doc: dict[str, Any]) -> None:
+    if "synonyms" in doc:
+        problem = _phrases_problem(doc["synonyms"])
+        if problem:
+            errors.append(f"synonyms {problem}")
+    if "dimension_synonyms" in doc:
+        dims = doc["dimension_synonyms"]
+        if not isinstance(dims, dict):
+            errors.append("dimension_synonyms must map dimensions to phrases")
+            return
+        for dim, phrases in dims.items():
+            if dim not in (doc.get("dimensions") or ()):
+                errors.append(f"dimension_synonyms: {dim!r} is not a dimension of the metric")
+            problem = _phrases_problem(phrases)
+            if problem:
+                errors.append(f"dimension_synonyms.{dim} {problem}")
+
+
 def validate_version(kind: str, doc: Any) -> list[str]:
     """The problems of one version document (empty when it is valid)."""
     if kind not in KINDS:
@@ -164,6 +199,7 @@ def validate_version(kind: str, doc: Any) -> list[str]:
                     )
         if "money" in doc and not isinstance(doc["money"], bool):
             errors.append("money must be true or false")
+        _check_synonyms(errors, doc)
     elif doc["primary_key"] not in doc["fields"]:
         errors.append("primary_key must be one of the fields")
     return errors
@@ -220,6 +256,33 @@ class Registry:
         return {n: self.current(n) for n in self.names(kind)}
 
 
+def vocabulary(registry: Registry) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+    """(metric -> declared synonyms, dimension -> declared synonyms) of the current metric contracts
+    (a dimension's phrases are the union over the metrics that declare them, in name order)."""
+    metrics: dict[str, tuple[str, ...]] = {}
+    dims: dict[str, list[str]] = {}
+    for name, c in registry.currents("metric").items():
+        metrics[name] = tuple(c.get("synonyms") or ())
+        for dim, phrases in sorted((c.get("dimension_synonyms") or {}).items()):
+            dims.setdefault(dim, [])
+            dims[dim] += [p for p in phrases if p not in dims[dim]]
+    return metrics, {d: tuple(ps) for d, ps in sorted(dims.items())}
+
+
+def vocabulary_problems(registry: Registry) -> list[str]:
+    """Phrases that would name two things (two metrics, two dimensions, or a metric and a dimension)."""
+    metrics, dims = vocabulary(registry)
+    owner: dict[str, str] = {}
+    problems = []
+    for kind, table in (("metric", metrics), ("dimension", dims)):
+        for name, phrases in table.items():
+            for phrase in phrases:
+                who = f"{kind} {name}"
+                if owner.setdefault(phrase, who) != who:
+                    problems.append(f"{phrase!r} names both {owner[phrase]} and {who}")
+    return problems
+
+
 def load_registry(directory: Path = CONTRACTS_DIR) -> Registry:
     contracts: list[Contract] = []
     for path in sorted(directory.glob("*.yaml")):
@@ -227,7 +290,11 @@ def load_registry(directory: Path = CONTRACTS_DIR) -> Registry:
         if parsed[0].name != path.stem:
             raise ContractError(f"{path.name}: name {parsed[0].name!r} must match the file name")
         contracts.extend(parsed)
-    return Registry(contracts)
+    registry = Registry(contracts)
+    problems = vocabulary_problems(registry)
+    if problems:
+        raise ContractError("; ".join(problems))
+    return registry
 
 
 REGISTRY = load_registry()

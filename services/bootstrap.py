@@ -236,5 +236,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         event_feed=EventFeed(hub, store, runtime),
         lineage=Lineage(store, clickhouse, dead_letters, hub, runtime),
         changelog=Changelog(store, runtime),
-        queries=QueryService(clickhouse, runtime, settings.reporting_currency, measured_now),
+        queries=QueryService(
+            clickhouse, runtime, settings.reporting_currency, measured_now,
+            history=store, time_travel_max_events=settings.time_travel_max_events,
+        ),  # fmt: skip
     )

@@ -23,13 +23,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from readmodels.ports import ReadModelStore, ServingProgress
+from readmodels.ports import EventHistory, ReadModelStore, ServingProgress
 from readmodels.query import semantic
-from readmodels.query.question import parse_question
+from readmodels.query.question import live_values, parse_question
 from readmodels.query.semantic import SemanticError, SemanticQuery
 from readmodels.query.sql_guard import GuardError, guard
 from readmodels.query.sql_pages import run_page
 from readmodels.schema import METRIC_TABLES
+from readmodels.time_travel import DEFAULT_MAX_EVENTS
 from readmodels.windows import WINDOWS
 
 MODES = ("sql", "question", "metrics")
@@ -97,7 +98,7 @@ def _answer(q: SemanticQuery, result: semantic.Result) -> str:
     window = "now" if q.window == "now" else f"over the last {q.window}"
     parts = []
     for row in result.rows[:5]:
-        label = ", ".join(str(row[c]) for c in result.columns if c not in q.metrics)
+        label = ", ".join(str(row[c]) for c in result.columns if c in (semantic.BUCKET, *q.dimensions))
         values = ", ".join(f"{m} {row[m]:.4g} {result.units[m]}".strip() for m in q.metrics)
         parts.append(f"{label}: {values}" if label else values)
     more = f" (+{len(result.rows) - 5} more rows)" if len(result.rows) > 5 else ""
@@ -111,21 +112,31 @@ class QueryService:
         progress: ServingProgress,
         reporting_currency: str,
         metric_value: MetricValue | None = None,
+        history: EventHistory | None = None,
+        time_travel_max_events: int = DEFAULT_MAX_EVENTS,
     ) -> None:
         self.read_models = read_models
         self.progress = progress
         self.reporting_currency = reporting_currency
         self.metric_value = metric_value
+        self.history = history  # as_of: the read model as it stood, folded from the event store
+        self.time_travel_max_events = time_travel_max_events
 
     def _needs_flush(self, tables: Sequence[str]) -> None:
         """Tables the serving sink writes lazily are caught up before a query reads them."""
         if not set(tables) <= METRIC_TABLES:
             self.progress.flush_serving()
 
-    def semantic_of(self, mode: str, body: dict[str, Any]) -> SemanticQuery:
-        """The semantic query of a ``question`` or ``metrics`` request (raises SemanticError)."""
+    def semantic_of(self, mode: str, body: dict[str, Any], tenant: str | None = None) -> SemanticQuery:
+        """The semantic query of a ``question`` or ``metrics`` request (raises SemanticError); with a
+        ``tenant``, a question may name the values of its dimensions (read model)."""
         if mode == "question":
-            q, _ = parse_question(body["question"], self.reporting_currency)
+            values = (
+                live_values(self.read_models.query, tenant, self.progress.flush_serving)
+                if tenant is not None
+                else None
+            )
+            q, _ = parse_question(body["question"], self.reporting_currency, values, datetime.now(UTC))
             return q
         return semantic.validate(body)
 
@@ -138,7 +149,7 @@ class QueryService:
         if mode == "sql":
             out = self._run_sql(tenant, body["sql"], limit, cursor)
         else:
-            out = self._run_semantic(tenant, self.semantic_of(mode, body), limit, cursor)
+            out = self._run_semantic(tenant, self.semantic_of(mode, body, tenant), limit, cursor)
         elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
         meta: dict[str, Any] = {
             "as_of": _iso(datetime.now(UTC)),
@@ -146,6 +157,8 @@ class QueryService:
             "freshness_seconds": self.progress.freshness_seconds(),
             "as_of_position": self.progress.watermark,
         }
+        if out.get("interpretation", {}).get("as_of"):
+            meta.update(as_of=out["interpretation"]["as_of"], is_historical=True)
         if not fresh:
             meta["stale"] = True
         meta.update(sql=out["sql"], tables=out["tables"], mode=mode, execution_time_ms=elapsed_ms)
@@ -167,13 +180,23 @@ class QueryService:
     ) -> dict[str, Any]:
         offset = _semantic_offset(q, tenant, cursor)
         cat = semantic.catalog()
-        self._needs_flush([cat[m].table for m in q.metrics])
         now = datetime.now(UTC)
         metric_value = self.metric_value
         bespoke = (lambda name, window: metric_value(tenant, name, window)) if metric_value else None
-        result = semantic.execute(
-            self.read_models.query, q, tenant, now, self.reporting_currency, bespoke
-        )
+        if q.as_of is not None:
+            if self.history is None:
+                raise QueryRefused("time_travel_unavailable", "as_of needs the event store")
+            if q.instant(now) > now:
+                raise QueryRefused("as_of_in_future", "as_of must not be in the future")
+            with semantic.folded(
+                self.history, self.read_models, q, tenant, now, self.time_travel_max_events
+            ) as past:
+                result = semantic.execute(past.query, q, tenant, now, self.reporting_currency, bespoke)
+        else:
+            self._needs_flush([cat[m].table for m in q.metrics])
+            result = semantic.execute(
+                self.read_models.query, q, tenant, now, self.reporting_currency, bespoke
+            )
         rows = result.rows[offset : offset + limit]
         has_more = offset + limit < len(result.rows)
         return {
@@ -229,6 +252,7 @@ class QueryService:
         q = self.semantic_of(mode, body)
         compiled = semantic.compile_query(q, database)
         tables = sorted({t for c in compiled for t in c.tables})
+        until = q.as_of or "now"  # as_of: over the tables folded from the event store as of then
         return {
             "mode": mode,
             **asked,
@@ -242,7 +266,7 @@ class QueryService:
                     "parameters": {
                         "tenant": "<from your API key>",
                         **c.params,
-                        **({"since": f"now - {q.window}", "until": "now"} if q.window in WINDOWS else {}),
+                        **({"since": f"{until} - {q.window}", "until": until} if q.window in WINDOWS else {}),
                     },
                     **({} if c.sql else {"computed_by": f"GET /v1/metrics/{c.metric}"}),
                 }

@@ -2,8 +2,9 @@
 ``/v1/query/explain`` (readmodels/query/service.py).
 
 Body (exactly one mode): ``{"sql": "SELECT ..."}``, ``{"metrics": [...], "dimensions": [...],
-"filters": {...}, "window": "1h", "grain": "5m"}``, or ``{"question": "revenue by channel today"}``;
-with ``limit`` (default 1000, max 10000) and ``cursor`` (the ``next_cursor`` of the previous page).
+"filters": {...}, "window": "1h", "grain": "5m"}`` (optionally ``order_by``/``direction``/``top``,
+``compare``, ``as_of``), or ``{"question": "top 5 products by units sold this week"}``; with
+``limit`` (default 1000, max 10000) and ``cursor`` (the ``next_cursor`` of the previous page).
 The tenant comes from the API key. A body without exactly one mode, or with a bad ``limit``, is 422;
 anything that does not map or is not allowed answers 400 with a machine-readable code and, where it
 helps, suggestions.
@@ -52,6 +53,11 @@ class QueryRequest(msgspec.Struct):
     filters: Annotated[Any, _doc("dimension -> value")] = UNSET
     window: Annotated[Any, _doc("5m, 15m, 1h, 6h, 24h, 7d or now (default 1h)")] = UNSET
     grain: Annotated[Any, _doc("a time bucket (e.g. 5m) for a series")] = UNSET
+    order_by: Annotated[Any, _doc("rank the rows by this metric's value")] = UNSET
+    direction: Annotated[Any, _doc("desc (default) or asc, with order_by")] = UNSET
+    top: Annotated[Any, _doc("keep the first N rows (after order_by)")] = UNSET
+    compare: Annotated[Any, _doc("also the same window this much earlier, e.g. 24h")] = UNSET
+    as_of: Annotated[Any, _doc("ISO-8601 instant the window ends at (the read model as it stood)")] = UNSET
     limit: Annotated[Any, _doc(f"rows per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT})")] = UNSET
     cursor: Annotated[Any, _doc("the next_cursor of the previous page")] = UNSET
     context: Annotated[Any, _doc("accepted and ignored (existing clients send it)")] = UNSET
