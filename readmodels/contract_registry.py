@@ -43,7 +43,10 @@ _REQUIRED = {
     "metric": (*_COMMON, "unit", "formula", "dimensions", "windows"),
     "entity": (*_COMMON, "primary_key"),
 }
-_OPTIONAL = {"metric": ("released", "money", "grains", "synonyms", "dimension_synonyms"), "entity": ("released",)}
+_OPTIONAL = {
+    "metric": ("released", "money", "grains", "synonyms", "dimension_synonyms"),
+    "entity": ("released",),
+}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PHRASE = re.compile(r"^[a-z0-9][a-z0-9' -]*[a-z0-9]$|^[a-z0-9]$")
 
