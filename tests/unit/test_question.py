@@ -232,7 +232,8 @@ def test_the_vocabulary_comes_from_the_contracts() -> None:
     assert "takings" in metrics["revenue"] and "card" not in dims.get("method", ())
     assert dims["method"][0] == "payment method" and vocabulary_problems(REGISTRY) == []
     doc = (
-        "kind: metric\nname: x\nversions:\n- {version: 1.0.0, status: stable, description: d, unit: u,"
+        "kind: metric\nname: x\nversions:\n- {version: 1.0.0, released: '2026-12-01', status: stable,"
+        " description: d, unit: u,"
         " formula: f, tables: [orders], dimensions: [channel], windows: [1h], moved_by: [OrderPlaced],"
         " freshness_budget_seconds: 1, fields: {value: {type: number, required: true, description: v}},"
         " synonyms: [takings], dimension_synonyms: {channel: [route]}}\n"
