@@ -92,6 +92,12 @@ def test_rate_limits_are_on_by_default_and_validated(monkeypatch: pytest.MonkeyP
         settings_from_env({"AGENTFLOW_AUTH_FAILURES_PER_MINUTE": "-1"})
 
 
+@pytest.fixture(autouse=True)
+def _no_users_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLIs' default config file is under the home directory: not this machine's user's here."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
 def test_every_variable_the_code_reads_is_documented_and_read_in_one_place() -> None:
     """AGENTFLOW_* names in production code are exactly ENV_VARS; only services/config.py reads the
     environment for them; docs/configuration.md is the generated table."""
