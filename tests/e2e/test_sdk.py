@@ -11,12 +11,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from agentflow_client import (
+    NO_RETRIES,
     AsyncClient,
     Client,
     NotFound,
     OrderLine,
     RetryPolicy,
     StreamEvent,
+    Timeout,
     TransportError,
     Unauthorized,
     Unprocessable,
@@ -151,6 +153,10 @@ def test_errors_carry_code_details_and_request_id(server: AgentFlowProcess, sdk:
     with Client(server.base, "not-a-key") as stranger, pytest.raises(Unauthorized) as denied:
         stranger.catalog()
     assert denied.value.code == "unauthorized" and denied.value.status == 401
+    # the server holds a read for a position not yet written (up to its bound): past our timeout, Timeout
+    impatient = httpx.Timeout(10.0, read=0.3)
+    with Client(server.base, KEY_A, timeout=impatient, retry=NO_RETRIES) as hasty, pytest.raises(Timeout):
+        hasty.metric("revenue", "1h", min_position=10**12)
 
 
 # ---- the event stream ------------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def test_a_429_is_waited_out_as_retry_after_says(limited: AgentFlowProcess) -> N
     waits = Waits()
     with Client(limited.base, KEY, sleep=waits, retry=RetryPolicy(max_retries=3)) as api:
         assert api.catalog().metrics["revenue"].unit
+        assert api.rate_limit is not None and api.rate_limit.limit == READ_RPM  # X-RateLimit-* of the answer
     assert waits.seconds and all(s >= 1 and s == int(s) for s in waits.seconds)  # Retry-After, not backoff
 
 

@@ -1,6 +1,7 @@
 """AgentFlow's Python client: ``Client`` (sync) and ``AsyncClient`` over httpx, typed results, typed
 errors, Idempotency-Key on every command, read-your-writes sessions, SSE with resume, retries."""
 
+from agentflow_client._base import RateLimit
 from agentflow_client.async_client import AsyncClient, AsyncEventStream, AsyncSession
 from agentflow_client.calls import Call, OrderLine, ReturnLine
 from agentflow_client.client import Client, EventStream, Session
@@ -95,6 +96,7 @@ __all__ = [
     "QueryMeta",
     "QueryMetadata",
     "QueryResult",
+    "RateLimit",
     "RateLimited",
     "ReadMeta",
     "RetryPolicy",

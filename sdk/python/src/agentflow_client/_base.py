@@ -20,6 +20,22 @@ USER_AGENT = "agentflow-client-python/0.1"
 _encode = msgspec.json.Encoder().encode
 
 
+class RateLimit(msgspec.Struct, frozen=True):
+    """The key's budget as the last answer's ``X-RateLimit-*`` headers told it."""
+
+    limit: int
+    remaining: int
+    reset: int  # unix seconds by which the whole budget is back
+
+
+def rate_limit_of(headers: httpx.Headers) -> RateLimit | None:
+    try:
+        return RateLimit(int(headers["x-ratelimit-limit"]), int(headers["x-ratelimit-remaining"]),
+                         int(headers["x-ratelimit-reset"]))  # fmt: skip
+    except (KeyError, ValueError):
+        return None
+
+
 class Retry:
     """The verdict on one answer: wait ``seconds`` and send again."""
 
@@ -39,6 +55,7 @@ class ClientBase:
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.retry = retry
         self.position = 0  # the last position this client's commands wrote (a session reads after it)
+        self.rate_limit: RateLimit | None = None  # from the last answer that carried X-RateLimit-*
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})}
         if api_key:
             self._headers["X-API-Key"] = api_key
@@ -60,6 +77,7 @@ class ClientBase:
 
     def _outcome(self, call: Call[T], response: httpx.Response, attempt: int) -> T | Retry:
         """The decoded result, a :class:`Retry`, or raises the typed error."""
+        self.rate_limit = rate_limit_of(response.headers) or self.rate_limit
         if response.status_code < 400:
             result = msgspec.json.decode(response.content, type=call.result)
             self._observe(result)
