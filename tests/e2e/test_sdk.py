@@ -245,3 +245,28 @@ def test_async_client(server: AgentFlowProcess, sdk: Client) -> None:
             assert got[0].id == confirmed.position and stream.reconnects >= 1
 
     asyncio.run(scenario())
+
+
+def test_every_command_method_reaches_its_endpoint(sdk: Client) -> None:
+    pid, user = _stock(sdk), sdk.register_user(email="u@example.com", region="EU").user_id
+    assert sdk.change_price(pid, "6.00").product_id == pid
+    assert sdk.adjust_stock(pid, -1, "damage").product_id == pid
+    held = sdk.reserve_stock(pid, "ORD-SDK-HOLD", 2)
+    assert sdk.release_stock(pid, "ORD-SDK-HOLD", 2).stream_version == held.stream_version + 1
+    order = sdk.place_order(user_id=user, lines=_line(pid), currency="EUR", order_id="ORD-SDK-0001")
+    payment = sdk.initiate_payment(order_id=order.order_id, amount="5.00", currency="EUR")
+    assert sdk.complete_payment(payment.payment_id).payment_id == payment.payment_id
+    assert sdk.confirm_order(order.order_id).order_id == "ORD-SDK-0001"
+    sdk.ship_order(order.order_id)
+    delivered = sdk.deliver_order(order.order_id)
+    refunded = sdk.refund_payment(payment.payment_id, "1.00")
+    assert refunded.position > delivered.position
+    other = sdk.place_order(user_id=user, lines=_line(pid), currency="EUR")
+    failing = sdk.initiate_payment(order_id=other.order_id, amount="5.00", currency="EUR", method="wallet")
+    assert sdk.fail_payment(failing.payment_id, "declined").stream_version == failing.stream_version + 1
+    assert sdk.cancel_order(other.order_id, "changed my mind").order_id == other.order_id
+    clicks = sdk.record_session_event("SES-SDK-1", type="page_view", page_url="/p", user_id=user)
+    assert clicks.session_id == "SES-SDK-1" and clicks.stream_version >= 1
+    final = sdk.session()
+    last = final.refund_order(order.order_id, "2.00", restock=False)
+    assert final.entity("order", order.order_id).meta.as_of_position >= last.position

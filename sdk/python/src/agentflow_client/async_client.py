@@ -96,6 +96,8 @@ class AsyncClient(ClientBase):
     register_user = _run(calls.register_user)
     register_product = _run(calls.register_product)
     restock_product = _run(calls.restock_product)
+    reserve_stock = _run(calls.reserve_stock)
+    release_stock = _run(calls.release_stock)
     adjust_stock = _run(calls.adjust_stock)
     change_price = _run(calls.change_price)
     place_order = _run(calls.place_order)
@@ -107,6 +109,7 @@ class AsyncClient(ClientBase):
     initiate_payment = _run(calls.initiate_payment)
     complete_payment = _run(calls.complete_payment)
     fail_payment = _run(calls.fail_payment)
+    refund_payment = _run(calls.refund_payment)
     record_session_event = _run(calls.record_session_event)
 
 

@@ -211,6 +211,22 @@ def restock_product(
     return _command(path, ProductAck, {"quantity": quantity}, if_match, idempotency_key)
 
 
+def reserve_stock(
+    product_id: str, order_id: str, quantity: int, *, if_match: int | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Call[ProductAck]:
+    path = f"/v1/products/{_seg(product_id)}/reserve"
+    return _command(path, ProductAck, {"order_id": order_id, "quantity": quantity}, if_match, idempotency_key)
+
+
+def release_stock(
+    product_id: str, order_id: str, quantity: int, *, if_match: int | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Call[ProductAck]:
+    path = f"/v1/products/{_seg(product_id)}/release"
+    return _command(path, ProductAck, {"order_id": order_id, "quantity": quantity}, if_match, idempotency_key)
+
+
 def adjust_stock(
     product_id: str, delta: int, reason: str, *, if_match: int | None = None,
     idempotency_key: IdempotencyKey = None,
@@ -295,6 +311,14 @@ def fail_payment(
 ) -> Call[PaymentAck]:
     path = f"/v1/payments/{_seg(payment_id)}/fail"
     return _command(path, PaymentAck, _clean({"reason": reason}), if_match, idempotency_key)
+
+
+def refund_payment(
+    payment_id: str, amount: Amount, *, lines: list[ReturnLine] | None = None, restock: bool = True,
+    if_match: int | None = None, idempotency_key: IdempotencyKey = None,
+) -> Call[PaymentAck]:
+    body = _clean({"amount": amount, "lines": lines, "restock": restock})
+    return _command(f"/v1/payments/{_seg(payment_id)}/refund", PaymentAck, body, if_match, idempotency_key)
 
 
 def record_session_event(
