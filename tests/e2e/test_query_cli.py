@@ -12,7 +12,7 @@ from agentflow_client import Client, OrderLine, RetryPolicy
 from agentflow_process import AgentFlowProcess
 from waiting import eventually
 
-from e2e.conftest import KEY_A
+from e2e.conftest import KEY_A, client, recorded_instant
 from e2e.test_deadletter_replay import _insert_bad, _pg_url
 from services.cli import main
 
@@ -28,7 +28,7 @@ def shop(server: AgentFlowProcess) -> dict[str, Any]:
                                   channel="cli") for _ in range(2)]  # fmt: skip
         confirmed = api.confirm_order(orders[0].order_id)
         return {"start": start, "orders": [o.order_id for o in orders], "position": confirmed.position,
-                "user": user, "product": pid}  # fmt: skip
+                "placed": orders[0].position, "user": user, "product": pid}  # fmt: skip
 
 
 def run(server: AgentFlowProcess, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -58,6 +58,11 @@ def test_metric_entity_and_timeline(server: AgentFlowProcess, shop: dict[str, An
     assert order["data"]["status"] == "confirmed" and order["data"]["total_amount"] == 25.0
     code, table, _ = run(server, capsys, "entity", "order", first, "--min-position", at)
     assert code == 0 and f"order {first}" in table and "confirmed" in table and "EUR" in table
+
+    with client(server, KEY_A) as api:
+        before_confirmation = recorded_instant(api, shop["placed"])
+    then = run_json(server, capsys, "entity", "order", first, "--as-of", before_confirmation)
+    assert then["data"]["status"] == "pending" and then["meta"]["is_historical"]
 
     timeline = run_json(server, capsys, "timeline", first)
     assert [e["event_type"] for e in timeline["events"]] == ["OrderPlaced", "OrderConfirmed"]
