@@ -73,7 +73,8 @@ openapi: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy domain commands projections readmodels connectors services migrations bench
+	$(VENV)/bin/mypy domain commands projections readmodels connectors services migrations bench \
+	  sdk/python/src/agentflow_client
 
 bench: setup
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)

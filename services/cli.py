@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_secrets_command(sub)
 
+    from services.query_cli import add_query_commands
+
+    add_query_commands(sub)
+
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
@@ -96,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.distributed and not args.external and settings.kafka_bootstrap:
             settings = dataclasses.replace(settings, kafka_bootstrap=None)  # start our own stack
         return run_up(settings, demo=args.demo, demo_rate=args.demo_rate)
+    from services.query_cli import QUERY_COMMANDS
+
+    if args.command in QUERY_COMMANDS:
+        from services.query_cli import run_query_command
+
+        return run_query_command(args)
     if args.command == "worker":
         from services.webhooks.cli import run_worker_command
 

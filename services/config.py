@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -89,6 +90,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_JVM_OPTS": "extra JVM options for the embedded Debezium engine (legacy sources)",
     "AGENTFLOW_URL": "admin CLIs: the running API (default http://HOST:PORT)",
     "AGENTFLOW_API_KEY": "admin CLIs: the key they send",
+    "AGENTFLOW_CONFIG": "the CLIs' config file, TOML with `url` and `api_key` (default "
+    "`~/.config/agentflow/config.toml`); flags and the two variables above win over it",
 }
 
 
@@ -395,19 +398,41 @@ class ClientSettings:
     api_key: str | None
 
 
+def client_config_file(env: Mapping[str, str], path: Path | None = None) -> dict[str, Any]:
+    """The CLIs' config file (``path``, else ``AGENTFLOW_CONFIG``, else ``~/.config/agentflow/config.toml``
+    under ``XDG_CONFIG_HOME``): ``url`` and ``api_key``. A missing default file is no error."""
+    explicit = path or (Path(env["AGENTFLOW_CONFIG"]) if env.get("AGENTFLOW_CONFIG") else None)
+    home = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else Path.home() / ".config"
+    file = explicit or home / "agentflow" / "config.toml"
+    try:
+        values = tomllib.loads(file.read_text())
+    except FileNotFoundError:
+        if explicit:
+            raise ValueError(f"config file {file} not found") from None
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"config file {file}: {exc}") from exc
+    unknown = set(values) - {"url", "api_key"}
+    if unknown or not all(isinstance(v, str) for v in values.values()):
+        raise ValueError(f"config file {file}: only string keys url and api_key (got {sorted(values)})")
+    return values
+
+
 def client_settings_from_env(
     url: str | None = None, api_key: str | None = None, data_dir: Path | None = None,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None, config_file: Path | None = None,
 ) -> ClientSettings:
-    """Flags first, then ``AGENTFLOW_URL``/``AGENTFLOW_API_KEY``, then the server's own settings: its
-    first operator key, else its first admin key, else its first key, else the development key under
-    its data dir."""
+    """Flags first, then ``AGENTFLOW_URL``/``AGENTFLOW_API_KEY``, then the config file
+    (:func:`client_config_file`), then the server's own settings: its first operator key, else its
+    first admin key, else its first key, else the development key under its data dir."""
     env = os.environ if env is None else env
     server = settings_from_env(env)
-    target = (url or env.get("AGENTFLOW_URL") or f"http://{server.host}:{server.port}").rstrip("/")
+    file = client_config_file(env, config_file)
+    target = (url or env.get("AGENTFLOW_URL") or file.get("url") or f"http://{server.host}:{server.port}")
+    target = target.rstrip("/")
     configured = [k for k in server.api_keys if k in server.operator_api_keys]
     configured += [k for k in server.api_keys if k in server.admin_api_keys] + list(server.api_keys)
-    key = api_key or env.get("AGENTFLOW_API_KEY") or next(iter(configured), None)
+    key = api_key or env.get("AGENTFLOW_API_KEY") or file.get("api_key") or next(iter(configured), None)
     if key is None:
         try:
             key = ((data_dir or server.data_dir) / "dev-api-key").read_text().strip() or None

@@ -11,6 +11,7 @@ from services.api.routes.commands import parse_if_match
 from services.auth import load_or_create_dev_key
 from services.config import (
     ENV_VARS,
+    ClientSettings,
     ConfigError,
     HttpSettings,
     client_settings_from_env,
@@ -91,6 +92,12 @@ def test_rate_limits_are_on_by_default_and_validated(monkeypatch: pytest.MonkeyP
         settings_from_env({"AGENTFLOW_AUTH_FAILURES_PER_MINUTE": "-1"})
 
 
+@pytest.fixture(autouse=True)
+def _no_users_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLIs' default config file is under the home directory: not this machine's user's here."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
 def test_every_variable_the_code_reads_is_documented_and_read_in_one_place() -> None:
     """AGENTFLOW_* names in production code are exactly ENV_VARS; only services/config.py reads the
     environment for them; docs/configuration.md is the generated table."""
@@ -156,3 +163,23 @@ def test_a_wildcard_origin_with_credentials_stops_start_up() -> None:
 def test_bad_http_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings_from_env(env)
+
+
+def test_clis_read_a_config_file_below_flags_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "agentflow" / "config.toml"
+    config.parent.mkdir()
+    config.write_text('url = "http://api.example:9000/"\napi_key = "from-file"\n')
+    xdg = {"XDG_CONFIG_HOME": str(tmp_path)}  # the default place: $XDG_CONFIG_HOME/agentflow/config.toml
+    assert client_settings_from_env(env=xdg) == ClientSettings("http://api.example:9000", "from-file")
+    env = {**xdg, "AGENTFLOW_API_KEY": "from-env"}
+    assert client_settings_from_env(env=env).api_key == "from-env"
+    assert client_settings_from_env(url="http://flag:1", env=env).url == "http://flag:1"
+    other = tmp_path / "other.toml"
+    other.write_text('api_key = "other"\n')
+    assert client_settings_from_env(env={**xdg, "AGENTFLOW_CONFIG": str(other)}).api_key == "other"
+    assert client_settings_from_env(env={"XDG_CONFIG_HOME": str(tmp_path / "none")}).url == "http://127.0.0.1:8000"
+    with pytest.raises(ValueError, match="not found"):
+        client_settings_from_env(env={"AGENTFLOW_CONFIG": str(tmp_path / "missing.toml")})
+    other.write_text('api_key = "k"\ntenant = "t"\n')
+    with pytest.raises(ValueError, match="only string keys"):
+        client_settings_from_env(config_file=other, env={})

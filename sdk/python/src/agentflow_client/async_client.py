@@ -1,0 +1,212 @@
+"""The asyncio twin of :mod:`agentflow_client.client`: the same methods, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+import httpx
+
+from agentflow_client import calls
+from agentflow_client._base import DEFAULT_TIMEOUT, DEFAULT_URL, ClientBase, Retry
+from agentflow_client.calls import Call
+from agentflow_client.errors import Timeout, TransportError
+from agentflow_client.retry import RetryPolicy
+from agentflow_client.sse import SseParser, stream_params
+from agentflow_client.types import StreamEvent
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _run(build: Callable[P, Call[T]]) -> Callable[Concatenate[Any, P], Coroutine[Any, Any, T]]:
+    async def method(self: AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self.run(build(*args, **kwargs))
+
+    method.__name__, method.__doc__ = build.__name__, build.__doc__
+    return method
+
+
+class AsyncClient(ClientBase):
+    def __init__(
+        self, base_url: str = DEFAULT_URL, api_key: str | None = None, *,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT, retry: RetryPolicy | None = None,
+        headers: dict[str, str] | None = None, transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:  # fmt: skip
+        super().__init__(base_url, api_key, timeout, retry or RetryPolicy(), headers)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self.timeout,
+                                       transport=transport)  # fmt: skip
+        self._sleep = sleep
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def session(self) -> AsyncSession:
+        """A view that passes the last position its commands wrote as ``min_position`` to its reads."""
+        return AsyncSession(self)
+
+    async def run(self, call: Call[T]) -> T:
+        """Send one call with the retry policy; its typed result or a typed error."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.request(**self._request_args(call))
+            except httpx.TransportError as exc:
+                wait = self._retry_lost(call, attempt)
+                if wait is None:
+                    raise (Timeout if isinstance(exc, httpx.TimeoutException) else TransportError)(
+                        f"{call.method} {call.path}: {exc!r}"
+                    ) from exc
+                await self._sleep(wait)
+                continue
+            outcome = self._outcome(call, response, attempt)
+            if not isinstance(outcome, Retry):
+                return outcome
+            await self._sleep(outcome.seconds)
+
+    def stream_events(
+        self, *, event_type: str | list[str] | None = None, entity_type: str | None = None,
+        entity_id: str | None = None, last_event_id: int | None = None, max_events: int | None = None,
+        heartbeat: float | None = None, reconnect: bool = True, max_reconnects: int = 10,
+    ) -> AsyncEventStream:
+        """As :meth:`Client.stream_events`, iterated with ``async for``."""
+        params = stream_params(event_type, entity_type, entity_id, heartbeat, None)
+        return AsyncEventStream(self, params, last_event_id, max_events, reconnect, max_reconnects, heartbeat)
+
+    metric = _run(calls.metric)
+    entity = _run(calls.entity)
+    timeline = _run(calls.timeline)
+    query = _run(calls.query)
+    search = _run(calls.search)
+    catalog = _run(calls.catalog)
+    health = _run(calls.health)
+    deadletters = _run(calls.deadletters)
+    deadletter = _run(calls.deadletter)
+    replay_deadletter = _run(calls.replay_deadletter)
+    dismiss_deadletter = _run(calls.dismiss_deadletter)
+    register_user = _run(calls.register_user)
+    register_product = _run(calls.register_product)
+    restock_product = _run(calls.restock_product)
+    reserve_stock = _run(calls.reserve_stock)
+    release_stock = _run(calls.release_stock)
+    adjust_stock = _run(calls.adjust_stock)
+    change_price = _run(calls.change_price)
+    place_order = _run(calls.place_order)
+    confirm_order = _run(calls.confirm_order)
+    ship_order = _run(calls.ship_order)
+    deliver_order = _run(calls.deliver_order)
+    cancel_order = _run(calls.cancel_order)
+    refund_order = _run(calls.refund_order)
+    initiate_payment = _run(calls.initiate_payment)
+    complete_payment = _run(calls.complete_payment)
+    fail_payment = _run(calls.fail_payment)
+    refund_payment = _run(calls.refund_payment)
+    record_session_event = _run(calls.record_session_event)
+
+
+class AsyncSession(AsyncClient):
+    """``client.session()``: reads wait for this session's own writes."""
+
+    tracks_position = True
+
+    def __init__(self, parent: AsyncClient) -> None:
+        self.__dict__.update(parent.__dict__)
+        self.position = 0
+
+    async def aclose(self) -> None:
+        """The parent owns the connections."""
+
+
+class AsyncEventStream:
+    """``async for event in stream``; ``last_event_id`` is the resume point."""
+
+    def __init__(
+        self, client: AsyncClient, params: dict[str, Any], last_event_id: int | None, max_events: int | None,
+        reconnect: bool, max_reconnects: int, heartbeat: float | None,
+    ) -> None:  # fmt: skip
+        self._client = client
+        self._params = params
+        self._parser = SseParser(last_event_id)
+        self._left = max_events
+        self._reconnect = reconnect
+        self._max_reconnects = max_reconnects
+        self._timeout = client.timeout.read if heartbeat is None else max(3 * heartbeat, 5.0)
+        self.reconnects = 0
+        self._response: httpx.Response | None = None
+        self._closed = False
+
+    @property
+    def last_event_id(self) -> int | None:
+        return self._parser.last_event_id
+
+    async def __aenter__(self) -> AsyncEventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._response is not None:
+            await self._response.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        failures = 0
+        while not self._closed and self._left != 0:
+            try:
+                async for event in self._connection():
+                    failures = 0
+                    yield event
+                    if self._left is not None:
+                        self._left -= 1
+                        if self._left == 0:
+                            break
+            except httpx.TransportError as exc:  # dropped: reopen after the last id (an API error is raised)
+                failures += 1
+                if self._closed or not self._reconnect or failures > self._max_reconnects:
+                    raise TransportError(f"event stream: {exc!r}") from exc
+            else:
+                if self._closed or self._left == 0 or not self._reconnect:
+                    break
+            self.reconnects += 1
+            await self._client._sleep(self._parser.retry_s)
+        await self.aclose()
+
+    async def _connection(self) -> AsyncIterator[StreamEvent]:
+        headers = {"Accept": "text/event-stream"}
+        if self._parser.last_event_id is not None:
+            headers["Last-Event-ID"] = str(self._parser.last_event_id)
+        params = dict(self._params)
+        if self._left is not None:
+            params["max_events"] = self._left
+        timeout = httpx.Timeout(self._client.timeout.connect, read=self._timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            request = self._client._http.build_request("GET", "/v1/stream/events", params=params,
+                                                       headers=headers, timeout=timeout)  # fmt: skip
+            response = await self._client._http.send(request, stream=True)
+            if response.status_code < 400:
+                break
+            await response.aread()
+            outcome = self._client._outcome(Call("GET", "/v1/stream/events", dict), response, attempt)
+            assert isinstance(outcome, Retry)
+            await self._client._sleep(outcome.seconds)
+        self._response = response
+        try:
+            async for line in response.aiter_lines():
+                event = self._parser.feed(line)
+                if event is not None:
+                    yield event
+        finally:
+            await response.aclose()
+            self._response = None
