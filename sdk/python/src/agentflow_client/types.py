@@ -108,7 +108,8 @@ class QueryMetadata(msgspec.Struct, frozen=True):
 
 
 class QueryResult(msgspec.Struct, frozen=True):
-    answer: str | None
+    answer: list[dict[str, Any]]  # the page's rows (as ``rows``)
+    answer_text: str | None  # a sentence for semantic queries and questions; None for SQL
     rows: list[dict[str, Any]]
     columns: list[str]
     sql: str
