@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from prometheus_client import Counter
 
-from connectors.rate_windows import RateWindows, WindowCount, sliding_estimate
+from connectors.rate_windows import RateWindows, WindowCount
 
 log = logging.getLogger("agentflow.ratelimit")
 
@@ -37,9 +37,8 @@ LIMITER_ERRORS = Counter(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One request against one budget."""
+class Verdict(NamedTuple):
+    """One request against one budget (a tuple: one is made per request)."""
 
     allowed: bool
     limit: int
@@ -49,27 +48,22 @@ class Verdict:
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         return [
-            (b"x-ratelimit-limit", str(self.limit).encode()),
-            (b"x-ratelimit-remaining", str(self.remaining).encode()),
-            (b"x-ratelimit-reset", str(self.reset_at).encode()),
+            (b"x-ratelimit-limit", b"%d" % self.limit),
+            (b"x-ratelimit-remaining", b"%d" % self.remaining),
+            (b"x-ratelimit-reset", b"%d" % self.reset_at),
         ]
 
 
 def verdict(count: WindowCount, limit: int, window_s: float) -> Verdict:
     """What a window count means for the request (pure: the same for every counter store)."""
-    index = math.floor(count.now / window_s)
-    start = index * window_s
-    elapsed = count.now - start
-    estimate = sliding_estimate(count.previous, count.current, elapsed, window_s)
+    allowed, previous, current, now = count
+    start = now // window_s * window_s
+    estimate = previous * (window_s - (now - start)) / window_s + current
     remaining = max(0, math.floor(limit - estimate + 1e-9))
-    if count.current:  # the current window's requests slide out at the end of the next one
-        reset = start + 2 * window_s
-    elif count.previous:
-        reset = start + window_s
-    else:
-        reset = count.now
-    retry = 0.0 if count.allowed else retry_after(count, limit, window_s)
-    return Verdict(count.allowed, limit, remaining, math.ceil(reset), retry)
+    # the current window's requests slide out at the end of the next one, the previous one's at its end
+    reset = start + 2 * window_s if current else start + window_s if previous else now
+    retry = 0.0 if allowed else retry_after(count, limit, window_s)
+    return Verdict(allowed, limit, remaining, math.ceil(reset), retry)
 
 
 def retry_after(count: WindowCount, limit: int, window_s: float) -> float:

@@ -196,14 +196,19 @@ def test_the_docs_page_renders_under_a_strict_policy(client: TestClient[Any]) ->
     assert client.get("/schema/swagger").status_code == 404  # pages with inline scripts are not served
 
 
+MADE_ID = r"[0-9a-f]{16}-[0-9a-f]+"
+
+
 def test_the_request_id_is_echoed_when_sane_and_made_up_otherwise(client: TestClient[Any]) -> None:
-    made = client.get("/v1/health/live").headers["x-request-id"]
-    assert re.fullmatch(r"[0-9a-f]{32}", made)
+    made = [client.get("/v1/health/live").headers["x-request-id"] for _ in range(2)]
+    # this process's random prefix and a counter: unique, not secret
+    assert all(re.fullmatch(MADE_ID, m) for m in made) and made[0] != made[1]
+    assert made[0].split("-")[0] == made[1].split("-")[0]
     for sane in ("req-42", "4bf92f3577b34da6a3ce929d0e0e4736", "a.b:c@d+e/f=", "x" * 128):
         assert client.get("/v1/health/live", headers={"X-Request-ID": sane}).headers["x-request-id"] == sane
     for insane in ("two words", "x" * 129, "<script>", "", "id;drop"):
         got = client.get("/v1/health/live", headers={"X-Request-ID": insane}).headers["x-request-id"]
-        assert got != insane and re.fullmatch(r"[0-9a-f]{32}", got)
+        assert got != insane and re.fullmatch(MADE_ID, got)
 
 
 def test_errors_carry_the_request_id_as_correlation_id(client: TestClient[Any]) -> None:
