@@ -114,6 +114,7 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             # X-Forwarded-Proto is trusted only as AGENTFLOW_TRUST_FORWARDED_PROTO says (api/http_guard.py),
             # not by uvicorn's default for any proxy on 127.0.0.1
             proxy_headers=False,
+            server_header=False,  # no "server: uvicorn" on every answer: it only helps a prober
         )
         server = _Server(config)
         key_for_examples = dev_key or next(iter(keys))
