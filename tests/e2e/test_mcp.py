@@ -27,6 +27,8 @@ from waiting import eventually
 
 from connectors.postgres_cluster import free_port
 
+pytestmark = pytest.mark.e2e
+
 WRITER, ADMIN_TENANT = "mcp-e2e-writer", "tenant-mcp"
 PATIENT = RetryPolicy(max_retries=200, max_backoff=1.0)
 READ_TOOLS = {"get_metric", "metric_series", "get_entity", "order_timeline", "query", "explain", "search",
