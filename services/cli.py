@@ -68,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_query_commands(sub)
 
+    from services.mcp.cli import add_mcp_command
+
+    add_mcp_command(sub)
+
     args = parser.parse_args(argv)
     from services.launcher import install_logging
 
@@ -106,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.query_cli import run_query_command
 
         return run_query_command(args)
+    if args.command == "mcp":
+        from services.mcp.cli import run_mcp_command
+
+        return run_mcp_command(args)
     if args.command == "worker":
         from services.webhooks.cli import run_worker_command
 

@@ -88,8 +88,9 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_WEBHOOK_RELAY_POLL_S": "seconds between relay polls of the event store (0.1)",
     "AGENTFLOW_PG_BIN": "directory of initdb/pg_ctl/postgres for the own cluster",
     "AGENTFLOW_JVM_OPTS": "extra JVM options for the embedded Debezium engine (legacy sources)",
-    "AGENTFLOW_URL": "admin CLIs: the running API (default http://HOST:PORT)",
-    "AGENTFLOW_API_KEY": "admin CLIs: the key they send",
+    "AGENTFLOW_URL": "client commands (query and admin CLIs, `agentflow mcp`): the running API (default "
+    "http://HOST:PORT)",
+    "AGENTFLOW_API_KEY": "client commands (query and admin CLIs, `agentflow mcp`): the key they send",
     "AGENTFLOW_CONFIG": "the CLIs' config file, TOML with `url` and `api_key` (default "
     "`~/.config/agentflow/config.toml`); flags and the two variables above win over it",
 }

@@ -57,6 +57,7 @@ from services.api.routes.sources import SOURCE_ROUTES
 from services.api.routes.stream import STREAM_ROUTES
 from services.api.routes.timeline import TIMELINE_ROUTES
 from services.api.routes.webhooks import WEBHOOK_ROUTES
+from services.api.routes.whoami import WHOAMI_ROUTES
 from services.api.text_guard import TextGuard
 from services.bootstrap import Container
 from services.config import HttpSettings
@@ -89,6 +90,7 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *METRIC_ROUTES,
             *ENTITY_ROUTES,
             *CATALOG_ROUTES,
+            *WHOAMI_ROUTES,
             *HEALTH_ROUTES,
             *CONTRACT_ROUTES,
             *TIMELINE_ROUTES,

@@ -23,7 +23,7 @@ CHECKED = [
     sdk.SearchHit, sdk.SearchMeta, sdk.IndexStats, sdk.Catalog, sdk.EntityDoc, sdk.MetricDoc,
     sdk.AuditSource, sdk.HealthReport, sdk.HealthComponent, sdk.DeadLetterList, sdk.DeadLetterView,
     sdk.DeadLetterReplayed, sdk.OrderAck, sdk.PaymentAck, sdk.ProductAck, sdk.UserAck, sdk.SessionAck,
-    sdk.ErrorBody, sdk.ErrorDetail,
+    sdk.ErrorBody, sdk.ErrorDetail, sdk.WhoAmI,
 ]  # fmt: skip
 
 
@@ -91,6 +91,7 @@ def test_every_command_answer_and_read_the_sdk_decodes_is_checked() -> None:
         ("/v1/deadletter/{letter_id}", "get"), ("/v1/deadletter/{letter_id}/replay", "post"),
         ("/v1/deadletter/{letter_id}/dismiss", "post"), ("/v1/orders", "post"), ("/v1/payments", "post"),
         ("/v1/products", "post"), ("/v1/users", "post"), ("/v1/sessions/{session_id}/events", "post"),
+        ("/v1/whoami", "get"),
     ]  # fmt: skip
     names = {t.__name__ for t in CHECKED}
     for path, method in sdk_paths:

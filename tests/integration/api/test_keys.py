@@ -277,3 +277,15 @@ def test_any_api_key_is_401_or_a_valid_tenant_never_500(
     else:
         assert r.json()["error"]["code"] == "unauthorized", r.text
         assert len(candidate) < 16 or candidate not in r.text
+
+
+def test_whoami_tells_a_key_its_tenant_and_scopes(client: TestClient[Any]) -> None:
+    env = client.get("/v1/whoami", headers=A)
+    assert env.status_code == 200, env.text
+    assert env.json() == {"tenant": "tenant-a", "scopes": ["read", "write"], "grants": ["read", "write"],
+                          "key_id": None, "name": "env", "expires_at": None}  # fmt: skip
+    reader = issue(client, A_ADMIN, scopes=["read"])
+    mine = client.get("/v1/whoami", headers=key(reader)).json()
+    assert (mine["tenant"], mine["scopes"], mine["key_id"]) == ("tenant-a", ["read"], reader["key"]["id"])
+    assert reader["secret"] not in str(mine)
+    assert client.get("/v1/whoami").status_code == 401

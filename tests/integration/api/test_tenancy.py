@@ -258,7 +258,7 @@ def _list_routes(client: TestClient[Any]) -> list[str]:
 
 LIST_ROUTES = [
     "/v1/admin/keys", "/v1/admin/sources", "/v1/alerts", "/v1/catalog", "/v1/changelog", "/v1/contracts",
-    "/v1/deadletter", "/v1/deadletter/stats", "/v1/search", "/v1/slo", "/v1/webhooks",
+    "/v1/deadletter", "/v1/deadletter/stats", "/v1/search", "/v1/slo", "/v1/webhooks", "/v1/whoami",
 ]  # fmt: skip
 
 

@@ -57,6 +57,7 @@ from agentflow_client.types import (
     TimelineEvent,
     TimelineMeta,
     UserAck,
+    WhoAmI,
 )
 
 __all__ = [
@@ -120,4 +121,5 @@ __all__ = [
     "Unprocessable",
     "UserAck",
     "VersionConflict",
+    "WhoAmI",
 ]

@@ -27,6 +27,7 @@ from agentflow_client.types import (
     SearchResults,
     SessionAck,
     UserAck,
+    WhoAmI,
 )
 
 T = TypeVar("T")
@@ -154,6 +155,11 @@ def catalog() -> Call[Catalog]:
 def health() -> Call[HealthReport]:
     """``GET /v1/health``"""
     return Call("GET", "/v1/health", HealthReport)
+
+
+def whoami() -> Call[WhoAmI]:
+    """``GET /v1/whoami``: the key's tenant and scopes (``write`` allows the commands)."""
+    return Call("GET", "/v1/whoami", WhoAmI)
 
 
 def deadletters(

@@ -93,6 +93,7 @@ class Client(ClientBase):
     search = _run(calls.search)
     catalog = _run(calls.catalog)
     health = _run(calls.health)
+    whoami = _run(calls.whoami)
     deadletters = _run(calls.deadletters)
     deadletter = _run(calls.deadletter)
     replay_deadletter = _run(calls.replay_deadletter)

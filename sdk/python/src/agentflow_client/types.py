@@ -199,6 +199,17 @@ class HealthReport(msgspec.Struct, frozen=True):
     components: list[HealthComponent]
 
 
+class WhoAmI(msgspec.Struct, frozen=True):
+    """``GET /v1/whoami``: the calling key's tenant and scopes."""
+
+    tenant: str
+    scopes: list[str]
+    grants: list[str]
+    key_id: str | None
+    name: str
+    expires_at: float | None
+
+
 class DeadLetterView(msgspec.Struct, frozen=True):
     id: int | None
     tenant_id: str | None
