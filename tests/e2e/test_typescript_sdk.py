@@ -97,8 +97,11 @@ def test_typescript_sdk_against_a_live_server(
         "AF_LIMITED_URL": limited.base, "AF_LIMITED_KEY": LIMITED_KEY,
         "AF_LIMITED_READ_RPM": str(READ_RPM), "AF_LIMITED_WRITE_RPM": str(WRITE_RPM),
     }  # fmt: skip
-    done = _run(["node", "--test", "--enable-source-maps", "--test-reporter=spec", "dist/test/"], env, 600)
+    tests = sorted(str(p.relative_to(SDK)) for p in (SDK / "dist" / "test").glob("*.test.js"))
+    assert "dist/test/sdk.test.js" in tests, tests
+    done = _run(["node", "--test", "--enable-source-maps", "--test-reporter=spec", *tests], env, 600)
     report = done.stdout + done.stderr
+    print(report)  # each node test and its duration (pytest -s / -rP)
     assert done.returncode == 0, report + "\n--- server log ---\n" + server.tail(3000)
     for line in ("# fail 0", "# skipped 0", "# cancelled 0"):
         assert line in report.replace("ℹ", "#"), report

@@ -490,6 +490,7 @@ export class EventStream implements AsyncIterable<StreamEvent> {
         await this.settings.sleep(wait);
       }
       if (!response.body) throw new TransportError("event stream: no body");
+      arm(this.idleMs);
       const decoder = new TextDecoder();
       for await (const chunk of response.body) {
         arm(this.idleMs);

@@ -119,10 +119,10 @@ test("query, search, catalog and health read what the test wrote", async () => {
   const catalog = await af.catalog();
   assert.ok(catalog.metrics.revenue?.available_windows.includes("1h"));
   assert.ok(catalog.entities.order);
+  assert.ok(af.rateLimit && af.rateLimit.limit > 0 && af.rateLimit.remaining < af.rateLimit.limit);
   const health = await af.health();
   assert.ok(["healthy", "degraded", "unhealthy"].includes(health.status));
   assert.ok(health.components.some((c) => c.name === "freshness"));
-  assert.ok(af.rateLimit === undefined || af.rateLimit.limit > 0);
 });
 
 test("errors carry code, details and request id; a timeout is a TimeoutError", async () => {
