@@ -4,16 +4,26 @@ PY ?= python3
 VENV := .venv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
+TS_SDK := sdk/typescript
+TS_STAMP := $(TS_SDK)/node_modules/.package-lock.json
 PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 
 .PHONY: run test unit integration e2e lint openapi bench bench-compare bench-distributed setup setup-distributed system-deps \
 	up-distributed down-distributed clean
 
-setup: $(STAMP) system-deps
+setup: $(STAMP) system-deps $(TS_STAMP)
 
 $(STAMP): pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	uv sync --frozen --extra dev --python $(PY)
+	@touch $@
+
+# the TypeScript SDK's build and test tools (tsc, openapi-typescript), exactly as the committed lockfile
+# pins them, from the npm registry; Node 20+ (Debian's nodejs/npm when none is installed)
+$(TS_STAMP): $(TS_SDK)/package.json $(TS_SDK)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null)
+	cd $(TS_SDK) && npm ci --no-audit --no-fund
 	@touch $@
 
 # Postgres binaries for the cluster `agentflow up` and the tests own (Postgres refuses root:
@@ -67,14 +77,17 @@ integration: setup-distributed
 e2e: setup-distributed
 	$(VENV)/bin/pytest -q -p no:cacheprovider tests/e2e
 
-# docs/openapi.json: the schema the API serves (a test fails when they differ)
+# docs/openapi.json: the schema the API serves (a test fails when they differ), and the TypeScript SDK's
+# types generated from it (sdk/typescript/src/schema.d.ts; its node tests fail when they differ)
 openapi: setup
 	$(VENV)/bin/python -m services.api.app > docs/openapi.json
+	cd $(TS_SDK) && npm run --silent generate
 
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy domain commands projections readmodels connectors services migrations bench \
 	  sdk/python/src/agentflow_client
+	cd $(TS_SDK) && npx --no-install tsc -p tsconfig.json --noEmit
 
 bench: setup
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
