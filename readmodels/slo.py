@@ -75,7 +75,10 @@ class _Series:
         return b
 
     def add(self, now: float, value: float, bad: bool) -> None:
-        b = self._bucket(int(now // MINUTE))
+        minute = int(now // MINUTE)
+        b = self.buckets.get(minute % self.minutes)  # the current minute's, nearly always (no call)
+        if b is None or b[0] != minute:
+            b = self._bucket(minute)
         b[1] += 1
         if bad:
             b[2] += 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from math import ceil
 from typing import NamedTuple
 
 from prometheus_client import Counter
@@ -54,16 +55,21 @@ class Verdict(NamedTuple):
         ]
 
 
+# a Verdict from a tuple of its fields, without the Python-level __new__ of a NamedTuple (~0.3 us a request)
+_new_verdict = tuple.__new__
+
+
 def verdict(count: WindowCount, limit: int, window_s: float) -> Verdict:
     """What a window count means for the request (pure: the same for every counter store)."""
     allowed, previous, current, now = count
     start = now // window_s * window_s
     estimate = previous * (window_s - (now - start)) / window_s + current
-    remaining = max(0, math.floor(limit - estimate + 1e-9))
+    left = limit - estimate + 1e-9
+    remaining = int(left) if left > 0 else 0  # floor, at least 0
     # the current window's requests slide out at the end of the next one, the previous one's at its end
     reset = start + 2 * window_s if current else start + window_s if previous else now
     retry = 0.0 if allowed else retry_after(count, limit, window_s)
-    return Verdict(allowed, limit, remaining, math.ceil(reset), retry)
+    return _new_verdict(Verdict, (allowed, limit, remaining, ceil(reset), retry))  # type: ignore[return-value]
 
 
 def retry_after(count: WindowCount, limit: int, window_s: float) -> float:

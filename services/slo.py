@@ -1,12 +1,8 @@
 """How the HTTP app measures itself for the service level objectives (readmodels/slo.py): every request's
-latency class, status and duration go to the SloTracker, through one bare ASGI wrapper (no middleware
-stack)."""
+latency class (``route_class``), status and duration go to the SloTracker (``record_request``), from the
+app's front door (services/api/http_guard.py: one bare ASGI wrapper, no middleware stack)."""
 
 from __future__ import annotations
-
-import time
-
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from readmodels.slo import SloTracker
 
@@ -24,36 +20,6 @@ def route_class(method: str, path: str) -> str | None:
     return "read"
 
 
-class LatencyRecorder:
-    """A bare ASGI wrapper (no middleware stack): time each HTTP request, note its status."""
-
-    __slots__ = ("app", "tracker")
-
-    def __init__(self, app: ASGIApp, tracker: SloTracker) -> None:
-        self.app = app
-        self.tracker = tracker
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method: str = scope["method"]  # type: ignore[typeddict-item]
-        path = scope["path"]
-        cls = route_class(method, path)
-        if cls is None:
-            await self.app(scope, receive, send)
-            return
-        status = [500]
-
-        async def send_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = message["status"]
-            await send(message)
-
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            self.tracker.record_request(
-                cls, status[0], time.perf_counter() - started, command=cls == "command"
-            )
+def record_request(tracker: SloTracker, cls: str, status: int, seconds: float) -> None:
+    """One answered HTTP request of latency class ``cls`` (``route_class``): its status and duration."""
+    tracker.record_request(cls, status, seconds, command=cls == "command")

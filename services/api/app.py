@@ -1,9 +1,9 @@
 """The Litestar application over a built :class:`services.bootstrap.Container`.
 
 No middleware stack (stacked middlewares held an earlier API to ~140 requests/s): authentication is a
-dependency of each route that needs a tenant, request latency for the SLOs is one bare ASGI wrapper, the
-NUL guard another, and the front door (security headers, X-Request-ID, CORS, HSTS: http_guard.py) the
-outermost.
+dependency of each route that needs a tenant, and everything else a request passes is one bare ASGI
+wrapper, the front door (http_guard.py: security headers, X-Request-ID, CORS, HSTS, the X-RateLimit-*
+headers authentication left, the NUL guard of text_guard.py and the SLO measurement of services/slo.py).
 Routes receive their dependencies by parameter name (services/api/dependencies.py); the OpenAPI 3.1
 schema they describe is served at /schema/openapi.json (and checked in as docs/openapi.json).
 """
@@ -58,10 +58,8 @@ from services.api.routes.stream import STREAM_ROUTES
 from services.api.routes.timeline import TIMELINE_ROUTES
 from services.api.routes.webhooks import WEBHOOK_ROUTES
 from services.api.routes.whoami import WHOAMI_ROUTES
-from services.api.text_guard import TextGuard
 from services.bootstrap import Container
 from services.config import HttpSettings
-from services.slo import LatencyRecorder
 
 
 def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
@@ -131,14 +129,12 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
         debug=False,
     )
     tidy_schema(app)
-    # request latency and status for the SLOs: a bare ASGI wrapper, no middleware stack; batch items
-    # dispatch to the unwrapped handler (the batch itself is measured)
+    # batch items dispatch to the unwrapped handler (the batch itself passes the front door, and is measured)
     in_process.bind(app, app.asgi_handler)
-    # text no store can hold (NUL in a path, query or JSON body) is refused once, for every route; every
-    # answer (the guards' own too) gets the security headers, X-Request-ID and CORS of HttpGuard
-    app.asgi_handler = HttpGuard(
-        LatencyRecorder(TextGuard(app.asgi_handler), container.slo), container.settings.http, DOCS_PATHS
-    )
+    # the front door, one bare ASGI wrapper: text no store can hold (NUL in a path, query or JSON body) is
+    # refused once, for every route; request latency and status go to the SLOs; every answer (the NUL
+    # guard's own too) gets the security headers, X-Request-ID, CORS and the X-RateLimit-* headers
+    app.asgi_handler = HttpGuard(app.asgi_handler, container.settings.http, DOCS_PATHS, container.slo)
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app
 

@@ -1,8 +1,14 @@
 """The front door every HTTP answer passes (docs/security.md, "HTTP hardening").
 
-``HttpGuard`` is the outermost bare ASGI wrapper of the app (like the NUL guard and the latency
-recorder: no middleware stack). Per request it reads a few request headers in one pass and adds a
-precomputed header list to the answer's ``http.response.start``:
+``HttpGuard`` is the app's one bare ASGI wrapper (no middleware stack; each wrapper layer costs every
+request a coroutine frame and every ``send`` another, so the per-request concerns share this one and its
+one ``send`` wrapper, which is a plain function handing back the server's own awaitable). It composes:
+
+- the NUL guard (services/api/text_guard.py): a NUL in the path or query string is answered 422 here,
+  one in a JSON body is raised from ``receive`` as the route reads it;
+- the SLO measurement (services/slo.py): each request's latency class, answered status and duration;
+- the headers below: per request it reads a few request headers in one pass and adds a precomputed
+  header list to the answer's ``http.response.start``:
 
 - security headers on every answer: ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``,
   ``Referrer-Policy: no-referrer`` and a Content-Security-Policy: ``default-src 'none'`` for the API
@@ -19,6 +25,9 @@ precomputed header list to the answer's ``http.response.start``:
 The body limit (``AGENTFLOW_MAX_BODY_BYTES``) is Litestar's ``request_max_body_size``: enforced on the
 announced Content-Length before anything is read and on the bytes actually streamed (a chunked body),
 only for routes that read a body; the 413 is answered in the error shape (services/api/errors.py).
+
+A CORS preflight is answered before the NUL guard and is not measured; every other answer (the NUL
+guard's own 422 too) gets the headers and is measured.
 """
 
 from __future__ import annotations
@@ -26,12 +35,17 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Awaitable
+from time import perf_counter
 from typing import Any
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from readmodels.slo import SloTracker
 from services.api.openapi import REDOC_ORIGIN
+from services.api.text_guard import BODY_METHODS, nul_checked, nul_in_url, refuse_nul
 from services.config import ConfigError, HttpSettings
+from services.slo import record_request, route_class
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -85,13 +99,16 @@ def sane_request_id(value: bytes | None) -> bytes:
 class HttpGuard:
     __slots__ = (
         "_any_origin", "_api", "_cors", "_docs", "_docs_paths", "_origins", "_preflight", "_simple",
-        "_trust_proto", "_vary", "app",
+        "_trust_proto", "_vary", "app", "tracker",
     )  # fmt: skip
 
-    def __init__(self, app: ASGIApp, settings: HttpSettings, docs_paths: frozenset[str]) -> None:
+    def __init__(
+        self, app: ASGIApp, settings: HttpSettings, docs_paths: frozenset[str], tracker: SloTracker
+    ) -> None:
         if "*" in settings.cors_origins and settings.cors_credentials:  # HttpSettings refuses it too
             raise ConfigError("AGENTFLOW_CORS_ORIGINS=* cannot be combined with AGENTFLOW_CORS_CREDENTIALS=1")
         self.app = app
+        self.tracker = tracker
         self._api: Headers = [*_COMMON, (b"content-security-policy", API_CSP.encode())]
         self._docs: Headers = [*_COMMON, (b"content-security-policy", DOCS_CSP.encode())]
         self._docs_paths = docs_paths
@@ -147,13 +164,31 @@ class HttpGuard:
                     return
                 headers += (allow, *self._simple)
 
-        async def send_with_headers(message: Message) -> None:
+        status = 500  # unless the app answers
+
+        def send_guarded(message: Message) -> Awaitable[None]:
+            # not a coroutine: the server's own awaitable is handed back (no frame per send)
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 limits = state.get(RATE_LIMIT_HEADERS, ())
                 message["headers"] = [*message.get("headers", ()), *headers, *limits]
-            await send(message)
+            return send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        method: str = scope["method"]  # type: ignore[typeddict-item]
+        cls = route_class(method, scope["path"])
+        started = perf_counter()
+        try:
+            fields = nul_in_url(scope)
+            if fields:
+                await refuse_nul(scope, send_guarded, fields)
+            else:
+                if method in BODY_METHODS:
+                    receive = nul_checked(receive)
+                await self.app(scope, receive, send_guarded)
+        finally:
+            if cls is not None:  # streams and health probes are not measured
+                record_request(self.tracker, cls, status, perf_counter() - started)
 
     @staticmethod
     async def _answer_preflight(send: Send, headers: Headers) -> None:

@@ -1,8 +1,9 @@
 """The app's own routes, called in process: ``POST /v1/batch`` runs each item as a request through them
 (same authentication, tenant, validation and answers as a direct call) without a network round trip.
 
-``create_app`` binds the app's ASGI handler *inside* the latency recorder (the batch itself is measured,
-its items are not) once the app is built; routes get the binding as ``in_process: InProcess``.
+``create_app`` binds the app's ASGI handler *inside* the front door (services/api/http_guard.py: the batch
+itself is measured, its items are not) once the app is built; routes get the binding as
+``in_process: InProcess``.
 """
 
 from __future__ import annotations

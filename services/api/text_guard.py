@@ -2,11 +2,11 @@
 string of a JSON body is refused with 422 validation_failed, naming where it is, before any route uses it
 (Postgres text and jsonb cannot store NUL: it used to surface as a 500 from the database).
 
-``TextGuard`` wraps the app's ASGI handler once, for every route, like the latency recorder (a bare
-wrapper, no middleware stack): a request without NUL pays two substring tests of its path and query
-string, and a body-carrying request a substring test of its body as the route reads it. A NUL in the
-path or query is answered right here; one in a body is raised from ``receive`` as the route reads the
-body, and answered by the app's error handler.
+The checks are plain functions the front door (services/api/http_guard.py) calls once per request, for
+every route: a request without NUL pays two substring tests of its path and query string
+(``nul_in_url``), and a body-carrying request (``BODY_METHODS``) a substring test of its body as the route
+reads it (``nul_checked``). A NUL in the path or query is answered by the front door (``refuse_nul``); one
+in a body is raised from ``receive`` as the route reads the body, and answered by the app's error handler.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import msgspec
-from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
+from litestar.types import Receive, ReceiveMessage, Scope, Send
 
 from services.api.errors import ApiError, error_body, scope_correlation_id
 
-_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 _MESSAGE = "must not contain the NUL character (\\u0000)"
 
 
@@ -45,7 +45,8 @@ def _refused(fields: list[str]) -> ApiError:
     return ApiError(422, "validation_failed", "request is not valid", details)
 
 
-def _in_url(scope: Scope) -> list[str]:
+def nul_in_url(scope: Scope) -> list[str]:
+    """Where the path or query string holds NUL (empty: nowhere)."""
     if "\x00" in scope["path"]:
         return ["path"]
     query: bytes = scope.get("query_string", b"")  # type: ignore[assignment]
@@ -55,7 +56,7 @@ def _in_url(scope: Scope) -> list[str]:
     return []
 
 
-def _checked(receive: Receive) -> Receive:
+def nul_checked(receive: Receive) -> Receive:
     """``receive`` that raises 422 once the whole body is read and holds a NUL in a JSON string."""
     chunks: list[bytes] = []
 
@@ -78,28 +79,10 @@ def _checked(receive: Receive) -> Receive:
     return checked
 
 
-class TextGuard:
-    __slots__ = ("app",)
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        fields = _in_url(scope)
-        if fields:
-            await self._refuse(scope, send, fields)
-            return
-        if scope["method"] in _BODY_METHODS:  # type: ignore[typeddict-item]
-            receive = _checked(receive)
-        await self.app(scope, receive, send)
-
-    @staticmethod
-    async def _refuse(scope: Scope, send: Send, fields: list[str]) -> None:
-        error = _refused(fields)
-        body = error_body(error.code, error.message, error.details, scope_correlation_id(scope))
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": error.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+async def refuse_nul(scope: Scope, send: Send, fields: list[str]) -> None:
+    """Answer 422 validation_failed (the error shape) naming ``fields``, before the app runs."""
+    error = _refused(fields)
+    body = error_body(error.code, error.message, error.details, scope_correlation_id(scope))
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
