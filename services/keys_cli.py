@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from services.projections_cli import admin_target
+from services.projections_cli import run_admin
 
 
 def add_keys_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -42,15 +42,7 @@ def add_keys_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser
 
 def run_keys_command(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    url, key = admin_target(args)
-    if not key:
-        return 2
-    try:
-        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30.0) as client:
-            return _run(args, client, out)
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
+    return run_admin(args, lambda client: _run(args, client, out), timeout=30.0)
 
 
 def _line(k: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,22 @@ def admin_target(args: argparse.Namespace) -> tuple[str, str | None]:
     if not key:
         print("error: no API key (pass --api-key or set AGENTFLOW_API_KEY)", file=sys.stderr)
     return url, key
+
+
+def run_admin(
+    args: argparse.Namespace, run: Callable[[httpx.Client], int], timeout: float = 30.0
+) -> int:
+    """Run an admin command's requests with the key of ``admin_target``: 2 without a key, 1 (and a
+    message) when the API cannot be reached."""
+    url, key = admin_target(args)
+    if not key:
+        return 2
+    try:
+        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=timeout) as client:
+            return run(client)
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def run_projections_command(args: argparse.Namespace, out: Any = None) -> int:

@@ -18,7 +18,7 @@ import httpx
 import yaml
 
 from connectors.legacy.declaration import SourceSpecError, load_source
-from services.projections_cli import admin_target
+from services.projections_cli import run_admin
 
 
 def add_sources_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
@@ -69,15 +69,7 @@ def _status(s: dict[str, Any]) -> str:
 
 def run_sources_command(args: argparse.Namespace, out: Any = None) -> int:
     out = out or sys.stdout
-    url, key = admin_target(args)
-    if not key:
-        return 2
-    try:
-        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=120.0) as client:
-            return _run(args, client, out)
-    except httpx.HTTPError as exc:
-        print(f"error: cannot reach {url}: {exc}", file=sys.stderr)
-        return 1
+    return run_admin(args, lambda client: _run(args, client, out), timeout=120.0)
 
 
 def _run(args: argparse.Namespace, client: httpx.Client, out: Any) -> int:

@@ -137,3 +137,20 @@ def recorded_instant(api: httpx.Client, position: int) -> str:
     assert changes and changes[0]["position"] == position, changes
     latest = max(changes, key=lambda c: datetime.fromisoformat(c["recorded_at"].replace("Z", "+00:00")))
     return str(latest["recorded_at"])
+
+
+@contextmanager
+def limited_server(
+    data_dir: Path, api_keys: str, read_rpm: int, write_rpm: int
+) -> Iterator[AgentFlowProcess]:
+    """``agentflow up`` with small per-key budgets (the SDKs' 429 tests), nothing downstream."""
+    srv = AgentFlowProcess(data_dir, api_keys, env={
+        "AGENTFLOW_RATE_LIMIT_READ_RPM": str(read_rpm), "AGENTFLOW_RATE_LIMIT_WRITE_RPM": str(write_rpm),
+        "AGENTFLOW_ICEBERG": "0", "AGENTFLOW_WORKERS": "0", "AGENTFLOW_ALERTS": "0",
+    })  # fmt: skip
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+

@@ -12,21 +12,17 @@ import pytest
 from agentflow_client import NO_RETRIES, AsyncClient, Client, RateLimited, RetryPolicy
 from agentflow_process import AgentFlowProcess
 
+from e2e.conftest import limited_server
+
 KEY = "limited-key"
 READ_RPM, WRITE_RPM = 60, 10
 
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFlowProcess]:
-    srv = AgentFlowProcess(tmp_path_factory.mktemp("agentflow-limits"), f"{KEY}:tenant-l", env={
-        "AGENTFLOW_RATE_LIMIT_READ_RPM": str(READ_RPM), "AGENTFLOW_RATE_LIMIT_WRITE_RPM": str(WRITE_RPM),
-        "AGENTFLOW_ICEBERG": "0", "AGENTFLOW_WORKERS": "0", "AGENTFLOW_ALERTS": "0",
-    })  # fmt: skip
-    srv.start()
-    try:
+    data_dir = tmp_path_factory.mktemp("agentflow-limits")
+    with limited_server(data_dir, f"{KEY}:tenant-l", READ_RPM, WRITE_RPM) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 class Waits:

@@ -19,7 +19,7 @@ import pytest
 from agentflow_process import PROJECT_ROOT, AgentFlowProcess
 from waiting import eventually
 
-from e2e.conftest import KEY_A, client
+from e2e.conftest import KEY_A, client, limited_server
 from e2e.test_deadletter_replay import _insert_bad, _pg_url
 
 pytestmark = pytest.mark.timeout(900)
@@ -50,15 +50,9 @@ def built() -> Path:
 
 @pytest.fixture(scope="module")
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentFlowProcess]:
-    srv = AgentFlowProcess(tmp_path_factory.mktemp("agentflow-ts-limits"), f"{LIMITED_KEY}:tenant-l", env={
-        "AGENTFLOW_RATE_LIMIT_READ_RPM": str(READ_RPM), "AGENTFLOW_RATE_LIMIT_WRITE_RPM": str(WRITE_RPM),
-        "AGENTFLOW_ICEBERG": "0", "AGENTFLOW_WORKERS": "0", "AGENTFLOW_ALERTS": "0",
-    })  # fmt: skip
-    srv.start()
-    try:
+    data_dir = tmp_path_factory.mktemp("agentflow-ts-limits")
+    with limited_server(data_dir, f"{LIMITED_KEY}:tenant-l", READ_RPM, WRITE_RPM) as srv:
         yield srv
-    finally:
-        srv.stop()
 
 
 def _seed_dead_letters(server: AgentFlowProcess) -> list[dict[str, Any]]:
