@@ -43,5 +43,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # the server's environment in the benchmarks: the per-key budgets stay on (their cost is measured) but
-# far above what one machine can send, so no request is refused
-UNTHROTTLED = {"AGENTFLOW_RATE_LIMIT_READ_RPM": "1000000000", "AGENTFLOW_RATE_LIMIT_WRITE_RPM": "1000000000"}
+# far above what one machine can send, so no request is refused. AGENTFLOW_BENCH_RATE_LIMITS=off turns them
+# off (budget 0) instead: `bench.compare --candidate-env` uses it to measure what the budgets cost.
+_BUDGET = "0" if os.environ.get("AGENTFLOW_BENCH_RATE_LIMITS") == "off" else "1000000000"
+UNTHROTTLED = {"AGENTFLOW_RATE_LIMIT_READ_RPM": _BUDGET, "AGENTFLOW_RATE_LIMIT_WRITE_RPM": _BUDGET}
