@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,7 @@ from commands.ports import (
     StreamWrite,
     VersionConflict,
 )
+from connectors import tracing
 from connectors.database import pooled_psycopg
 from domain.events import RecordedEvent
 from domain.upcasting import upcast_event
@@ -145,6 +146,16 @@ SELECT 'n', NULL::bigint, NULL::text, NULL::text, NULL::int FROM n
 APPEND_SQL = _APPEND_TEMPLATE.format(notify_cte=_NOTIFY_CTE, notify_select=_NOTIFY_SELECT)
 APPEND_SQL_NO_NOTIFY = _APPEND_TEMPLATE.format(notify_cte="", notify_select="")
 
+def _append_span(tenant_id: str, writes: Sequence[StreamWrite]) -> AbstractContextManager[Any]:
+    """The append's span (tracing on): the events' metadata carry its traceparent."""
+    if not tracing.active():
+        return nullcontext()
+    return tracing.span("event_store.append", {
+        "agentflow.tenant": tenant_id, "agentflow.streams": len(writes),
+        "agentflow.events": sum(len(w.events) for w in writes),
+    })  # fmt: skip
+
+
 LOAD_STREAM_SQL = (
     f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = %(t)s AND stream_type = %(st)s "
     "AND stream_id = %(sid)s AND stream_version > %(v)s ORDER BY stream_version"
@@ -206,8 +217,9 @@ class PostgresEventStore:
         metadata: dict[str, Any],
         idempotency: IdempotencyRecord | None = None,
     ) -> AppendResult:
-        params = self._append_params(tenant_id, writes, metadata, idempotency)
-        result = self._append_single(params, tenant_id, writes, idempotency)
+        with _append_span(tenant_id, writes):
+            params = self._append_params(tenant_id, writes, metadata, idempotency)
+            result = self._append_single(params, tenant_id, writes, idempotency)
         if self._listeners:
             self.committed(result)
         return result
@@ -238,7 +250,6 @@ class PostgresEventStore:
         COMMIT). On VersionConflict, IdempotencyReplay or DuplicateEventId nothing was written by this
         call; when the refusal came from a unique violation or a deadlock, the caller's transaction has
         already been rolled back."""
-        params = self._append_params(tenant_id, writes, metadata, idempotency)
 
         def query(sql: str, p: dict[str, Any]) -> list[Any]:
             try:
@@ -248,7 +259,9 @@ class PostgresEventStore:
                     raise e.orig from None
                 raise
 
-        return self._append(query, conn.rollback, params, tenant_id, writes, idempotency)
+        with _append_span(tenant_id, writes):
+            params = self._append_params(tenant_id, writes, metadata, idempotency)
+            return self._append(query, conn.rollback, params, tenant_id, writes, idempotency)
 
     def _append(
         self,
@@ -343,7 +356,8 @@ class PostgresEventStore:
                 if ev.event_id is not None:
                     row["event_id"] = ev.event_id
                 es.append(row)
-        doc: dict[str, Any] = {"w": ws, "e": es, "m": metadata}
+        # the current span's traceparent (tracing on): projections and deliveries link back to the command
+        doc: dict[str, Any] = {"w": ws, "e": es, "m": tracing.with_trace_context(metadata)}
         if idempotency is not None:
             doc["i"] = {"key": idempotency.key, "request_hash": idempotency.request_hash,
                         "status_code": idempotency.status_code, "response": idempotency.response}

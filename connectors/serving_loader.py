@@ -32,6 +32,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from sqlalchemy.engine import Engine
 
+from connectors import tracing
 from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.contiguous import Contiguity
@@ -377,6 +378,10 @@ class ServingLoader:
         return position
 
     def _apply(self, decoded: _Decoded) -> None:
+        # tracing on: the insert is a span in each traced event's command trace (connectors/tracing.py)
+        tracing.traced_write("loader", decoded.events, lambda: self._write(decoded))
+
+    def _write(self, decoded: _Decoded) -> None:
         for table, rows in decoded.rows.items():
             if rows:
                 self.store.insert_rows(table, list(rows.values()))

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from connectors import ssrf
+from connectors import ssrf, tracing
 from connectors import webhook_signing as signing
 from connectors.webhook_store import OpenDelivery, WebhookStore
 from readmodels.webhooks import Endpoint, retry_delay
@@ -133,6 +133,16 @@ class Sender:
         return conns
 
     def send(self, url: str, secrets: list[str], msg_id: str, body: bytes) -> AttemptResult:
+        """One signed POST of ``body`` (a ``webhook.deliver`` span when tracing is on)."""
+        with tracing.span("webhook.deliver", {"agentflow.webhook_id": msg_id}) as span:
+            result = self._send(url, secrets, msg_id, body)
+            if span is not None:
+                span.set_attribute("agentflow.outcome", result.outcome)
+                if result.status_code is not None:
+                    span.set_attribute("http.response.status_code", result.status_code)
+            return result
+
+    def _send(self, url: str, secrets: list[str], msg_id: str, body: bytes) -> AttemptResult:
         started = time.perf_counter()
 
         def ms() -> float:

@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     install_logging(env_settings.log_level)
+    from services.tracing_setup import install_tracing
+
+    install_tracing()  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     if args.command == "up":
         from services.launcher import run_up
 

@@ -28,6 +28,7 @@ from connectors.event_store import PostgresEventStore
 from connectors.secret_box import SecretBox
 from connectors.serving_loader import LoaderStatus, ServingLoader
 from connectors.tailer import PostgresTailer, TailCursor
+from connectors.tracing import traced
 from connectors.webhook_store import WebhookStore
 from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
@@ -135,7 +136,8 @@ class Runtime:
             self._start_distributed()
             self._start_alerts()
             return
-        sink = SinkGate(ClickHouseSink(self.clickhouse, self.checkpoints, reject=self._dead_letter))
+        sink = SinkGate(traced(ClickHouseSink(self.clickhouse, self.checkpoints, reject=self._dead_letter),
+                               "clickhouse"))  # fmt: skip
         self.rebuilds.serving_gate = sink
         # no NOTIFY (see __init__): the serving tailer is woken by this process's commits and polls
         # every 100 ms for writes from other processes; the lake batches anyway, so it only polls
@@ -156,7 +158,7 @@ class Runtime:
             lake_tailer = TailerGate(
                 PostgresTailer(self.engine, self.database_url, listen=False, poll_interval=0.25)
             )
-            lake_gate = SinkGate(lake)
+            lake_gate = SinkGate(traced(lake, "iceberg"))
             self.lake_runner = ProjectionRunner("iceberg", lake_tailer, lake_gate)
             lake_runner = self.lake_runner
             self.rebuilds.lake_gate, self.rebuilds.lake_tailer = lake_gate, lake_tailer

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors import tracing
 from connectors.alert_store import AlertStore
 from domain.events import RecordedEvent
 from readmodels.alerts import AlertRule, MetricFn, Transition, decide, measure, metrics_by_event
@@ -162,6 +163,10 @@ class AlertEvaluator:
     def evaluate(self, rule_id: str) -> Evaluation | None:
         """Evaluate one rule in one transaction under its row lock; None when it is gone, disabled or
         locked by another evaluator."""
+        with tracing.span("alert.evaluate", {"agentflow.alert_rule": rule_id}):
+            return self._evaluate(rule_id)
+
+    def _evaluate(self, rule_id: str) -> Evaluation | None:
         kicks: set[str] = set()
         with self.store.evaluation(rule_id) as unit:
             if unit is None:

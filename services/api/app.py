@@ -22,6 +22,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.logging import LoggingConfig
 
+from connectors import tracing
 from readmodels.errors import ReadError
 from services.api.dependencies import DbLimiter, providers
 from services.api.errors import (
@@ -58,6 +59,7 @@ from services.api.routes.stream import STREAM_ROUTES
 from services.api.routes.timeline import TIMELINE_ROUTES
 from services.api.routes.webhooks import WEBHOOK_ROUTES
 from services.api.routes.whoami import WHOAMI_ROUTES
+from services.api.tracing import TracedHttp
 from services.bootstrap import Container
 from services.config import HttpSettings
 
@@ -134,7 +136,8 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     # the front door, one bare ASGI wrapper: text no store can hold (NUL in a path, query or JSON body) is
     # refused once, for every route; request latency and status go to the SLOs; every answer (the NUL
     # guard's own too) gets the security headers, X-Request-ID, CORS and the X-RateLimit-* headers
-    app.asgi_handler = HttpGuard(app.asgi_handler, container.settings.http, DOCS_PATHS, container.slo)
+    inner = TracedHttp(app.asgi_handler) if tracing.active() else app.asgi_handler  # a span per request
+    app.asgi_handler = HttpGuard(inner, container.settings.http, DOCS_PATHS, container.slo)
     logging.getLogger("agentflow").setLevel(logging.INFO)
     return app
 

@@ -28,6 +28,7 @@ from litestar.di import Provide
 
 from commands.bus import CommandResult
 from commands.service import CommandService
+from connectors import tracing
 from readmodels.api_keys import ADMIN as ADMIN_SCOPE
 from readmodels.api_keys import OPERATOR as OPERATOR_SCOPE
 from readmodels.api_keys import PUBLIC, Miss, Principal
@@ -241,10 +242,12 @@ class Commands:
         if_match: int | None,
         idempotency_key: str | None,
     ) -> CommandResult:
-        return await to_thread.run_sync(
-            self.service.submit, self.tenant, name, entity_id, payload, metadata, if_match, idempotency_key,
-            limiter=self.db_limiter(),
-        )  # fmt: skip
+        # the worker thread runs in a copy of this context: the command's span is current there
+        with tracing.span(f"command {name}", {"agentflow.tenant": self.tenant, "agentflow.command": name}):
+            return await to_thread.run_sync(
+                self.service.submit, self.tenant, name, entity_id, payload, metadata, if_match,
+                idempotency_key, limiter=self.db_limiter(),
+            )  # fmt: skip
 
 
 PARTS = ("settings", "store", "runtime", "read_cache", "clickhouse", "dead_letters", "webhook_store", "hub",

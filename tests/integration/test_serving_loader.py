@@ -23,6 +23,7 @@ import pytest
 from chdb_store import chdb_dsn, chdb_store
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from span_recorder import recording_spans
 from sqlalchemy.engine import Engine
 from waiting import eventually
 
@@ -33,6 +34,7 @@ from connectors.dead_letters import DeadLetterStore
 from connectors.event_store import PostgresEventStore
 from connectors.serving_loader import ServingLoader
 from connectors.tailer import PositionTailer, PostgresTailer
+from connectors.tracing import TRACER
 from domain.events import NewEvent, RecordedEvent
 from projections.rows import TABLES, MemoryLookup, dumps_row, project
 
@@ -434,6 +436,36 @@ def test_latency_per_batch(
         assert actual_rows(clickhouse) == expected_rows(lookup)
     finally:
         t.close()
+
+
+def test_the_loaders_insert_continues_the_commands_trace(
+    engine: Engine, clickhouse: ClickHouseStore, prefix: str, kafka_bootstrap: str
+) -> None:
+    """Distributed, the event's traceparent rides through Flink in the events row: the loader's insert
+    of each event is a span in the trace of the append that wrote it."""
+    with recording_spans() as exporter:
+        shop = Shop(engine)
+        with TRACER.start_as_current_span("command under test") as command:
+            shop.catalog()
+            shop.orders(1, 2)
+        events = shop.events()
+        appends = {s.context.span_id for s in exporter.get_finished_spans() if s.name == "event_store.append"}
+        assert appends
+        group = f"{prefix}-g"
+        loader = ServingLoader(clickhouse, engine, kafka_bootstrap, topic_prefix=prefix, group_id=group)
+        t = LoaderThread(loader)
+        try:
+            produce(kafka_bootstrap, prefix, flink_output(events, set(), MemoryLookup()), seed=7)
+            eventually(lambda: loader.watermark >= shop.head(), timeout=HANG_S)
+        finally:
+            t.close()
+        inserts = [s for s in exporter.get_finished_spans() if s.name == "loader.apply"]
+    assert sorted(s.attributes["agentflow.position"] for s in inserts if s.attributes) == sorted(
+        e.position for e in events
+    )
+    for s in inserts:
+        assert s.parent is not None and s.parent.span_id in appends
+        assert s.context.trace_id == command.get_span_context().trace_id
 
 
 def test_runtime_distributed_mode(
