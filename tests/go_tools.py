@@ -60,18 +60,23 @@ class GoToolError(RuntimeError):
     pass
 
 
+_checked: dict[str, str] = {}  # this process has seen these report their pinned version
+
+
 def go_tool(name: str) -> str:
     """Path of the built `name` binary, building it first when it is missing or another version."""
+    if name in _checked:
+        return _checked[name]
     tool = TOOLS[name]
     path = BIN_DIR / name
-    if _reports(path, tool):
-        return str(path)
-    BIN_DIR.mkdir(parents=True, exist_ok=True)
-    with _lock():
-        if not _reports(path, tool):  # another process may have built it while we waited
-            _build(name, tool, path)
-        if not _reports(path, tool):
-            raise GoToolError(f"{path} was built but does not report {tool.module} {tool.version}")
+    if not _reports(path, tool):
+        BIN_DIR.mkdir(parents=True, exist_ok=True)
+        with _lock():
+            if not _reports(path, tool):  # another process may have built it while we waited
+                _build(name, tool, path)
+            if not _reports(path, tool):
+                raise GoToolError(f"{path} was built but does not report {tool.module} {tool.version}")
+    _checked[name] = str(path)
     return str(path)
 
 
