@@ -7,9 +7,10 @@ readable console line when it is. Each line carries ``time`` (UTC, ISO 8601), ``
 
 - ``tenant``, ``correlation_id``, ``request_id``, ``trace_id``: of the HTTP request being served. The front
   door (services/api/http_guard.py) points ``REQUEST_SCOPE`` at the request's ASGI scope, whose state holds
-  the request id and the authenticated tenant anyway; the fields are read from it only when a line is
-  written, so a request that logs nothing pays one ContextVar.set. ``trace_id`` is the current
-  OpenTelemetry span's when one is recording, else the request's W3C ``traceparent`` header's;
+  the request id and, once authenticated, the tenant (services/api/dependencies.py); the fields are read
+  from it only when a line is written, so a request that logs nothing pays one ContextVar.set.
+  ``trace_id`` is the current OpenTelemetry span's when one is recording, else the request's W3C
+  ``traceparent`` header's;
 - anything bound with ``structlog.contextvars.bind_contextvars`` (e.g. ``position``) or passed as a
   stdlib ``extra={...}``.
 
@@ -29,7 +30,7 @@ from structlog.types import EventDict, Processor, WrappedLogger
 
 try:
     from opentelemetry import trace as _otel_trace
-except ImportError:  # pragma: no cover - the API package is a dependency; the SDK is optional
+except ImportError:  # pragma: no cover - opentelemetry-api comes with mcp; without it there are no spans
     _otel_trace = None  # type: ignore[assignment]
 
 # the ASGI scope of the HTTP request this task serves, set by the front door
