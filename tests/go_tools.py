@@ -147,6 +147,9 @@ def _build(name: str, tool: GoTool, path: Path) -> None:
 
 def main(argv: list[str]) -> int:
     names = argv or list(TOOLS)
+    if unknown := [name for name in names if name not in TOOLS]:
+        print(f"go-tools: unknown {', '.join(unknown)}; known: {', '.join(TOOLS)}", file=sys.stderr)
+        return 2
     for name in names:
         tool = TOOLS[name]
         started = time.monotonic()
