@@ -9,7 +9,7 @@ TS_STAMP := $(TS_SDK)/node_modules/.package-lock.json
 PG_CTL := $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 
 .PHONY: run test unit integration e2e lint openapi bench bench-compare bench-distributed setup setup-distributed system-deps \
-	up-distributed down-distributed clean
+	up-distributed down-distributed clean go-tools
 
 setup: $(STAMP) system-deps $(TS_STAMP)
 
@@ -49,6 +49,13 @@ setup-distributed: setup
 	$(VENV)/bin/python -m connectors.jars
 	$(VENV)/bin/python -c "from services.distributed.flink_job import ensure_venv; ensure_venv()"
 
+# The Go-built tools the deploy and metrics tests run (promtool, helm, kubeconform, docker-compose), pinned
+# and built from source through the Go module proxy into deploy/.cache/go-bin (tests/go_tools.py; the first
+# build takes minutes, later ones reuse Go's build cache). Needs Go >= 1.21 on PATH (the machine's Go 1.26;
+# an older one fetches the 1.26 toolchain the tools ask for); Debian 12's golang-go (1.19) is too old.
+go-tools: setup
+	$(VENV)/bin/python -m tests.go_tools
+
 run: setup
 	$(VENV)/bin/agentflow up --demo
 
@@ -65,7 +72,7 @@ up-distributed: setup-distributed
 down-distributed: setup
 	$(VENV)/bin/agentflow down
 
-test: setup setup-distributed lint
+test: setup setup-distributed lint go-tools
 	$(VENV)/bin/pytest -q -p no:cacheprovider --durations=25
 
 unit: setup

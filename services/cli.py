@@ -73,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     add_mcp_command(sub)
 
     args = parser.parse_args(argv)
-    from services.launcher import install_logging
+    from services.logs import configure_logging
 
     try:
         env_settings = settings_from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    install_logging(env_settings.log_level)
+    configure_logging(env_settings.log_level)
     from services.tracing_setup import install_tracing
 
     install_tracing()  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set

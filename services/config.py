@@ -21,6 +21,7 @@ from connectors.database import DEFAULT_DB_THREADS
 from connectors.secret_box import KEY_FILE, SecretBox, SecretKeyError
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_ACCESS_LOG_SAMPLE = 0.01  # of 2xx answers (docs/operations.md "Logs")
 
 # seconds before each webhook attempt: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h
 DEFAULT_RETRY_SCHEDULE: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -62,6 +63,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_CORS_ORIGINS": "browser origins that may call the API, comma-separated, or `*` (unset: none)",
     "AGENTFLOW_CORS_CREDENTIALS": "`1` lets those origins send credentials (refused with `*`)",
     "AGENTFLOW_TRUST_FORWARDED_PROTO": "`1`: the proxy in front sets X-Forwarded-Proto (`https` sends HSTS)",
+    "AGENTFLOW_ACCESS_LOG_SAMPLE": "fraction of 2xx answers that get an access log line; every other answer "
+    f"gets one ({DEFAULT_ACCESS_LOG_SAMPLE})",
     "AGENTFLOW_ICEBERG": "`0` leaves the Iceberg lake out",
     "AGENTFLOW_WORKERS": "`0` leaves the embedded webhook worker fleet out",
     "AGENTFLOW_ALERTS": "`0` leaves the alert evaluator out",
@@ -230,8 +233,11 @@ class HttpSettings:
     cors_origins: tuple[str, ...] = ()  # () = no CORS; ("*",) = any origin
     cors_credentials: bool = False  # Access-Control-Allow-Credentials (never with "*")
     trust_forwarded_proto: bool = False  # X-Forwarded-Proto: https from the proxy in front means TLS (HSTS)
+    access_log_sample: float = DEFAULT_ACCESS_LOG_SAMPLE  # of 2xx answers; every other answer is logged
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.access_log_sample <= 1.0:
+            raise ConfigError("AGENTFLOW_ACCESS_LOG_SAMPLE must be between 0 and 1")
         if self.max_body_bytes < 1024:
             raise ConfigError("AGENTFLOW_MAX_BODY_BYTES must be at least 1024")
         if "*" in self.cors_origins and self.cors_credentials:
@@ -325,11 +331,13 @@ def _webhooks_from_env(env: Mapping[str, str]) -> WebhookSettings:
 
 
 def _http_from_env(env: Mapping[str, str]) -> HttpSettings:
+    sample = _number(env, "AGENTFLOW_ACCESS_LOG_SAMPLE", float, 0.0)
     return HttpSettings(
         max_body_bytes=_number(env, "AGENTFLOW_MAX_BODY_BYTES", int, 1024) or DEFAULT_MAX_BODY_BYTES,
         cors_origins=parse_cors_origins(env.get("AGENTFLOW_CORS_ORIGINS")),
         cors_credentials=_flag(env.get("AGENTFLOW_CORS_CREDENTIALS"), False),
         trust_forwarded_proto=_flag(env.get("AGENTFLOW_TRUST_FORWARDED_PROTO"), False),
+        access_log_sample=DEFAULT_ACCESS_LOG_SAMPLE if sample is None else sample,
     )
 
 

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -108,7 +107,8 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             host=settings.host,
             port=settings.port,
             log_level="warning",
-            access_log=False,
+            log_config=None,  # uvicorn's lines go through the process's structured logging (services/logs.py)
+            access_log=False,  # the front door writes the access lines
             lifespan="on",
             timeout_graceful_shutdown=5,
             # X-Forwarded-Proto is trusted only as AGENTFLOW_TRUST_FORWARDED_PROTO says (api/http_guard.py),
@@ -226,12 +226,3 @@ def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> Non
         "",
     ]
     _say("\n".join(lines))
-
-
-def install_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -114,12 +114,14 @@ def authorize(request: Request[Any, Any, Any], container: Container, key: str | 
     scope (and for every key on a route that declares none)."""
     if found is None:
         refuse(request, container, key)
+    state = request.scope.setdefault("state", {})  # type: ignore[typeddict-item]
+    state["tenant"] = found.tenant  # the log lines of this request carry it (services/logs.py)
     required = request.scope["route_handler"].opt.get("scope")
     budget = READ_BUDGET if required == READ_SCOPE else WRITE_BUDGET
     verdict = container.rate_limits.take(budget, found.bucket)
     if verdict is not None:
         # added to the answer, whatever it turns out to be, by services/api/http_guard.py
-        request.scope.setdefault("state", {})[RATE_LIMIT_HEADERS] = verdict.headers()  # type: ignore[typeddict-item]
+        state[RATE_LIMIT_HEADERS] = verdict.headers()
         if not verdict.allowed:
             raise ApiError(
                 429,

@@ -7,6 +7,7 @@ one ``send`` wrapper, which is a plain function handing back the server's own aw
 - the NUL guard (services/api/text_guard.py): a NUL in the path or query string is answered 422 here,
   one in a JSON body is raised from ``receive`` as the route reads it;
 - the SLO measurement (services/slo.py): each request's latency class, answered status and duration;
+- the access log line (services/logs.py): every answer but a 2xx, and AGENTFLOW_ACCESS_LOG_SAMPLE of those;
 - the headers below: per request it reads a few request headers in one pass and adds a precomputed
   header list to the answer's ``http.response.start``:
 
@@ -36,6 +37,7 @@ import itertools
 import os
 import re
 from collections.abc import Awaitable
+from random import random
 from time import perf_counter
 from typing import Any
 
@@ -45,6 +47,7 @@ from readmodels.slo import SloTracker
 from services.api.openapi import REDOC_ORIGIN
 from services.api.text_guard import BODY_METHODS, nul_checked, nul_in_url, refuse_nul
 from services.config import ConfigError, HttpSettings
+from services.logs import REQUEST_SCOPE, log_access
 from services.slo import record_request, route_class
 
 Headers = list[tuple[bytes, bytes]]
@@ -98,8 +101,8 @@ def sane_request_id(value: bytes | None) -> bytes:
 
 class HttpGuard:
     __slots__ = (
-        "_any_origin", "_api", "_cors", "_docs", "_docs_paths", "_origins", "_preflight", "_simple",
-        "_trust_proto", "_vary", "app", "tracker",
+        "_any_origin", "_api", "_cors", "_docs", "_docs_paths", "_origins", "_preflight", "_sample",
+        "_simple", "_trust_proto", "_vary", "app", "tracker",
     )  # fmt: skip
 
     def __init__(
@@ -113,6 +116,7 @@ class HttpGuard:
         self._docs: Headers = [*_COMMON, (b"content-security-policy", DOCS_CSP.encode())]
         self._docs_paths = docs_paths
         self._trust_proto = settings.trust_forwarded_proto
+        self._sample = settings.access_log_sample
         self._cors = bool(settings.cors_origins)
         self._any_origin = settings.cors_origins == ("*",)
         self._origins = frozenset(o.encode() for o in settings.cors_origins)
@@ -149,6 +153,7 @@ class HttpGuard:
         request_id = sane_request_id(rid)
         state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item,assignment]
         state["request_id"] = request_id.decode()
+        REQUEST_SCOPE.set(scope)  # log lines of this request carry its ids (services/logs.py)
         headers = self._docs if scope["path"] in self._docs_paths else self._api
         headers = [*headers, (b"x-request-id", request_id)]
         if scope.get("scheme") == "https" or (
@@ -189,6 +194,9 @@ class HttpGuard:
         finally:
             if cls is not None:  # streams and health probes are not measured
                 record_request(self.tracker, cls, status, perf_counter() - started)
+            # the access line: every answer but a 2xx, and a sampled share of those (decided before any work)
+            if status // 100 != 2 or (self._sample and random() < self._sample):
+                log_access(scope, status, perf_counter() - started)
 
     @staticmethod
     async def _answer_preflight(send: Send, headers: Headers) -> None:

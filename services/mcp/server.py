@@ -74,7 +74,8 @@ async def serve(url: str, api_key: str, transport: str = "stdio", host: str = "1
         import uvicorn
 
         app = requires_key(server.streamable_http_app(host=host), api_key)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+        # log_config=None: uvicorn's lines go through the process's structured logging (services/logs.py)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", log_config=None)
         await uvicorn.Server(config).serve()
 
 

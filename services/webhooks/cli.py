@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from services.config import Settings, settings_from_env
+from services.logs import configure_logging
 
 log = logging.getLogger("agentflow.workers")
 
@@ -104,9 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     _add_arguments(parser)
     args = parser.parse_args(argv)
     server = settings_from_env()
-    logging.basicConfig(
-        level=server.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(server.log_level)
     return run_worker_command(args, server)
 
 

@@ -1,12 +1,14 @@
 """Static checks of the distributed deployment's container topology (deploy/compose, deploy/helm,
-deploy/flink). Nothing here starts a container: the files are parsed and cross-checked, and the
-`docker compose` / `helm` validators run only when those tools are installed."""
+deploy/flink). Nothing here starts a container: the files are parsed and cross-checked, and validated by
+the real tools, built from source on first use (tests/go_tools.py): `docker compose config`, `helm lint`,
+and `helm template` rendered manifests checked by `kubeconform -strict` against the Kubernetes JSON
+schemas that the kubernetes-validate package ships (tests/kube_schemas.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -14,6 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
+from go_tools import go_tool
+from kube_schemas import schema_location
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "deploy" / "compose" / "docker-compose.yml"
@@ -30,6 +34,9 @@ SECRET_ENV = {
     "AGENTFLOW_API_KEYS": "key:tenant",
     "AGENTFLOW_SECRET_KEYS": "dummy",
 }
+# Kubernetes releases the chart is checked against: an older one still common in managed clusters, and the
+# newest whose schemas kubernetes-validate ships
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 TEMPLATE_ACTION = re.compile(r"\{\{.*?\}\}")
 VALUES_REF = re.compile(r"\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
 
@@ -157,18 +164,33 @@ def test_flink_job_submits_the_pyflink_job() -> None:
         assert required in command
 
 
-def test_compose_config_validates_with_docker_compose() -> None:
-    docker = shutil.which("docker")
-    if docker is None:
-        pytest.skip("docker CLI not installed")
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip("docker compose plugin not installed")
-    result = subprocess.run(
-        [docker, "compose", "-f", str(COMPOSE), "config", "-q"],
-        capture_output=True, text=True, env={**os.environ, **SECRET_ENV}, timeout=60,
+def _compose_config(compose_file: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` (compose v5 run standalone, as `docker compose config` runs it as a plugin):
+    loads, interpolates and validates the file against the compose specification; needs no Docker daemon."""
+    return subprocess.run(
+        [go_tool("docker-compose"), "-f", str(compose_file), "config", "--format", "json"],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=120,
     )
+
+
+def test_compose_config_validates_with_docker_compose() -> None:
+    result = _compose_config(COMPOSE, SECRET_ENV)
     assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)  # compose's own model of the file, interpolated
+    assert set(resolved["services"]) == set(_services())
+    api_env = resolved["services"]["api"]["environment"]
+    assert api_env["AGENTFLOW_API_KEYS"] == SECRET_ENV["AGENTFLOW_API_KEYS"]
+
+
+def test_docker_compose_refuses_what_it_should(tmp_path: Path) -> None:
+    """The validator is real: a missing required secret and an unknown service key both fail."""
+    missing = {k: v for k, v in SECRET_ENV.items() if k != "POSTGRES_PASSWORD"}
+    result = _compose_config(COMPOSE, missing)
+    assert result.returncode != 0 and "POSTGRES_PASSWORD" in result.stderr, result.stderr
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE.read_text().replace("    image: redis:", "    imagee: redis:", 1))
+    result = _compose_config(broken, SECRET_ENV)
+    assert result.returncode != 0 and "imagee" in result.stderr, result.stderr
 
 
 # --- Dockerfile ----------------------------------------------------------------------------------
@@ -258,12 +280,50 @@ def test_templates_take_secrets_from_secret_refs_only() -> None:
         assert "kind: Secret" not in text, path.name
 
 
-def test_helm_lint_when_available() -> None:
-    helm = shutil.which("helm")
-    if helm is None:
-        pytest.skip("helm not installed")
-    result = subprocess.run([helm, "lint", str(CHART)], capture_output=True, text=True, timeout=60)
+def test_helm_lint() -> None:
+    result = subprocess.run(
+        [go_tool("helm"), "lint", "--strict", str(CHART)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def _kubeconform(manifests: str, kubernetes_version: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [go_tool("kubeconform"), "-strict", "-summary", "-schema-location",
+         schema_location(kubernetes_version)],  # fmt: skip
+        input=manifests, capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize("kubernetes_version", KUBERNETES_VERSIONS)
+def test_rendered_chart_is_valid_kubernetes(kubernetes_version: str) -> None:
+    """`helm template | kubeconform -strict`: every rendered object against the JSON schema of its kind
+    (no unknown fields, right types); an object without a schema is an error, not skipped."""
+    rendered = subprocess.run(
+        [go_tool("helm"), "template", "agentflow", str(CHART)], capture_output=True, text=True, timeout=120
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    result = _kubeconform(rendered.stdout, kubernetes_version)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(docs)} resources found parsing stdin - Valid: {len(docs)}, Invalid: 0, Errors: 0, " \
+        "Skipped: 0" in result.stdout, result.stdout
+
+
+def test_kubeconform_schemas_refuse_a_broken_deployment() -> None:
+    """The schemas are real: a misspelt field and a wrong type in a Deployment are both reported."""
+    broken = {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+        "spec": {
+            "replicas": "three", "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}},
+                         "spec": {"containers": [{"name": "c", "image": "i", "imagePullPolcy": "Always"}]}},
+        },
+    }  # fmt: skip
+    result = _kubeconform(yaml.safe_dump(broken), KUBERNETES_VERSIONS[-1])
+    assert result.returncode == 1, result.stdout
+    assert "imagePullPolcy" in result.stdout and "/spec/replicas" in result.stdout, result.stdout
 
 
 # --- Flink job packaging -------------------------------------------------------------------------

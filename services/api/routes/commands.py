@@ -24,6 +24,7 @@ from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, SkipValidation
+from structlog.contextvars import bind_contextvars
 
 from commands.idempotency import IdempotencyKeyReused
 from commands.ports import VersionConflict
@@ -362,6 +363,7 @@ async def _submit(
         ) from exc
     except NotFound as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
+    bind_contextvars(position=result.position)  # on the request's log lines, its access line too
     headers = {"ETag": f'"{result.stream_version}"', "X-Correlation-ID": call.correlation_id}
     if result.replayed:
         headers["Idempotent-Replayed"] = "true"
