@@ -1,0 +1,20 @@
+"""``GET /metrics``: this process's Prometheus metrics in the text exposition format, no key needed (like
+the health probes; it tells counts and latencies, no tenant's data). Not in the API schema: it is for
+the scraper, not for clients. With ``AGENTFLOW_METRICS_PORT`` it is served on that port instead
+(services/metrics_endpoint.py) and the API's port does not answer it. docs/observability.md."""
+
+from __future__ import annotations
+
+from litestar import Response, get
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from services.api.dependencies import PUBLIC_ROUTE
+
+
+@get("/metrics", opt=PUBLIC_ROUTE, include_in_schema=False, sync_to_thread=True)
+def metrics() -> Response[bytes]:
+    """Blocking: the runtime gauges read the event store's head (services/runtime_gauges.py)."""
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
+METRICS_ROUTES = [metrics]
