@@ -5,10 +5,12 @@ the changelog's events), not from /metrics. /metrics is not itself measured, so 
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 
 import httpx
 from agentflow_process import AgentFlowProcess
+from go_tools import go_tool
 from prometheus_client.parser import text_string_to_metric_families
 from promql_names import dashboard_exprs, rule_exprs, selectors, series_of
 from waiting import eventually
@@ -119,3 +121,11 @@ def test_every_series_the_rules_and_dashboard_query_is_scraped(server: AgentFlow
     exposed = series_of(families, labels)
     for name in selectors([*rule_exprs(), *dashboard_exprs()]):
         assert name in exposed, f"{name} is queried by deploy/ but not exposed by a running server"
+
+
+def test_live_scrape_passes_promtool_check_metrics(server: AgentFlowProcess) -> None:
+    """Prometheus's own linter over what a running server answers (naming, types, suffixes, help)."""
+    _, text = scrape(server)
+    done = subprocess.run([go_tool("promtool"), "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
