@@ -44,13 +44,12 @@ def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 def applied_through(server: AgentFlowProcess, position: int) -> Samples:
-    """Scrape until the serving projector's watermark covers ``position`` and it reports itself caught up
-    (lag 0 s: its last poll found nothing newer) -- the server's own signals."""
+    """Scrape until the serving projector's watermark covers ``position`` (the server's own signal: the
+    runner tells its applied-events listeners, freshness among them, before it publishes the watermark)."""
     def check() -> Samples | None:
         samples, _ = scrape(server)
         done = value(samples, "agentflow_projector_watermark_position", projector="clickhouse") >= position
-        caught_up = value(samples, "agentflow_projector_lag_seconds", projector="clickhouse") == 0
-        return samples if done and caught_up else None
+        return samples if done else None
 
     return eventually(check, timeout=120, what=f"serving watermark never reached {position}")
 
