@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from agentflow_process import AgentFlowProcess
@@ -14,6 +15,8 @@ from go_tools import go_tool
 from prometheus_client.parser import text_string_to_metric_families
 from promql_names import dashboard_exprs, rule_exprs, selectors, series_of
 from waiting import eventually
+
+from connectors.postgres_cluster import free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 USERS_ROUTE = "/v1/users"
@@ -128,3 +131,21 @@ def test_live_scrape_passes_promtool_check_metrics(server: AgentFlowProcess) -> 
     done = subprocess.run([go_tool("promtool"), "check", "metrics"], input=text, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_metrics_on_their_own_port(tmp_path: Path) -> None:
+    """``AGENTFLOW_METRICS_PORT``: the metrics answer there, and the API port no longer serves them."""
+    port = free_port()
+    srv = AgentFlowProcess(tmp_path / "own-port", "k:t", env={
+        "AGENTFLOW_METRICS_PORT": str(port), "AGENTFLOW_ICEBERG": "0", "AGENTFLOW_WORKERS": "0",
+        "AGENTFLOW_ALERTS": "0",
+    })  # fmt: skip
+    srv.start()
+    try:
+        assert httpx.get(f"{srv.base}/metrics", timeout=30).status_code == 404
+        resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        assert resp.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(resp.text)}
+        assert {"agentflow_http_request_duration_seconds", "agentflow_projector_lag_positions"} <= names
+    finally:
+        srv.stop()
