@@ -39,6 +39,7 @@ from commands.dead_letters import (
     can_transition,
     reason_class,
 )
+from connectors.prometheus_metrics import DEAD_LETTERS
 
 __all__ = [
     "DISMISSED", "FAILED", "FINAL", "PIPELINES", "REASON_CLASSES", "REPLAYED", "REPLAY_PENDING", "STATUSES",
@@ -146,7 +147,9 @@ class DeadLetterStore:
                 return self.add(letters, own)
         added = 0
         for letter in letters:  # one round trip each; dead letters are rare
-            added += conn.exec_driver_sql(INSERT_SQL, _params(letter)).rowcount or 0
+            new = conn.exec_driver_sql(INSERT_SQL, _params(letter)).rowcount or 0
+            DEAD_LETTERS.labels(letter.pipeline, letter.stage).inc(new)
+            added += new
         return added
 
     def list(self, tenant_id: str | None, limit: int = 100) -> list[DeadLetter]:

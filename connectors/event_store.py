@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
+from time import perf_counter
 from typing import Any
 
 import msgspec
@@ -36,6 +37,7 @@ from commands.ports import (
 )
 from connectors import tracing
 from connectors.database import pooled_psycopg
+from connectors.prometheus_metrics import APPEND_EVENTS, APPEND_SECONDS
 from domain.events import RecordedEvent
 from domain.upcasting import upcast_event
 from projections.feeds import FEEDERS, looked_up_streams, own_stream
@@ -272,6 +274,7 @@ class PostgresEventStore:
         writes: Sequence[StreamWrite],
         idempotency: IdempotencyRecord | None,
     ) -> AppendResult:
+        started = perf_counter()
         try:
             rows = query(self._append_sql, params)
         except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected) as e:
@@ -284,7 +287,10 @@ class PostgresEventStore:
                 raise
             rollback()
             raise self._conflict_after_race(query, tenant_id, writes) from None
-        return self._result(rows, query, tenant_id, writes, idempotency)
+        APPEND_SECONDS.observe(perf_counter() - started)
+        result = self._result(rows, query, tenant_id, writes, idempotency)
+        APPEND_EVENTS.observe(len(result.positions))  # a refused append (raised above) wrote none
+        return result
 
     def _result(
         self,

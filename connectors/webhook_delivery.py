@@ -30,6 +30,7 @@ import psycopg
 
 from connectors import ssrf, tracing
 from connectors import webhook_signing as signing
+from connectors.prometheus_metrics import WEBHOOK_ATTEMPT_SECONDS, WEBHOOK_EXHAUSTED
 from connectors.webhook_store import OpenDelivery, WebhookStore
 from readmodels.webhooks import Endpoint, retry_delay
 
@@ -299,12 +300,14 @@ class Drainer:
             if delay is not None and delay > 0:
                 return delay
             if delay is None:
+                WEBHOOK_EXHAUSTED.inc()
                 return None
         attempt = st.start_attempt(pg, ep.id, owner, d.id, s.lease_s)
         if attempt is None:
             return "lost"
         started = datetime.now(UTC)
         result = self.sender.send(ep.url, ep.signing_secrets(), d.message_id, d.body.encode())
+        WEBHOOK_ATTEMPT_SECONDS.labels(result.outcome).observe(result.latency_ms / 1000.0)
         if result.outcome == "succeeded":
             st.finish_attempt(
                 pg, d.id, "succeeded", "succeeded", started, result.latency_ms, result.status_code,
@@ -327,6 +330,7 @@ class Drainer:
             result.status_code, result.error, result.excerpt, delay,
         )  # fmt: skip
         if delay is None:
+            WEBHOOK_EXHAUSTED.inc()
             log.warning("webhook delivery %s to %s exhausted after %d attempts", d.message_id, ep.id, attempt)
             return None
         return max(delay, 0.001)

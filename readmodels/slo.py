@@ -1,7 +1,9 @@
 """Service level objectives over in-process measurements (``GET /v1/slo``): API latency per route class,
 read-model freshness (recorded in the event store -> applied to the serving read model, per event) and
 the error rate (5xx answers; command rejections are reported beside it). The HTTP app measures its
-requests into the tracker (services/slo.py); the serving projector reports applied events.
+requests into the tracker and the serving projector reports applied events, each from one observation
+point in services/slo.py that feeds the Prometheus histograms the same numbers: the tracker keeps the
+per-minute rings the rolling windows below need, which cumulative histograms cannot give in-process.
 
 Measurements go into per-minute buckets (a ring as long as the longest window), so recording is a
 couple of integer increments. Each objective is "``target`` of events are good over ``window``"; its
@@ -144,15 +146,18 @@ class SloTracker:
                 self._rejections.add(now, 0, False)
 
     def record_applied(self, events: Sequence[RecordedEvent], watermark: int = 0) -> None:
-        """Per event: seconds from recorded in the store to applied to the serving read model."""
-        if not events:
-            return
-        now = self.clock()
+        """Per event: seconds from recorded in the store to applied to the serving read model. (The
+        server feeds ``record_freshness`` from services/slo.py, which gives the same lags to Prometheus.)"""
+        if events:
+            now = self.clock()
+            self.record_freshness([max(0.0, now - e.recorded_at.timestamp()) for e in events], now)
+
+    def record_freshness(self, lags: Sequence[float], now: float) -> None:
+        """Commit -> applied lags (seconds) of events applied at ``now``."""
         threshold = self._fresh_threshold
         with self._lock:
             add = self._freshness.add
-            for e in events:
-                lag = max(0.0, now - e.recorded_at.timestamp())
+            for lag in lags:
                 add(now, lag, lag > threshold)
 
     # ---- report -------------------------------------------------------------------------

@@ -49,7 +49,9 @@ from readmodels.webhooks import WebhookSubscriptions
 from services.config import Settings
 from services.rate_limits import RateLimits
 from services.runtime import Runtime
+from services.runtime_gauges import RUNTIME_GAUGES
 from services.secrets import StoredSecrets, secret_box, stored_secret_census
+from services.slo import record_applied
 
 
 @dataclass
@@ -170,7 +172,8 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     search = EntitySearch(SearchIndex(), clickhouse, runtime)
     hub.add_listener(search.index.apply)
     slo = SloTracker(objectives_from_settings(settings.slo_file, settings.slo_overrides))
-    runtime.applied_listeners.extend([hub.on_applied, slo.record_applied])
+    runtime.applied_listeners.extend([hub.on_applied, partial(record_applied, slo)])  # SLOs and Prometheus
+    RUNTIME_GAUGES.watch(runtime, cache)  # lag, watermarks and cache hits, read when /metrics is scraped
     rate_limits = build_rate_limits(settings)
     authenticator, key_admin = build_access(settings, engine, api_keys)
 

@@ -38,6 +38,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_DATA_DIR": "data directory of `agentflow up` (default `.agentflow`)",
     "AGENTFLOW_HOST": "address the API binds (default 127.0.0.1)",
     "AGENTFLOW_PORT": "port the API binds (default 8000)",
+    "AGENTFLOW_METRICS_PORT": "serve Prometheus `/metrics` on this port of AGENTFLOW_HOST instead of the "
+    "API's (unset: on the API's port; `agentflow worker`: unset serves none)",
     "AGENTFLOW_DATABASE_URL": "an existing Postgres 15+ instead of the own cluster",
     "AGENTFLOW_CLICKHOUSE_DSN": "`http(s)://` ClickHouse server instead of embedded chdb",
     "AGENTFLOW_API_KEYS": "bootstrap `key:tenant` pairs, comma-separated, scopes read + write (more keys: "
@@ -255,6 +257,7 @@ class Settings:
     data_dir: Path = Path(".agentflow")
     host: str = "127.0.0.1"
     port: int = 8000
+    metrics_port: int | None = None  # /metrics on its own port (docs/observability.md); None: the API's
     database_url: str | None = None  # an external Postgres; None = own cluster under data_dir
     clickhouse_dsn: str | None = None  # None = chdb under data_dir
     api_keys: dict[str, str] = field(default_factory=dict)  # key -> tenant (scopes read + write)
@@ -355,6 +358,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "data_dir": Path(env.get("AGENTFLOW_DATA_DIR") or ".agentflow"),
         "host": env.get("AGENTFLOW_HOST") or "127.0.0.1",
         "port": _number(env, "AGENTFLOW_PORT", int, 1) or 8000,
+        "metrics_port": _number(env, "AGENTFLOW_METRICS_PORT", int, 1),
         "database_url": env.get("AGENTFLOW_DATABASE_URL") or None,
         "clickhouse_dsn": env.get("AGENTFLOW_CLICKHOUSE_DSN") or None,
         "api_keys": api_keys,

@@ -30,6 +30,7 @@ from typing import Any
 
 from connectors import tracing
 from connectors.alert_store import AlertStore
+from connectors.prometheus_metrics import ALERT_TRANSITIONS
 from domain.events import RecordedEvent
 from readmodels.alerts import AlertRule, MetricFn, Transition, decide, measure, metrics_by_event
 
@@ -194,6 +195,8 @@ class AlertEvaluator:
                 queued += sent
             unit.save_state(decision.state, value, now, None, decision.next_check_at)
         self.evaluations += 1
+        for notice in decision.notices:  # committed: counted once (a failed commit raised above)
+            ALERT_TRANSITIONS.labels(notice.transition.from_state, notice.transition.to_state).inc()
         if self.kick is not None:
             for endpoint_id in sorted(kicks):
                 try:

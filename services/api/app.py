@@ -14,6 +14,7 @@ import asyncio
 import gc
 import json
 import logging
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -48,6 +49,7 @@ from services.api.routes.health import HEALTH_ROUTES
 from services.api.routes.keys import KEY_ROUTES
 from services.api.routes.lineage import LINEAGE_ROUTES
 from services.api.routes.metrics import METRIC_ROUTES
+from services.api.routes.prometheus import METRICS_ROUTES
 from services.api.routes.query import QUERY_ROUTES
 from services.api.routes.rebuilds import REBUILD_ROUTES
 from services.api.routes.replay import REPLAY_ROUTES
@@ -62,6 +64,7 @@ from services.api.routes.whoami import WHOAMI_ROUTES
 from services.api.tracing import TracedHttp
 from services.bootstrap import Container
 from services.config import HttpSettings
+from services.metrics_endpoint import serve_metrics
 
 
 def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
@@ -70,17 +73,23 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
     runtime = container.runtime
     db_limiter = DbLimiter(container.settings.db_threads)
     in_process = InProcess()  # POST /v1/batch runs its items through the app's own routes
+    metrics_port = container.settings.metrics_port  # /metrics on its own port, else on this app's
+    stop_metrics: list[Callable[[], None]] = []
 
     async def on_startup(app: Litestar) -> None:
         runtime.bind_loop(asyncio.get_running_loop())
         container.hub.bind_loop(asyncio.get_running_loop())
         if manage_runtime:
             await asyncio.to_thread(runtime.start)
+        if metrics_port is not None:
+            stop_metrics.append(serve_metrics(container.settings.host, metrics_port))
         # start-up objects live forever: keep them out of the collector's full passes (~100 ms pauses)
         gc.collect()
         gc.freeze()
 
     async def on_shutdown(app: Litestar) -> None:
+        for stop in stop_metrics:
+            stop()
         if manage_runtime:
             await asyncio.to_thread(runtime.stop)
 
@@ -109,6 +118,7 @@ def create_app(container: Container, manage_runtime: bool = True) -> Litestar:
             *SOURCE_ROUTES,
             *KEY_ROUTES,
             *SECRET_ROUTES,
+            *(METRICS_ROUTES if metrics_port is None else []),
         ],
         dependencies={
             **providers(container, db_limiter),
@@ -146,8 +156,8 @@ def unbound_app() -> Litestar:
     """The app's routes and schema over nothing they serve from (nothing is built; requests would fail):
     for the schema document and the tests that walk the route table."""
     stub: Any = SimpleNamespace(
-        runtime=None, settings=SimpleNamespace(db_threads=1, http=HttpSettings()), hub=None, slo=None,
-        authenticator=None,
+        runtime=None, settings=SimpleNamespace(db_threads=1, http=HttpSettings(), metrics_port=None),
+        hub=None, slo=None, authenticator=None,
         key_admin=None, rate_limits=None, search=None, stream_slots=None, event_feed=None, lineage=None,
         changelog=None, queries=None, command_service=None,
     )  # fmt: skip

@@ -6,7 +6,8 @@ one ``send`` wrapper, which is a plain function handing back the server's own aw
 
 - the NUL guard (services/api/text_guard.py): a NUL in the path or query string is answered 422 here,
   one in a JSON body is raised from ``receive`` as the route reads it;
-- the SLO measurement (services/slo.py): each request's latency class, answered status and duration;
+- the measurement (services/slo.py): each request's method, route template (Litestar leaves the matched
+  one in the scope), latency class, answered status and duration, for the SLOs and for Prometheus;
 - the access log line (services/logs.py): every answer but a 2xx, and AGENTFLOW_ACCESS_LOG_SAMPLE of those;
 - the headers below: per request it reads a few request headers in one pass and adds a precomputed
   header list to the answer's ``http.response.start``:
@@ -48,7 +49,7 @@ from services.api.openapi import REDOC_ORIGIN
 from services.api.text_guard import BODY_METHODS, nul_checked, nul_in_url, refuse_nul
 from services.config import ConfigError, HttpSettings
 from services.logs import REQUEST_SCOPE, log_access
-from services.slo import record_request, route_class
+from services.slo import RequestMeasure, route_class
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -102,7 +103,7 @@ def sane_request_id(value: bytes | None) -> bytes:
 class HttpGuard:
     __slots__ = (
         "_any_origin", "_api", "_cors", "_docs", "_docs_paths", "_origins", "_preflight", "_sample",
-        "_simple", "_trust_proto", "_vary", "app", "tracker",
+        "_simple", "_trust_proto", "_vary", "app", "measure", "tracker",
     )  # fmt: skip
 
     def __init__(
@@ -112,6 +113,7 @@ class HttpGuard:
             raise ConfigError("AGENTFLOW_CORS_ORIGINS=* cannot be combined with AGENTFLOW_CORS_CREDENTIALS=1")
         self.app = app
         self.tracker = tracker
+        self.measure = RequestMeasure(tracker)
         self._api: Headers = [*_COMMON, (b"content-security-policy", API_CSP.encode())]
         self._docs: Headers = [*_COMMON, (b"content-security-policy", DOCS_CSP.encode())]
         self._docs_paths = docs_paths
@@ -193,7 +195,7 @@ class HttpGuard:
                 await self.app(scope, receive, send_guarded)
         finally:
             if cls is not None:  # streams and health probes are not measured
-                record_request(self.tracker, cls, status, perf_counter() - started)
+                self.measure.record(method, scope.get("path_template"), cls, status, perf_counter() - started)
             # the access line: every answer but a 2xx, and a sampled share of those (decided before any work)
             if status // 100 != 2 or (self._sample and random() < self._sample):
                 log_access(scope, status, perf_counter() - started)

@@ -89,6 +89,10 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     fleet.start()
+    if server.metrics_port is not None:  # its deliveries' metrics (docs/observability.md)
+        from services.metrics_endpoint import serve_metrics
+
+        serve_metrics(server.host, server.metrics_port)
     kind = "redis" if redis_url else "postgres"
     print(
         f"agentflow worker ready (broker={kind}, threads={settings.worker_threads}, pid={os.getpid()})",

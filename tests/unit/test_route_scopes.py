@@ -22,7 +22,7 @@ from services.api.dependencies import ADMIN, AUTHENTICATING, READ, VerifyLimiter
 from services.api.errors import ApiError, error_response
 from services.rate_limits import RateLimits
 
-PUBLIC_PATHS = {"/v1/health", "/v1/health/live", "/v1/health/ready"}
+PUBLIC_PATHS = {"/v1/health", "/v1/health/live", "/v1/health/ready", "/metrics"}  # /metrics: the scraper
 # requests that change nothing although they are not GETs (a read scope is right for them)
 READS_BY_POST = {"/v1/query", "/v1/query/explain", "/v1/batch", "/v1/contracts/{name:str}/validate"}
 
@@ -67,7 +67,7 @@ def test_every_route_declares_its_scope(method: str, path: str, handler: HTTPRou
     scope: Any = handler.opt.get("scope")
     assert scope in (*SCOPES, PUBLIC), f"{method} {path} declares no scope (opt=READ/WRITE/ADMIN/OPERATOR)"
     if scope == PUBLIC:
-        assert path in PUBLIC_PATHS, f"{method} {path} is public; only the health probes may be"
+        assert path in PUBLIC_PATHS, f"{method} {path} is public; only the health probes and /metrics may be"
         return
     assert path not in PUBLIC_PATHS
     assert _uses(handler) & set(AUTHENTICATING), f"{method} {path} takes none of {AUTHENTICATING}"

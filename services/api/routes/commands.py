@@ -35,6 +35,7 @@ from commands.specs.products import MAX_CATEGORY
 from commands.specs.sessions import MAX_PAGE_URL
 from commands.specs.users import MAX_EMAIL, MAX_REGION
 from commands.validation import MAX_TEXT, InvalidCommand
+from connectors.prometheus_metrics import COMMANDS
 from domain.errors import DomainError, NotFound
 from domain.ids import MAX_ID_LENGTH, SAFE_ID
 from domain.money import CURRENCY_EXPONENTS, MAX_MINOR
@@ -339,6 +340,22 @@ def _payload(data: Any) -> dict[str, Any]:
 
 
 async def _submit(
+    call: CommandCall, name: str, entity_id: str | None, data: Any, ack: Callable[[str, int, int], Any]
+) -> Response[Any]:
+    """The command's answer, counted by outcome (connectors/prometheus_metrics.py COMMANDS)."""
+    try:
+        response = await _answer(call, name, entity_id, data, ack)
+    except ApiError as exc:
+        COMMANDS.labels(name, exc.code).inc()
+        raise
+    except Exception:
+        COMMANDS.labels(name, "internal_error").inc()
+        raise
+    COMMANDS.labels(name, "replayed" if "Idempotent-Replayed" in response.headers else "accepted").inc()
+    return response
+
+
+async def _answer(
     call: CommandCall, name: str, entity_id: str | None, data: Any, ack: Callable[[str, int, int], Any]
 ) -> Response[Any]:
     try:
