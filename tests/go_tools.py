@@ -1,5 +1,6 @@
-"""The Go-built tools the tests run (promtool, helm, kubeconform, docker-compose), each pinned to one release
-and built from source through the Go module proxy into deploy/.cache/go-bin/ (gitignored) on first use.
+"""The Go-built tools the tests run (promtool, helm, kubeconform, docker-compose, jaeger), each pinned to
+one release and built from source through the Go module proxy into deploy/.cache/go-bin/ (gitignored) on
+first use.
 
 Needs Go on PATH: the tools' go.mod files ask for Go 1.26 (this project's machines have it); an older Go
 >= 1.21 fetches that toolchain itself through the module proxy (GOTOOLCHAIN=auto, set here unless already
@@ -35,8 +36,9 @@ class GoTool:
     module: str
     package: str  # the main package, inside `module`
     version: str
-    # compose's go.mod has `exclude` directives, which `go install pkg@version` refuses: it is built with
-    # `go build` inside its downloaded module instead, the version stamped in the way its Makefile does
+    # compose's go.mod has `exclude` directives and jaeger's a `replace`, which `go install pkg@version`
+    # refuses: they are built with `go build` inside their downloaded module instead. Compose's version is
+    # stamped the way its Makefile does; a tool without such a flag gets a `<name>.version` file beside it
     build_in_module: bool = False
     version_ldflag: str = ""
 
@@ -52,6 +54,11 @@ TOOLS: dict[str, GoTool] = {
     "docker-compose": GoTool(
         "github.com/docker/compose/v5", "github.com/docker/compose/v5/cmd", "v5.6.0",
         build_in_module=True, version_ldflag="github.com/docker/compose/v5/internal.Version",
+    ),
+    # Jaeger v2 (OTLP receiver + query API), for the tracing e2e test; a cold build is ~10 minutes
+    "jaeger": GoTool(
+        "github.com/jaegertracing/jaeger", "github.com/jaegertracing/jaeger/cmd/jaeger", "v1.75.0",
+        build_in_module=True,
     ),
 }
 
@@ -108,6 +115,9 @@ def _reports(path: Path, tool: GoTool) -> bool:
     """Whether `path` exists and was built from the pinned release."""
     if not path.is_file():
         return False
+    if tool.build_in_module and not tool.version_ldflag:  # built here: the stamp file written after it
+        stamp = _stamp(path)
+        return stamp.is_file() and stamp.read_text().strip() == f"{tool.module}@{tool.version}"
     if tool.build_in_module:  # its own build info says (devel): ask the binary for its stamped version
         probe = subprocess.run([str(path), "version", "--short"], capture_output=True, text=True)
         return probe.returncode == 0 and probe.stdout.strip() == tool.version.lstrip("v")
@@ -131,10 +141,8 @@ def _build(name: str, tool: GoTool, path: Path) -> None:
         module_dir = re.search(r'"Dir": "([^"]+)"', download.stdout)
         assert module_dir is not None, download.stdout
         relative = "./" + tool.package.removeprefix(tool.module).lstrip("/")
-        command = [
-            go, "build", "-C", module_dir.group(1), "-o", str(path),
-            f"-ldflags=-X {tool.version_ldflag}={tool.version}", relative,
-        ]
+        ldflags = [f"-ldflags=-X {tool.version_ldflag}={tool.version}"] if tool.version_ldflag else []
+        command = [go, "build", "-C", module_dir.group(1), "-o", str(path), *ldflags, relative]
     else:
         command = [go, "install", f"{tool.package}@{tool.version}"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_S)
@@ -143,6 +151,12 @@ def _build(name: str, tool: GoTool, path: Path) -> None:
     built = BIN_DIR / tool.package.rsplit("/", 1)[-1]
     if built != path and built.exists():  # `go install` names the binary after the package's last element
         built.replace(path)
+    if tool.build_in_module and not tool.version_ldflag:
+        _stamp(path).write_text(f"{tool.module}@{tool.version}\n")
+
+
+def _stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".version")
 
 
 def main(argv: list[str]) -> int:
