@@ -311,6 +311,33 @@ def test_rendered_chart_is_valid_kubernetes(kubernetes_version: str) -> None:
         "Skipped: 0" in result.stdout, result.stdout
 
 
+def test_rendered_pods_serve_metrics_on_the_annotated_port() -> None:
+    """Every api and worker pod sets AGENTFLOW_METRICS_PORT, exposes it as the `metrics` container port and
+    says so in its prometheus.io annotations (docs/observability.md)."""
+    rendered = subprocess.run(
+        [go_tool("helm"), "template", "agentflow", str(CHART)], capture_output=True, text=True, timeout=120
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    port = _values()["metrics"]["port"]
+    components = set()
+    for doc in yaml.safe_load_all(rendered.stdout):
+        if not doc or doc["kind"] != "Deployment":
+            continue
+        pod = doc["spec"]["template"]
+        component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component not in ("api", "worker"):
+            continue
+        components.add(component)
+        annotations = pod["metadata"]["annotations"]
+        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
+                               "prometheus.io/path": "/metrics"}, component  # fmt: skip
+        (container,) = pod["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["AGENTFLOW_METRICS_PORT"] == str(port), component
+        assert {"name": "metrics", "containerPort": port} in container["ports"], component
+    assert components == {"api", "worker"}
+
+
 def test_kubeconform_schemas_refuse_a_broken_deployment() -> None:
     """The schemas are real: a misspelt field and a wrong type in a Deployment are both reported."""
     broken = {
