@@ -88,6 +88,12 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     fleet.start()
+    heartbeat = None
+    if redis_url:  # /v1/health's `workers` component lists the live heartbeats
+        from services.webhooks.heartbeat import Heartbeat
+
+        heartbeat = Heartbeat(redis_url, threads=settings.worker_threads, relay=not args.no_relay)
+        heartbeat.start()
     kind = "redis" if redis_url else "postgres"
     print(
         f"agentflow worker ready (broker={kind}, threads={settings.worker_threads}, pid={os.getpid()})",
@@ -95,6 +101,8 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
     )
     stop.wait()
     print("agentflow worker stopping ...", flush=True)
+    if heartbeat is not None:
+        heartbeat.stop()
     fleet.stop()
     return 0
 
