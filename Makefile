@@ -69,7 +69,7 @@ up-distributed: setup-distributed
 	if [ $$ok = 0 ]; then echo "agentflow runs in the background (pid $$up, log $(UP_LOG)); stop it with: make down-distributed"; \
 	else echo "agentflow up --distributed did not come up; see $(UP_LOG)"; fi; exit $$ok
 
-down-distributed: setup
+down-distributed: $(STAMP)
 	$(VENV)/bin/agentflow down
 
 test: setup setup-distributed lint

@@ -18,27 +18,31 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import uvicorn
-
-from services.api.app import create_app
 from services.auth import DEV_TENANT, load_or_create_dev_key
-from services.bootstrap import build
 from services.config import ConfigError, Settings
 from services.distributed.java_process import is_ours, pid_alive
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from services.distributed.stack import DistributedStack
 
 log = logging.getLogger("agentflow")
 PID_FILE = "agentflow.pid"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGINT/SIGTERM after shutdown, which would skip stopping Postgres."""
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn re-raises SIGINT/SIGTERM after shutdown, which would skip stopping Postgres. (uvicorn,
+    the app and the composition root are imported here, not at module level: `agentflow down` and
+    `agentflow restart` import this module and must start fast.)"""
+    import uvicorn
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        self._captured_signals.clear()
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return _Server(config)
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -96,6 +100,11 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
                 operator_api_keys=frozenset({dev_key}),
             )  # fmt: skip
         keys = settings.api_keys
+        import uvicorn
+
+        from services.api.app import create_app
+        from services.bootstrap import build
+
         try:
             container = build(settings, database_url)
         except ConfigError as exc:  # e.g. stored secrets under a key this process lacks (docs/security.md)
@@ -116,7 +125,7 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             proxy_headers=False,
             server_header=False,  # no "server: uvicorn" on every answer: it only helps a prober
         )
-        server = _Server(config)
+        server = _server(config)
         key_for_examples = dev_key or next(iter(keys))
         _banner(base, dev_key, key_for_examples, settings)
         if demo:

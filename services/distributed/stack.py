@@ -12,6 +12,7 @@ Flink's shutdown (both would wait on the broker) and kills them after a few seco
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -124,23 +125,39 @@ class DistributedStack:
         self.supervisor.start()
         return self.supervisor
 
+    def _broker_serves(self) -> bool:
+        restarting = self.supervisor is not None and self.supervisor.busy == "kafka"
+        return not restarting and self.broker.is_running() and port_open(self.broker.port, timeout=0.3)
+
     def _bounded(self) -> float:
         """How long Connect or Flink may take to stop: short when the broker they wait on is gone."""
-        up = self.broker.is_running() and port_open(self.broker.port, timeout=0.3)
-        return STOP_TIMEOUT_S if up else STOP_TIMEOUT_NO_BROKER_S
+        return STOP_TIMEOUT_S if self._broker_serves() else STOP_TIMEOUT_NO_BROKER_S
+
+    def _stop_part(self, name: str, part: FlinkJob | KafkaConnect | KafkaBroker, timeout: float) -> None:
+        self.say(f"stopping {name} ...")
+        try:
+            part.stop(timeout)
+        except Exception as exc:  # stop the rest regardless
+            self.say(f"stopping {name} failed: {exc}")
 
     def stop(self) -> None:
-        """Stop everything; the replication slot and all offsets/checkpoints stay for the next start."""
+        """Stop everything; the replication slot and all offsets/checkpoints stay for the next start.
+        Flink, then Connect, then the broker; with the broker gone, Flink and Connect at once, each
+        killed after STOP_TIMEOUT_NO_BROKER_S (both would wait for the broker)."""
         if self.supervisor is not None:
             self.supervisor.stop()
-        for name, part in (
-            ("Flink job", self.flink),
-            ("Kafka Connect", self.connect),
-            ("Kafka", self.broker),
-        ):
-            if part is not None:
-                self.say(f"stopping {name} ...")
-                try:
-                    part.stop(STOP_TIMEOUT_S if part is self.broker else self._bounded())
-                except Exception as exc:  # stop the rest regardless
-                    self.say(f"stopping {name} failed: {exc}")
+        named = (("Flink job", self.flink), ("Kafka Connect", self.connect))
+        clients = [(name, part) for name, part in named if part is not None]
+        if self._broker_serves():
+            for name, part in clients:
+                self._stop_part(name, part, STOP_TIMEOUT_S)
+        else:
+            threads = [
+                threading.Thread(target=self._stop_part, args=(name, part, STOP_TIMEOUT_NO_BROKER_S))
+                for name, part in clients
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        self._stop_part("Kafka", self.broker, STOP_TIMEOUT_S)

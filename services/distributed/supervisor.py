@@ -82,6 +82,7 @@ class Supervisor:
         self.interval = interval
         self.clock = clock
         self.restarts: dict[str, int] = {e.name: 0 for e in engines}
+        self.busy: str | None = None  # the engine being restarted right now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -92,9 +93,9 @@ class Supervisor:
         self._thread = threading.Thread(target=self._run, name="engine-supervisor", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop supervising (a restart under way is abandoned at its next step; the caller then stops
-        the engines)."""
+    def stop(self, timeout: float = 0.5) -> None:
+        """Stop supervising. A start under way is not waited for: the caller stops the engines next,
+        which ends it (its engine exits, the start raises in this daemon thread)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -115,8 +116,12 @@ class Supervisor:
         if request.exists():
             request.unlink(missing_ok=True)
             self.say(f"restarting {engine.name} (requested) ...")
-            engine.stop()
-            outcome = self._start(engine)
+            self.busy = engine.name
+            try:
+                engine.stop()
+                outcome = self._start(engine)
+            finally:
+                self.busy = None
             done_file(self.run_dir, engine.name).write_text(outcome)
             return
         died = "its last start failed" if engine.start_failed else engine.poll()
@@ -125,15 +130,21 @@ class Supervisor:
         delay = engine.backoff.next_delay(self.clock())
         attempt = engine.backoff.failures
         self.say(f"{engine.name} died ({died}); restarting in {delay:.0f}s (attempt {attempt})")
-        if self._stop.wait(delay):
-            return
-        engine.stop()  # clears what is left of it (pid file, the rest of its process group)
-        self._start(engine)
+        self.busy = engine.name
+        try:
+            if self._stop.wait(delay):
+                return
+            engine.stop()  # clears what is left of it (pid file, the rest of its process group)
+            self._start(engine)
+        finally:
+            self.busy = None
 
     def _start(self, engine: Engine) -> str:
         """Start the engine; ``ok`` or ``failed: <why>``. A failed start is retried: poll() reports
         the engine dead next turn and the backoff grows."""
         t0 = self.clock()
+        if self._stop.is_set():
+            return "failed: agentflow is stopping"
         try:
             engine.start()
         except Exception as exc:
