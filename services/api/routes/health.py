@@ -47,7 +47,8 @@ def _component(c: Component) -> HealthComponent:
 
 def health_report(runtime: Runtime) -> dict[str, Any]:
     """The report of a runtime as a JSON-ready dict (tests of the runtime read it without HTTP)."""
-    return asdict(Health(runtime.store, runtime.clickhouse, runtime).report())
+    health = Health(runtime.store, runtime.clickhouse, runtime, engines=runtime.engine_health.components)
+    return asdict(health.report())
 
 
 @get("/v1/health", opt=PUBLIC_ROUTE, security=[{}])
