@@ -6,7 +6,8 @@ Everything runs in the background on 127.0.0.1 free ports with logs and pid file
 the serving loader runs inside the API process (services/runtime.py, distributed mode). Each part can
 be stopped and started again on its own (the end-to-end test restarts Flink and Connect mid-stream):
 Connect resumes from its offsets in Kafka, Flink from its newest checkpoint. :meth:`supervise` keeps
-them running (services/distributed/supervisor.py). A stop with the broker gone bounds Connect's and
+them running (services/distributed/supervisor.py); what they print outside their log files reaches
+Python logging (services/distributed/output_relay.py). A stop with the broker gone bounds Connect's and
 Flink's shutdown (both would wait on the broker) and kills them after a few seconds.
 """
 
@@ -22,6 +23,7 @@ from services.distributed.flink_job import FlinkJob
 from services.distributed.java_process import port_open
 from services.distributed.kafka_broker import KafkaBroker
 from services.distributed.kafka_connect import KafkaConnect
+from services.distributed.output_relay import OutputRelay
 from services.distributed.supervisor import Engine, Supervisor
 
 CONNECTOR = "agentflow-events"
@@ -69,6 +71,7 @@ class DistributedStack:
         self.connect: KafkaConnect | None = None
         self.flink: FlinkJob | None = None
         self.supervisor: Supervisor | None = None
+        self.output: OutputRelay | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -123,6 +126,13 @@ class DistributedStack:
         """Start the supervisor thread (reap, report, restart with backoff; restart requests)."""
         self.supervisor = Supervisor(self.engines(), self.run_dir, self.say)
         self.supervisor.start()
+        assert self.flink is not None
+        assert self.connect is not None
+        self.output = OutputRelay({
+            "kafka": self.broker.run_dir / "kafka.out", "connect": self.connect.run_dir / "connect.out",
+            "flink": self.flink.log_file,
+        })  # fmt: skip
+        self.output.start()
         return self.supervisor
 
     def _broker_serves(self) -> bool:
@@ -161,3 +171,5 @@ class DistributedStack:
             for t in threads:
                 t.join()
         self._stop_part("Kafka", self.broker, STOP_TIMEOUT_S)
+        if self.output is not None:
+            self.output.stop()
