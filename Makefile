@@ -59,17 +59,24 @@ go-tools: setup
 run: setup
 	$(VENV)/bin/agentflow up --demo
 
-# Postgres (own cluster) + Kafka + Connect/Debezium + Flink + the API, in the background; logs in
-# .agentflow/up-distributed.log. `make down-distributed` stops all of it.
+# Postgres (own cluster) + Kafka + Connect/Debezium + Flink + the API, in the background; the log
+# .agentflow/up-distributed.log is appended to, and streamed here until the API serves (or the start
+# fails). `make down-distributed` stops all of it.
+UP_LOG := .agentflow/up-distributed.log
 up-distributed: setup-distributed
 	@mkdir -p .agentflow
-	@nohup $(VENV)/bin/agentflow up --distributed > .agentflow/up-distributed.log 2>&1 &
-	@for i in $$(seq 1 300); do \
-	  if grep -q "AgentFlow is serving" .agentflow/up-distributed.log; then cat .agentflow/up-distributed.log; exit 0; fi; \
-	  if [ ! -f .agentflow/agentflow.pid ] && [ $$i -gt 10 ]; then cat .agentflow/up-distributed.log; exit 1; fi; \
-	  sleep 1; done; cat .agentflow/up-distributed.log; exit 1
+	@echo "=== make up-distributed $$(date -u +%FT%TZ)" >> $(UP_LOG)
+	@from=$$(wc -l < $(UP_LOG)); \
+	nohup $(VENV)/bin/agentflow up --distributed >> $(UP_LOG) 2>&1 & up=$$!; \
+	tail -n +$$from -f $(UP_LOG) & tailer=$$!; ok=1; \
+	for i in $$(seq 1 1200); do \
+	  if tail -n +$$from $(UP_LOG) | grep -q "AgentFlow is serving"; then ok=0; break; fi; \
+	  kill -0 $$up 2>/dev/null || break; sleep 0.5; done; \
+	sleep 1; kill $$tailer 2>/dev/null; \
+	if [ $$ok = 0 ]; then echo "agentflow runs in the background (pid $$up, log $(UP_LOG)); stop it with: make down-distributed"; \
+	else echo "agentflow up --distributed did not come up; see $(UP_LOG)"; fi; exit $$ok
 
-down-distributed: setup
+down-distributed: $(STAMP)
 	$(VENV)/bin/agentflow down
 
 test: setup setup-distributed lint go-tools

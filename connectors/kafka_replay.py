@@ -42,8 +42,13 @@ def replay_range_to_kafka(
     until Kafka acknowledged every record. A consumer dedups by event id as it does for CDC."""
     from confluent_kafka import Producer
 
+    from connectors.kafka_logging import kafka_client_logging
+
     rid = uuid.uuid4().hex
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer({
+        "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
+        **kafka_client_logging("kafka-replay"),
+    })
     failures: list[str] = []
 
     def delivered(err: Any, _msg: Any) -> None:

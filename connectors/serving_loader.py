@@ -37,6 +37,7 @@ from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.contiguous import Contiguity
 from connectors.dead_letters import DeadLetter, DeadLetterStore
+from connectors.kafka_logging import kafka_client_logging
 from connectors.serving_messages import (
     PIPELINE,
     AppliedEvent,
@@ -159,6 +160,7 @@ class ServingLoader:
             "auto.offset.reset": "earliest",
             "enable.partition.eof": False,
             "client.id": f"{name}",
+            **kafka_client_logging(name, on_error=self._kafka_error),
             **(consumer_config or {}),
         }
         self.sink = _NoSink()
@@ -194,6 +196,10 @@ class ServingLoader:
         with self._lock:
             self._status = replace(self._status, **changes)
             self._progress.notify_all()
+
+    def _kafka_error(self, text: str) -> None:
+        """The consumer's client errors (broker down, ...) are the loader's last error too."""
+        self._set(last_error=f"kafka: {text}", last_error_at=time.time())
 
     def wait_for(self, position: int, timeout: float) -> bool:
         """Block until the watermark reaches ``position``."""

@@ -1,6 +1,9 @@
 """Health (``/v1/health``, ``/ready``): is the event store reachable, are the read models reachable,
-how are the projectors doing, how far behind the store are the read models. Always answers; each
-component says ``healthy``, ``degraded`` or ``unhealthy`` and the report takes the worst."""
+how are the projectors doing, how far behind the store are the read models, and (``engines``) what
+the background probes last said about the engines of the pipeline (Kafka, Connect, Flink, Redis,
+workers, legacy sources: services/health_probes.py). Always answers; each component says ``healthy``,
+``degraded`` or ``unhealthy`` and the report takes the worst. Readiness needs the store, the read
+models, the serving projector and every engine component marked ``required``."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any, Protocol
 from readmodels.ports import ReadModelStore
 
 FRESH_S = 5.0  # read models lagging the store by more than this are degraded
+RECENT_ERROR_S = 30.0  # a projector whose last error is older than this is healthy again
 
 
 class EventStoreHead(Protocol):
@@ -43,6 +47,7 @@ class Component:
     message: str
     source: str
     metrics: dict[str, Any]
+    required: bool = False  # readiness waits for it (engine components)
 
 
 @dataclass(frozen=True)
@@ -67,11 +72,13 @@ class Health:
     def __init__(
         self, store: EventStoreHead, read_models: ReadModelStore, pipeline: Pipeline,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        engines: Callable[[], list[Component]] = lambda: [],
     ) -> None:  # fmt: skip
         self.store = store
         self.read_models = read_models
         self.pipeline = pipeline
         self.clock = clock
+        self.engines = engines  # cached results of the background probes: must answer at once
 
     def event_store(self) -> Component:
         started = time.perf_counter()
@@ -110,9 +117,14 @@ class Health:
             if runner is None:
                 continue
             st = self.pipeline.status_of(runner)
-            error = st.get("last_error")
-            out.append(Component(name, "degraded" if error else "healthy",
-                                 error or f"{runner.name} projector running", runner.name, st))  # fmt: skip
+            error, at = st.get("last_error"), st.get("last_error_at")
+            ago = time.time() - at if error and at else None
+            if error and (ago is None or ago < RECENT_ERROR_S):
+                out.append(Component(name, "degraded", error, runner.name, st))
+            else:
+                said = f" (last error {ago:.0f}s ago: {error})" if error and ago is not None else ""
+                message = f"{runner.name} projector running{said}"
+                out.append(Component(name, "healthy", message, runner.name, st))
         return out
 
     def freshness(self) -> Component:
@@ -133,12 +145,18 @@ class Health:
         )
 
     def report(self) -> Report:
-        components = [self.event_store(), self.read_model_store(), *self.projectors(), self.freshness()]
+        components = [
+            self.event_store(), self.read_model_store(), *self.projectors(), self.freshness(), *self.engines()
+        ]
         checked_at = self.clock().isoformat().replace("+00:00", "Z")
         return Report(overall(components), checked_at, components)
 
     def readiness(self) -> Readiness:
-        """Ready when the store and the read models answer and the serving projector runs."""
+        """Ready when the store and the read models answer, the serving projector runs and no required
+        engine is unhealthy."""
         components = [self.event_store(), self.read_model_store()]
         ok = all(c.status == "healthy" for c in components) and self.pipeline.serving_runner is not None
+        required = [c for c in self.engines() if c.required]
+        ok = ok and all(c.status != "unhealthy" for c in required)
+        components += required
         return Readiness(ok, components)

@@ -235,7 +235,7 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
         alert_rules=alert_rules,
         dead_letter_replay=DeadLetterReplayer(EventLookup(engine), store, dead_letters, cdc_replay),
         kafka_replay=KafkaRangeReplay(store, runtime.kafka_bootstrap, runtime.topic_prefix),
-        health=Health(store, clickhouse, runtime),
+        health=Health(store, clickhouse, runtime, engines=runtime.engine_health.components),
         event_feed=EventFeed(hub, store, runtime),
         lineage=Lineage(store, clickhouse, dead_letters, hub, runtime),
         changelog=Changelog(store, runtime),

@@ -41,6 +41,14 @@ def main(argv: list[str] | None = None) -> int:
         "--data-dir", type=Path, default=None, help="default: $AGENTFLOW_DATA_DIR or .agentflow"
     )
 
+    restart = sub.add_parser(
+        "restart", help="restart one engine of a running `agentflow up --distributed` (kafka, connect, flink)"
+    )
+    restart.add_argument("engine", choices=("kafka", "connect", "flink"))
+    restart.add_argument(
+        "--data-dir", type=Path, default=None, help="default: $AGENTFLOW_DATA_DIR or .agentflow"
+    )
+
     mig = sub.add_parser("migrate", help="apply database migrations to AGENTFLOW_DATABASE_URL")
     mig.add_argument("--database-url", default=None)
 
@@ -142,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.launcher import run_down
 
         return run_down(args.data_dir or env_settings.data_dir)
+    if args.command == "restart":
+        from services.launcher import run_restart
+
+        return run_restart(args.data_dir or env_settings.data_dir, args.engine)
     if args.command == "migrate":
         from migrations import run_migrations
 

@@ -81,6 +81,7 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_LOG_LEVEL": "log level (INFO)",
     "AGENTFLOW_KAFKA_BOOTSTRAP_SERVERS": "with `--external`: the Kafka to read serving upserts from",
     "AGENTFLOW_CONNECT_URL": "with `--external`: register the Debezium connector on this Kafka Connect",
+    "AGENTFLOW_FLINK_REST_URL": "with `--external`: the Flink REST API (`/v1/health` reads the job there)",
     "AGENTFLOW_KAFKA_TOPIC_PREFIX": "topics `<prefix>.events`, `.serving`, `.deadletter` (agentflow)",
     "AGENTFLOW_LOADER_GROUP": "consumer group of the serving loader (default: one per host)",
     "AGENTFLOW_REDIS_URL": "`agentflow worker`: the Redis broker (unset: dramatiq-postgres)",
@@ -293,6 +294,7 @@ class Settings:
     topic_prefix: str = "agentflow"
     loader_group: str | None = None
     connect_url: str | None = None  # register the Debezium connector there at start (external stack)
+    flink_rest_url: str | None = None  # the projection job's Flink REST API (health)
     redis_url: str | None = None  # `agentflow worker`: Redis broker instead of dramatiq-postgres
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -395,6 +397,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "topic_prefix": env.get("AGENTFLOW_KAFKA_TOPIC_PREFIX") or "agentflow",
         "loader_group": env.get("AGENTFLOW_LOADER_GROUP") or None,
         "connect_url": env.get("AGENTFLOW_CONNECT_URL") or None,
+        "flink_rest_url": env.get("AGENTFLOW_FLINK_REST_URL") or None,
         "redis_url": env.get("AGENTFLOW_REDIS_URL") or None,
         "webhooks": _webhooks_from_env(env),
         "http": _http_from_env(env),

@@ -12,32 +12,37 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-import uvicorn
-
-from services.api.app import create_app
 from services.auth import DEV_TENANT, load_or_create_dev_key
-from services.bootstrap import build
 from services.config import ConfigError, Settings
 from services.distributed.java_process import is_ours, pid_alive
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from services.distributed.stack import DistributedStack
 
 log = logging.getLogger("agentflow")
 PID_FILE = "agentflow.pid"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGINT/SIGTERM after shutdown, which would skip stopping Postgres."""
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    """uvicorn re-raises SIGINT/SIGTERM after shutdown, which would skip stopping Postgres. (uvicorn,
+    the app and the composition root are imported here, not at module level: `agentflow down` and
+    `agentflow restart` import this module and must start fast.)"""
+    import uvicorn
 
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        super().handle_exit(sig, frame)
-        self._captured_signals.clear()
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return _Server(config)
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -95,6 +100,11 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
                 operator_api_keys=frozenset({dev_key}),
             )  # fmt: skip
         keys = settings.api_keys
+        import uvicorn
+
+        from services.api.app import create_app
+        from services.bootstrap import build
+
         try:
             container = build(settings, database_url)
         except ConfigError as exc:  # e.g. stored secrets under a key this process lacks (docs/security.md)
@@ -116,7 +126,7 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             proxy_headers=False,
             server_header=False,  # no "server: uvicorn" on every answer: it only helps a prober
         )
-        server = _Server(config)
+        server = _server(config)
         key_for_examples = dev_key or next(iter(keys))
         _banner(base, dev_key, key_for_examples, settings)
         if demo:
@@ -158,8 +168,13 @@ def _distributed(settings: Settings, database_url: str) -> tuple[Settings, Distr
     except BaseException:
         stack.stop()
         raise
-    connect_url = stack.connect.url if stack.connect is not None else None
-    return dataclasses.replace(settings, kafka_bootstrap=stack.bootstrap, connect_url=connect_url), stack
+    stack.supervise()  # reaps, reports and restarts an engine that dies; `agentflow restart ENGINE`
+    assert stack.connect is not None and stack.flink is not None
+    ours = dataclasses.replace(
+        settings, kafka_bootstrap=stack.bootstrap, connect_url=stack.connect.url,
+        flink_rest_url=stack.flink.rest_url,
+    )  # fmt: skip
+    return ours, stack
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -207,6 +222,44 @@ def run_down(data_dir: Path, timeout: float = 240.0) -> int:
     return status
 
 
+def run_restart(data_dir: Path, engine: str, timeout: float = 300.0) -> int:
+    """Ask the supervisor of a running ``agentflow up --distributed`` to restart one engine (control
+    files, services/distributed/supervisor.py) and wait for the outcome."""
+    from services.distributed.supervisor import done_file, request_file
+
+    try:
+        pid = int((data_dir / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        pid = 0
+    if not (pid and pid_alive(pid) and is_ours(pid)):
+        _say("error: agentflow is not running (start it with `agentflow up --distributed`)")
+        return 1
+    run_dir = data_dir / "distributed"
+    if not run_dir.is_dir():
+        _say(f"error: no engines of ours under {run_dir} (`agentflow up --distributed` starts them)")
+        return 1
+    request, done = request_file(run_dir, engine), done_file(run_dir, engine)
+    done.unlink(missing_ok=True)
+    request.touch()
+    _say(f"restarting {engine} ...")
+    started = time.monotonic()
+    while request.exists() and time.monotonic() - started < 10:
+        time.sleep(0.2)
+    if request.exists():
+        request.unlink(missing_ok=True)
+        _say(f"error: nothing took the request within 10s (is pid {pid} `agentflow up --distributed`?)")
+        return 1
+    while not done.exists() and time.monotonic() - started < timeout:
+        if not pid_alive(pid):
+            _say("error: agentflow stopped during the restart")
+            return 1
+        time.sleep(0.2)
+    outcome = done.read_text().strip() if done.exists() else f"no outcome within {timeout:.0f}s"
+    done.unlink(missing_ok=True)
+    _say(f"{engine}: {outcome} ({time.monotonic() - started:.1f}s)")
+    return 0 if outcome == "ok" else 1
+
+
 def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> None:
     lines = [
         "",
@@ -222,7 +275,10 @@ def _banner(base: str, dev_key: str | None, key: str, settings: Settings) -> Non
         f'-d \'{{"name":"Desk lamp","category":"home","price":"24.90","currency":"USD"}}\' '
         f"{base}/v1/products",
         f"  curl -s -H 'X-API-Key: {key}' {base}/v1/catalog",
-        "Ctrl-C stops everything; data is kept for the next start.",
+        # in the background (make up-distributed, nohup) there is no terminal whose Ctrl-C would reach us
+        ("Ctrl-C stops everything" if sys.stdin.isatty() else
+         f"`agentflow down --data-dir {settings.data_dir}` (or `make down-distributed`) stops everything")
+        + "; data is kept for the next start.",
         "",
     ]
     _say("\n".join(lines))

@@ -291,11 +291,14 @@ class LegacySources:
 
         from confluent_kafka import Consumer, TopicPartition
 
+        from connectors.kafka_logging import kafka_client_logging
+
         assert self.kafka_bootstrap
         consumer = Consumer({
             "bootstrap.servers": self.kafka_bootstrap, "group.id": self.group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "topic.metadata.refresh.interval.ms": 2000, "fetch.wait.max.ms": 10,
+            **kafka_client_logging("legacy-ingest"),
         })
         consumer.subscribe([f"^{re.escape(self.topic_prefix)}\\..*"])
         backoff = 1.0

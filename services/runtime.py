@@ -34,6 +34,7 @@ from domain.events import RecordedEvent
 from projections.runner import ProjectionRunner
 from readmodels.read_cache import ReadCache
 from services.config import Settings
+from services.health_probes import EngineHealth
 from services.rebuild import Rebuilds, SinkGate, TailerGate
 
 if TYPE_CHECKING:
@@ -124,6 +125,8 @@ class Runtime:
         self.webhooks: WebhookFleet | None = None
         # read-model rebuilds in this process (services/rebuild.py): the projectors' sinks (and the
         # lake's tailer) sit behind gates the rebuild pauses; set by start() in embedded mode
+        # the engines' health, probed in the background (services/health_probes.py)
+        self.engine_health = EngineHealth.for_settings(settings, self)
         self.rebuilds = Rebuilds(
             self.store, self.clickhouse, None, lambda: self.watermark, on_swapped=cache.clear
         )
@@ -131,6 +134,7 @@ class Runtime:
     # ---- lifecycle -----------------------------------------------------------------
     def start(self) -> None:
         self.clickhouse.ensure_schema()
+        self.engine_health.start()
         self._start_legacy_sources()
         if self.mode == "distributed":
             self._start_distributed()
@@ -253,6 +257,7 @@ class Runtime:
 
     def stop(self) -> None:
         self._stop.set()
+        self.engine_health.stop()
         if self.legacy is not None:
             try:
                 self.legacy.stop()

@@ -93,6 +93,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--checkpoint-interval-ms", type=int, default=5000)
     p.add_argument("--restore", default="", help="checkpoint path to resume from")
     p.add_argument("--jars", default="", help="directory of connector jars (local runs)")
+    p.add_argument(
+        "--conf", action="append", default=[], metavar="KEY=VALUE",
+        help="a Flink configuration option (repeatable), e.g. rest.port=8081",
+    )  # fmt: skip
     p.add_argument("--parallelism", type=int, default=1)
     p.add_argument("--bundle-ms", type=int, default=5, help="Python bundle time: latency vs overhead")
     p.add_argument(
@@ -124,6 +128,9 @@ def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
         config.set_string("execution.checkpointing.num-retained", "2")
     if args.restore:
         config.set_string("execution.state-recovery.path", args.restore)
+    for option in args.conf:
+        key, _, value = option.partition("=")
+        config.set_string(key.strip(), value.strip())
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(args.parallelism)
     env.set_buffer_timeout(args.buffer_timeout_ms)

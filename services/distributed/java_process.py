@@ -96,6 +96,18 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def exit_detail(code: int | None) -> str:
+    """Popen's returncode in words: ``killed by SIGKILL``, ``exit code 1``, ``gone`` (not our child)."""
+    if code is None:
+        return "gone"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 class JavaProcess:
     """One JVM child. ``start()`` returns once the process is spawned; use ``wait_for_port``."""
 
@@ -190,6 +202,13 @@ class JavaProcess:
                 start_new_session=True,  # a Ctrl-C in the terminal does not race our ordered shutdown
             )
         self.pid_file.write_text(f"{self.proc.pid}\n")
+
+    def exited(self) -> str | None:
+        """None while our child runs (or none was started here); else how it ended (reaps it)."""
+        if self.proc is None:
+            return None
+        code = self.proc.poll()
+        return None if code is None else exit_detail(code)
 
     def is_running(self) -> bool:
         if self.proc is not None:

@@ -93,6 +93,12 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
         from services.metrics_endpoint import serve_metrics
 
         serve_metrics(server.host, server.metrics_port)
+    heartbeat = None
+    if redis_url:  # /v1/health's `workers` component lists the live heartbeats
+        from services.webhooks.heartbeat import Heartbeat
+
+        heartbeat = Heartbeat(redis_url, threads=settings.worker_threads, relay=not args.no_relay)
+        heartbeat.start()
     kind = "redis" if redis_url else "postgres"
     print(
         f"agentflow worker ready (broker={kind}, threads={settings.worker_threads}, pid={os.getpid()})",
@@ -100,6 +106,8 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
     )
     stop.wait()
     print("agentflow worker stopping ...", flush=True)
+    if heartbeat is not None:
+        heartbeat.stop()
     fleet.stop()
     return 0
 

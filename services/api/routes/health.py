@@ -17,7 +17,9 @@ from services.runtime import Runtime
 
 
 class HealthComponent(msgspec.Struct):
-    name: str  # event_store | read_models | projector | lake | freshness
+    # event_store | read_models | projector | lake | freshness; engines (services/health_probes.py):
+    # kafka | connect | flink | redis | workers | legacy:<source>
+    name: str
     status: Literal["healthy", "degraded", "unhealthy"]
     message: str
     metrics: dict[str, Any]  # freshness: last_event_age_seconds, lag_seconds, as_of_position
@@ -45,7 +47,8 @@ def _component(c: Component) -> HealthComponent:
 
 def health_report(runtime: Runtime) -> dict[str, Any]:
     """The report of a runtime as a JSON-ready dict (tests of the runtime read it without HTTP)."""
-    return asdict(Health(runtime.store, runtime.clickhouse, runtime).report())
+    health = Health(runtime.store, runtime.clickhouse, runtime, engines=runtime.engine_health.components)
+    return asdict(health.report())
 
 
 @get("/v1/health", opt=PUBLIC_ROUTE, security=[{}])
@@ -64,7 +67,8 @@ def live() -> Liveness:
 @get("/v1/health/ready", opt=PUBLIC_ROUTE, security=[{}])
 @in_thread
 def ready(health: NamedDependency[Health]) -> Response[Readiness]:
-    """200 once the event store and the read models answer and the serving projector runs; until then
+    """200 once the event store and the read models answer, the serving projector runs and no required
+    engine (kafka, connect, flink; redis when it holds the rate limits) is unhealthy; until then
     503 with the same body (``status: not_ready``) -- a probe's answer, not an error in the error shape."""
     state = health.readiness()
     body = Readiness("ready" if state.ready else "not_ready", [_component(c) for c in state.components])
