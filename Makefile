@@ -49,9 +49,9 @@ setup-distributed: setup
 	$(VENV)/bin/python -m connectors.jars
 	$(VENV)/bin/python -c "from services.distributed.flink_job import ensure_venv; ensure_venv()"
 
-# The Go-built tools the deploy and metrics tests run (promtool, helm, kubeconform, docker-compose), pinned
-# and built from source through the Go module proxy into deploy/.cache/go-bin (tests/go_tools.py; the first
-# build takes minutes, later ones reuse Go's build cache). Needs Go >= 1.21 on PATH (the machine's Go 1.26;
+# The Go-built tools the deploy, metrics and tracing tests run (promtool, helm, kubeconform, docker-compose,
+# jaeger), pinned and built from source through the Go module proxy into deploy/.cache/go-bin
+# (tests/go_tools.py; the first build takes minutes, later ones reuse Go's build cache). Needs Go >= 1.21 on PATH (the machine's Go 1.26;
 # an older one fetches the 1.26 toolchain the tools ask for); Debian 12's golang-go (1.19) is too old.
 go-tools: setup
 	$(VENV)/bin/python -m tests.go_tools

@@ -95,6 +95,7 @@ class Container:
 
     def close(self) -> None:
         """Release what ``build`` opened that the runtime's stop does not (idempotent)."""
+        RUNTIME_GAUGES.unwatch(self.runtime)  # a scrape no longer reads this runtime
         self.engine.dispose()
         close_windows = getattr(self.rate_limits.windows, "close", None)
         if close_windows is not None:

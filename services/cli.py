@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    configure_logging(env_settings.log_level)
-    from services.tracing_setup import install_tracing
+    if argv is None:  # this process's own command line: set up its logs and traces (not for in-process calls)
+        configure_logging(env_settings.log_level)
+        from services.tracing_setup import install_tracing
 
-    install_tracing()  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+        install_tracing()  # off unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     if args.command == "up":
         from services.launcher import run_up
 

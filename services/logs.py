@@ -67,7 +67,9 @@ def request_fields(scope: Scope) -> dict[str, str]:
         fields["correlation_id"] = str(correlation or request_id)
     if request_id is not None:
         fields["request_id"] = request_id
-    if traceparent is not None and (trace_id := trace_id_of(traceparent)) is not None:
+    # the request's own span (services/api/tracing.py), else the caller's traceparent
+    trace_id = state.get("trace_id") or (trace_id_of(traceparent) if traceparent is not None else None)
+    if trace_id is not None:
         fields["trace_id"] = trace_id
     return fields
 

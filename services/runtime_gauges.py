@@ -41,6 +41,11 @@ class RuntimeGauges(Collector):
     def watch(self, runtime: Runtime, cache: ReadCache) -> None:
         self.runtime, self.cache = runtime, cache
 
+    def unwatch(self, runtime: Runtime) -> None:
+        """Forget ``runtime`` (its container closed), unless another one is watched since."""
+        if self.runtime is runtime:
+            self.runtime, self.cache = None, None
+
     def describe(self) -> Iterator[Any]:
         """The families without values: the registry learns the names without touching the runtime."""
         return iter(self._families())

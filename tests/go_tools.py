@@ -101,8 +101,9 @@ def _go() -> str:
     go = shutil.which("go")
     if go is None:
         raise GoToolError(
-            "Go is needed to build the test tools (promtool, helm, kubeconform, docker-compose): install Go "
-            ">= 1.21 (the go.dev/dl tarball; Debian 12's golang-go is 1.19, too old) and put its bin/ on PATH"
+            "Go is needed to build the test tools (promtool, helm, kubeconform, docker-compose, jaeger): "
+            "install Go >= 1.21 (the go.dev/dl tarball; Debian 12's golang-go is 1.19, too old) and put its "
+            "bin/ on PATH"
         )
     out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout
     m = re.match(r"go(\d+)\.(\d+)", out.strip())

@@ -155,7 +155,6 @@ class HttpGuard:
         request_id = sane_request_id(rid)
         state: dict[str, Any] = scope.setdefault("state", {})  # type: ignore[typeddict-item,assignment]
         state["request_id"] = request_id.decode()
-        REQUEST_SCOPE.set(scope)  # log lines of this request carry its ids (services/logs.py)
         headers = self._docs if scope["path"] in self._docs_paths else self._api
         headers = [*headers, (b"x-request-id", request_id)]
         if scope.get("scheme") == "https" or (
@@ -185,6 +184,7 @@ class HttpGuard:
         method: str = scope["method"]  # type: ignore[typeddict-item]
         cls = route_class(method, scope["path"])
         started = perf_counter()
+        request_scope = REQUEST_SCOPE.set(scope)  # log lines of this request carry its ids (services/logs.py)
         try:
             fields = nul_in_url(scope)
             if fields:
@@ -199,6 +199,7 @@ class HttpGuard:
             # the access line: every answer but a 2xx, and a sampled share of those (decided before any work)
             if status // 100 != 2 or (self._sample and random() < self._sample):
                 log_access(scope, status, perf_counter() - started)
+            REQUEST_SCOPE.reset(request_scope)
 
     @staticmethod
     async def _answer_preflight(send: Send, headers: Headers) -> None:

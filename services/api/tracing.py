@@ -1,14 +1,13 @@
 """The HTTP span of each request (only installed when tracing is on: services/tracing_setup.py).
 
 A bare ASGI wrapper inside the front door: the span is opened before routing and named after it by the
-matched route's template (``GET /v1/entity/{entity_type:str}/{entity_id:str}``), never the raw path; the
+matched route's template (``GET /v1/entity/{entity_type}/{entity_id}``), never the raw path; the
 W3C ``traceparent`` of the caller, if any, is its parent.
 """
 
 from __future__ import annotations
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -38,6 +37,9 @@ class TracedHttp:
             f"{method} {scope['path']}", context=extract(carrier) if carrier else None, kind=SpanKind.SERVER,
             attributes={"http.request.method": method},
         ) as span:  # fmt: skip
+            # the access line is written after this span ends (services/logs.py reads it from the state)
+            state = scope.setdefault("state", {})  # type: ignore[typeddict-item]
+            state["trace_id"] = format(span.get_span_context().trace_id, "032x")
             try:
                 await self.app(scope, receive, send_traced)
             finally:
@@ -46,14 +48,8 @@ class TracedHttp:
                 if template:
                     span.set_attribute("http.route", str(template))
                 span.set_attribute("http.response.status_code", status)
-                state = scope.get("state") or {}
                 if "tenant" in state:
                     span.set_attribute("agentflow.tenant", str(state["tenant"]))
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR))
 
-
-def current_trace_id() -> str | None:
-    """The current span's trace id (hex), for logs and error bodies; None outside a traced request."""
-    ctx = trace.get_current_span().get_span_context()
-    return format(ctx.trace_id, "032x") if ctx.is_valid else None

@@ -334,6 +334,8 @@ def test_rendered_pods_serve_metrics_on_the_annotated_port() -> None:
         (container,) = pod["spec"]["containers"]
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["AGENTFLOW_METRICS_PORT"] == str(port), component
+        host = env.get("AGENTFLOW_HOST") or container["args"][container["args"].index("--host") + 1]
+        assert host == "0.0.0.0", f"{component}: the metrics port must listen on the pod's address"
         assert {"name": "metrics", "containerPort": port} in container["ports"], component
     assert components == {"api", "worker"}
 
