@@ -56,8 +56,6 @@ MAINTENANCE = "agentflow.maintenance"
 CHECKPOINT_MARKERS = (CURSOR_TXID, "flink.max-committed-checkpoint-id")
 # Iceberg's own rewrite treats files under 75% of the target as small
 SMALL_FRACTION = 0.75
-# metadata.json files a commit in flight may have written but not yet swapped in are younger than this
-METADATA_GRACE_S = 600.0
 
 
 @dataclass
@@ -101,6 +99,8 @@ class MaintenancePolicy:
     older_than_s: float = 3600.0
     retain_last: int = 10
     max_attempts: int = 20
+    # a metadata.json that a commit in flight wrote but has not swapped in yet is younger than this
+    metadata_grace_s: float = 600.0
 
 
 def maintain(
@@ -292,10 +292,12 @@ def expire(
         gone = _reachable(table, doomed, set(live_manifests)) - live
         for path in sorted(gone):
             _delete(table, path, out)
-    _delete_stale_metadata(table, out, clock)
+    _delete_stale_metadata(table, policy, out, clock)
 
 
-def _delete_stale_metadata(table: Table, out: TableReport, clock: Callable[[], float]) -> None:
+def _delete_stale_metadata(
+    table: Table, policy: MaintenancePolicy, out: TableReport, clock: Callable[[], float]
+) -> None:
     """metadata.json files neither current nor in the metadata log, older than the grace period."""
     folder = _local_dir(table.metadata_location)
     if folder is None:
@@ -305,7 +307,7 @@ def _delete_stale_metadata(table: Table, out: TableReport, clock: Callable[[], f
     keep_paths = {str(_local_dir(k)) for k in keep}
     for path in folder.glob("*.metadata.json"):
         with contextlib.suppress(FileNotFoundError):
-            if str(path) not in keep_paths and path.stat().st_mtime < clock() - METADATA_GRACE_S:
+            if str(path) not in keep_paths and path.stat().st_mtime < clock() - policy.metadata_grace_s:
                 _delete(table, path.as_uri(), out)
 
 

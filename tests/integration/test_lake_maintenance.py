@@ -10,16 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dramatiq import Worker
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Transaction
+from waiting import eventually
 
 from connectors.advisory_lock import SessionLock
+from connectors.brokers import close_broker, postgres_broker
 from connectors.iceberg_sink import IcebergSink, latest_rows, make_catalog
 from connectors.lake_maintenance import MAINTENANCE, MaintenancePolicy, maintain
 from domain.events import RecordedEvent
 from projections.rows import ORDERS, PAYMENTS, MemoryLookup, invalid_reason, project
-from services.lake_job import RUN_LOCK, run_maintenance
+from services.lake_job import RUN_LOCK, LakeMaintenanceJob, run_maintenance
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +177,24 @@ def test_one_maintenance_run_at_a_time(pg_url: str, tmp_path: Path) -> None:
         holder.release()
     report = run_maintenance(pg_url, NOW_POLICY)
     assert report is not None and {t.table for t in report.tables} >= {"events"}
+
+
+def test_the_fleet_runs_maintenance_on_its_schedule(pg_url: str, tmp_path: Path) -> None:
+    lake = make_catalog(pg_url, tmp_path)
+    _feed(IcebergSink(lake, max_rows=100_000, max_age_seconds=3600), _events("lake-d", 20), chunk=40)
+    files_before = len(list(lake.load_table("agentflow.events").scan().plan_files()))
+    assert files_before > 1
+    broker = postgres_broker(pg_url, poll_interval=0.05)
+    job = LakeMaintenanceJob(broker, pg_url, NOW_POLICY, interval_s=0.2, data_dir=tmp_path)
+    worker = Worker(broker, worker_threads=1, worker_timeout=100)
+    worker.start()
+    job.start()
+    try:
+        eventually(lambda: job.runs >= 1, what="a scheduled maintenance run")
+    finally:
+        job.stop()
+        worker.stop()
+        close_broker(broker)
+    assert job.last_report is not None
+    events_report = next(t for t in job.last_report.tables if t.table == "events")
+    assert (events_report.data_files_before, events_report.data_files_after) == (files_before, 1)
