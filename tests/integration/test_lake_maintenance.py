@@ -3,6 +3,7 @@ while the embedded sink keeps committing; the sink's bounded start."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections import Counter
@@ -22,6 +23,7 @@ from connectors.iceberg_sink import IcebergSink, latest_rows, make_catalog
 from connectors.lake_maintenance import MAINTENANCE, MaintenancePolicy, maintain
 from domain.events import RecordedEvent
 from projections.rows import ORDERS, PAYMENTS, MemoryLookup, invalid_reason, project
+from services.cli import main as cli_main
 from services.lake_job import RUN_LOCK, LakeMaintenanceJob, run_maintenance
 
 pytestmark = pytest.mark.integration
@@ -197,4 +199,22 @@ def test_the_fleet_runs_maintenance_on_its_schedule(pg_url: str, tmp_path: Path)
         worker.stop()
         close_broker(broker)
     assert len(list(table.refresh().scan().plan_files())) == 1  # compacted by the scheduled run
+    assert _stored(lake) == _expected(events)
+
+
+def test_cli_maintains_and_reports_json(
+    pg_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lake = make_catalog(pg_url, tmp_path)
+    events = _events("lake-e", 20)
+    _feed(IcebergSink(lake, max_rows=100_000, max_age_seconds=3600), events, chunk=40)
+    argv = ["lake", "maintain", "--database-url", pg_url, "--data-dir", str(tmp_path),
+            "--older-than-s", "0", "--retain-last", "1", "--json"]  # fmt: skip
+    assert cli_main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    by_table = {t["table"]: t for t in report["tables"]}
+    assert set(by_table) == {"events", "orders_history", "payments_history"}
+    n_chunks = -(-len(events) // 40)
+    assert (by_table["events"]["data_files_before"], by_table["events"]["data_files_after"]) == (n_chunks, 1)
+    assert by_table["events"]["rows_after"] == len(_expected(events)["events"])
     assert _stored(lake) == _expected(events)
