@@ -76,7 +76,7 @@ def render(report: MaintenanceReport) -> str:
     if not report.tables:
         return "no lake tables"
     lines = [
-        f"{'table':<18} {'data files':>12} {'data bytes':>22} {'on disk (files)':>17} {'on disk':>22} "
+        f"{'table':<18} {'data files':^13} {'data bytes':^23} {'files on disk':^16} {'bytes on disk':^23} "
         f"{'expired':>7} {'time':>6}"
     ]
     for t in report.tables:
