@@ -179,12 +179,15 @@ class _RowCache:
         """Read back the rows these events update that are not cached. An event that opens its
         stream needs none (projections.rows.created_keys)."""
         missing: dict[str, set[Key]] = {ORDERS: set(), PAYMENTS: set()}
+        opened: set[tuple[str, Key]] = set()  # streams opened in this batch: nothing to read back
         for e in events:
             target = STREAM_TABLE.get(e.stream_type)
-            if target not in missing or e.stream_version == 1:
+            if target not in missing:
                 continue
             key = (e.tenant_id, e.stream_id)
-            if key not in self.rows[target]:
+            if e.stream_version == 1:
+                opened.add((target, key))
+            elif key not in self.rows[target] and (target, key) not in opened:
                 missing[target].add(key)
         for target, keys in missing.items():
             if keys:

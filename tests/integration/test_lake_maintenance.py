@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from dramatiq import Worker
+from event_log import shop_log
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.io.pyarrow import PyArrowFileIO
 from pyiceberg.table import Transaction
@@ -135,7 +136,7 @@ def _fold(events: list[RecordedEvent]) -> MemoryLookup:
 def test_sink_start_reads_no_data_files_and_a_small_cache_reads_rows_back(
     catalog: SqlCatalog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    events = _events("lake-b", n_orders=150, seed=4)
+    events = shop_log("lake-b", seed=4, steps=600).events  # later events pick earlier orders at random
     half = len(events) // 2
     _feed(IcebergSink(catalog, max_rows=100_000, max_age_seconds=3600), events[:half], chunk=60)
 
