@@ -9,25 +9,43 @@ leaves them at different cursors: on restart the sink resumes from the oldest on
 drops the events at or below its own cursor, so nothing is lost or written twice.
 ``orders_history``/``payments_history`` append the row state after every event that changed it
 (readers take the latest ``version`` per id).
+
+The order/payment state the next events need is a bounded cache (``cache_rows``), not the whole
+history: a row missing from it is read back from the history table by key (a filtered scan that the
+files' min/max statistics prune), so start reads no data files and memory does not grow with the
+lake. Rows are only evicted right after a commit, when every cached row is in the lake. Lake
+maintenance (connectors/lake_maintenance.py) rewrites files in snapshots without a cursor: the
+checkpoint is the newest snapshot in the current one's ancestry that carries one.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.expressions import In
 from pyiceberg.table import Table
 
 from domain.events import RecordedEvent
-from projections.rows import ORDERS, PAYMENTS, Key, Row, event_row, invalid_reason, project
+from projections.rows import (
+    ORDERS,
+    PAYMENTS,
+    STREAM_TABLE,
+    Key,
+    Row,
+    event_row,
+    invalid_reason,
+    project,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +134,92 @@ def cursor_parts(cursor: Any) -> tuple[int, int]:
     return int(cursor.txid), int(cursor.position)
 
 
-class _StateLookup:
-    """Current order/payment rows (everything else is unknown to the lake sink)."""
+HISTORY_KEY = {ORDERS: "order_id", PAYMENTS: "payment_id"}
+HISTORY_TABLE = {ORDERS: "orders_history", PAYMENTS: "payments_history"}
+# exact min/max of the history keys in every data file (Iceberg truncates strings to 16 characters by
+# default, and generated ids share longer prefixes), so the read-back by key skips most files
+TABLE_PROPERTIES = {
+    HISTORY_TABLE[t]: {f"write.metadata.metrics.column.{key}": "full"} for t, key in HISTORY_KEY.items()
+}
+# pyiceberg prunes files by min/max only for IN lists of at most 200 values (expressions.visitors)
+LOOKUP_CHUNK = 200
 
-    def __init__(self) -> None:
+
+def history_row(rec: dict[str, Any], target: str) -> Row:
+    """A stored history row as the projection's row (no event_type; order lines parsed)."""
+    rec.pop("event_type", None)
+    if target == ORDERS:
+        rec["lines"] = json.loads(rec["lines"] or "[]")
+    return rec
+
+
+class _RowCache:
+    """Current order/payment rows (everything else is unknown to the lake sink): the recently used
+    ones in memory, the rest read back from the lake's history tables by key (``prefetch``)."""
+
+    def __init__(self, tables: Callable[[str], Table], capacity: int) -> None:
+        self._tables = tables
+        self.capacity = capacity
         self.rows: dict[str, dict[Key, Row]] = {ORDERS: {}, PAYMENTS: {}}
+        self.lookups = 0  # keys read back from the lake (for tests and the benchmark)
 
     def get(self, table: str, key: Key) -> Row | None:
         state = self.rows.get(table)
         return state.get(key) if state is not None else None
+
+    def put(self, table: str, key: Key, row: Row) -> None:
+        state = self.rows[table]
+        state.pop(key, None)  # re-insert: dict order is the recency order
+        state[key] = row
+
+    def size(self) -> int:
+        return sum(len(r) for r in self.rows.values())
+
+    def prefetch(self, events: Iterable[RecordedEvent]) -> None:
+        """Read back the rows these events update that are not cached. An event that opens its
+        stream needs none (projections.rows.created_keys)."""
+        missing: dict[str, set[Key]] = {ORDERS: set(), PAYMENTS: set()}
+        opened: set[tuple[str, Key]] = set()  # streams opened in this batch: nothing to read back
+        for e in events:
+            target = STREAM_TABLE.get(e.stream_type)
+            if target not in missing:
+                continue
+            key = (e.tenant_id, e.stream_id)
+            if e.stream_version == 1:
+                opened.add((target, key))
+            elif key not in self.rows[target] and (target, key) not in opened:
+                missing[target].add(key)
+        for target, keys in missing.items():
+            if keys:
+                self._read_back(target, sorted(keys))
+
+    def _read_back(self, target: str, keys: list[Key]) -> None:
+        table = self._tables(HISTORY_TABLE[target])
+        if table.current_snapshot() is None:
+            return
+        key_col = HISTORY_KEY[target]
+        latest: dict[Key, dict[str, Any]] = {}
+        for i in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[i : i + LOOKUP_CHUNK]
+            wanted = set(chunk)
+            ids = In(key_col, {k[1] for k in chunk})  # type: ignore[call-arg,arg-type]  # pydantic __init__ vs __new__
+            reader = table.scan(row_filter=ids).to_arrow_batch_reader()
+            for batch in reader:
+                for rec in batch.to_pylist():
+                    k = (rec["tenant_id"], rec[key_col])
+                    if k in wanted and (k not in latest or rec["version"] > latest[k]["version"]):
+                        latest[k] = rec
+        self.lookups += len(keys)
+        for k, rec in latest.items():
+            self.put(target, k, history_row(rec, target))
+
+    def trim(self) -> None:
+        """Drop the least recently used rows beyond capacity (call only when nothing is buffered)."""
+        for state in self.rows.values():
+            excess = len(state) - self.capacity // 2
+            if excess > 0:
+                for key in list(itertools.islice(state, excess)):
+                    del state[key]
 
 
 def make_catalog(pg_url: str, data_dir: str | Path, name: str = "agentflow") -> SqlCatalog:
@@ -142,8 +237,11 @@ class IcebergSink:
         cursor_factory: CursorFactory = _default_cursor,
         name: str = "iceberg",
         clock: Callable[[], float] = time.monotonic,
+        cache_rows: int = 200_000,
     ) -> None:
+        """``cache_rows``: order + payment rows kept in memory (half each) between commits."""
         self.catalog = catalog
+        self.cache_rows = cache_rows
         self.max_rows = max_rows
         self.max_age = max_age_seconds
         self._clock = clock  # ages the buffer against max_age_seconds (seconds, monotonic)
@@ -152,7 +250,9 @@ class IcebergSink:
         self._lock = threading.Lock()
         catalog.create_namespace_if_not_exists(NAMESPACE)
         self.tables: dict[str, Table] = {
-            t: catalog.create_table_if_not_exists(f"{NAMESPACE}.{t}", schema=schema)
+            t: catalog.create_table_if_not_exists(
+                f"{NAMESPACE}.{t}", schema=schema, properties=TABLE_PROPERTIES.get(t, {})
+            )
             for t, schema in SCHEMAS.items()
         }
         self.commits = 0
@@ -160,13 +260,12 @@ class IcebergSink:
         self._reset()
 
     def _reset(self) -> None:
-        """(Re)load checkpoints and order/payment state from the committed tables; drop buffers."""
+        """(Re)load checkpoints from the committed tables; forget cached state; drop buffers."""
         self.tables = {t: tbl.refresh() for t, tbl in self.tables.items()}
         self.committed: dict[str, tuple[tuple[int, int] | None, int]] = {
             t: self._snapshot_checkpoint(tbl) for t, tbl in self.tables.items()
         }
-        self.state = _StateLookup()
-        self._load_state()
+        self.state = _RowCache(self.tables.__getitem__, self.cache_rows)
         self.buffers: dict[str, list[dict[str, Any]]] = {t: [] for t in SCHEMAS}
         self.pending_cursor: tuple[int, int] | None = None
         self.pending_watermark = 0
@@ -177,11 +276,16 @@ class IcebergSink:
 
     @staticmethod
     def _snapshot_checkpoint(table: Table) -> tuple[tuple[int, int] | None, int]:
+        """The cursor of the newest sink commit in the current snapshot's ancestry (maintenance
+        snapshots in between carry none)."""
         snap = table.current_snapshot()
-        props = snap.summary.additional_properties if snap is not None and snap.summary is not None else {}
-        if CURSOR_TXID not in props:
-            return None, 0
-        return (int(props[CURSOR_TXID]), int(props[CURSOR_POSITION])), int(props.get(WATERMARK, 0))
+        while snap is not None:
+            props = snap.summary.additional_properties if snap.summary is not None else {}
+            if CURSOR_TXID in props:
+                return (int(props[CURSOR_TXID]), int(props[CURSOR_POSITION])), int(props.get(WATERMARK, 0))
+            parent = snap.parent_snapshot_id
+            snap = table.snapshot_by_id(parent) if parent is not None else None
+        return None, 0
 
     def load_checkpoint(self) -> tuple[Any | None, int]:
         with self._lock:
@@ -192,19 +296,6 @@ class IcebergSink:
             return None, 0
         oldest = min(c for c in cursors if c is not None)
         return self.cursor_factory(*oldest), min(wm for _, wm in self.committed.values())
-
-    def _load_state(self) -> None:
-        """Latest order/payment rows from the history tables (the lookup for the next events)."""
-        for table, target in HISTORY_OF.items():
-            data = self.tables[table].scan().to_arrow()
-            if data.num_rows == 0:
-                continue
-            key_col = "order_id" if target == ORDERS else "payment_id"
-            for rec in data.sort_by([("version", "ascending")]).to_pylist():
-                rec.pop("event_type", None)
-                if target == ORDERS:
-                    rec["lines"] = json.loads(rec["lines"] or "[]")
-                self.state.rows[target][(rec["tenant_id"], rec[key_col])] = rec
 
     # --- sink port ----------------------------------------------------------------------------
 
@@ -221,9 +312,10 @@ class IcebergSink:
                 raise
 
     def _apply(self, events: Sequence[RecordedEvent], cursor: Any | None, watermark: int) -> None:
-        for e in events:
-            if invalid_reason(e) is not None:  # dead-lettered by the serving sink; not part of the lake
-                continue
+        # invalid events are dead-lettered by the serving sink; not part of the lake
+        valid = [e for e in events if invalid_reason(e) is None]
+        self.state.prefetch(valid)
+        for e in valid:
             if self._after("events", e):
                 self.buffers["events"].append({**event_row(e), "transaction_id": e.transaction_id})
             if e.stream_type not in ("order", "payment"):
@@ -232,7 +324,7 @@ class IcebergSink:
                 history = "orders_history" if change.table == ORDERS else "payments_history"
                 if change.table not in (ORDERS, PAYMENTS):
                     continue
-                self.state.rows[change.table][change.key] = change.row
+                self.state.put(change.table, change.key, change.row)
                 if self._after(history, e):
                     rec = dict(change.row)
                     rec["event_type"] = e.event_type
@@ -247,8 +339,11 @@ class IcebergSink:
                 self.first_buffered_at = self._clock()
             else:  # nothing buffered: the lake already holds every event up to this watermark
                 self.committed_watermark = max(self.committed_watermark, watermark)
-        if sum(len(b) for b in self.buffers.values()) >= self.max_rows:
+        buffered = sum(len(b) for b in self.buffers.values())
+        if buffered >= self.max_rows:
             self._commit()
+        elif buffered == 0:
+            self.state.trim()  # nothing uncommitted in the cache
 
     def tick(self) -> None:
         if self.first_buffered_at is not None and self._clock() - self.first_buffered_at >= self.max_age:
@@ -282,6 +377,7 @@ class IcebergSink:
                 self.committed[table] = (self.pending_cursor, self.pending_watermark)
             rows.clear()
         self.first_buffered_at = None
+        self.state.trim()  # everything cached is committed now
         self.commits += 1
         self.committed_watermark = max(self.committed_watermark, self.pending_watermark)
         self.last_commit_seconds = time.perf_counter() - started

@@ -80,6 +80,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_mcp_command(sub)
 
+    from services.lake_cli import add_lake_command
+
+    add_lake_command(sub)
+
     args = parser.parse_args(argv)
     from services.logs import configure_logging
 
@@ -126,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.mcp.cli import run_mcp_command
 
         return run_mcp_command(args)
+    if args.command == "lake":
+        from services.lake_cli import run_lake_command
+
+        return run_lake_command(args, env_settings)
     if args.command == "worker":
         from services.webhooks.cli import run_worker_command
 

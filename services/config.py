@@ -68,6 +68,12 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_ACCESS_LOG_SAMPLE": "fraction of 2xx answers that get an access log line; every other answer "
     f"gets one ({DEFAULT_ACCESS_LOG_SAMPLE})",
     "AGENTFLOW_ICEBERG": "`0` leaves the Iceberg lake out",
+    "AGENTFLOW_LAKE_MAINTAIN_INTERVAL_S": "seconds between scheduled lake maintenance runs in the worker "
+    "fleet; `0`: none (3600)",
+    "AGENTFLOW_LAKE_SNAPSHOT_MAX_AGE_S": "lake maintenance expires Iceberg snapshots older than this (3600)",
+    "AGENTFLOW_LAKE_RETAIN_SNAPSHOTS": "lake maintenance keeps at least this many newest snapshots (10)",
+    "AGENTFLOW_LAKE_TARGET_FILE_MB": "lake compaction rewrites files under 75% of this into files of up to "
+    "this size (64)",
     "AGENTFLOW_WORKERS": "`0` leaves the embedded webhook worker fleet out",
     "AGENTFLOW_ALERTS": "`0` leaves the alert evaluator out",
     "AGENTFLOW_ALERT_SWEEP_S": "seconds between alert sweeps (5)",
@@ -276,6 +282,10 @@ class Settings:
     iceberg_enabled: bool = True
     iceberg_batch_rows: int = 5000
     iceberg_batch_age_s: float = 5.0
+    lake_maintain_interval_s: float = 3600.0  # scheduled lake maintenance (services/lake_job.py); 0 = none
+    lake_snapshot_max_age_s: float = 3600.0
+    lake_retain_snapshots: int = 10
+    lake_target_file_mb: int = 64
     workers_enabled: bool = True
     alerts_enabled: bool = True
     alert_sweep_s: float = 5.0
@@ -379,6 +389,12 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "rate_limit_redis_url": env.get("AGENTFLOW_RATE_LIMIT_REDIS_URL") or env.get("AGENTFLOW_REDIS_URL")
         or None,
         "iceberg_enabled": _flag(env.get("AGENTFLOW_ICEBERG"), True),
+        "lake_maintain_interval_s": _default(_number(env, "AGENTFLOW_LAKE_MAINTAIN_INTERVAL_S", float, 0.0),
+                                             3600.0),
+        "lake_snapshot_max_age_s": _default(_number(env, "AGENTFLOW_LAKE_SNAPSHOT_MAX_AGE_S", float, 0.0),
+                                            3600.0),
+        "lake_retain_snapshots": _number(env, "AGENTFLOW_LAKE_RETAIN_SNAPSHOTS", int, 1) or 10,
+        "lake_target_file_mb": _number(env, "AGENTFLOW_LAKE_TARGET_FILE_MB", int, 1) or 64,
         "workers_enabled": _flag(env.get("AGENTFLOW_WORKERS"), True),
         "alerts_enabled": _flag(env.get("AGENTFLOW_ALERTS"), True),
         "alert_sweep_s": _number(env, "AGENTFLOW_ALERT_SWEEP_S", float, 0.01) or 5.0,

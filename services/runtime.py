@@ -39,6 +39,7 @@ from services.rebuild import Rebuilds, SinkGate, TailerGate
 
 if TYPE_CHECKING:
     from services.alerts.evaluator import AlertEvaluator, MetricFn
+    from services.lake_job import LakeMaintenanceJob
     from services.legacy_sources import LegacySources
     from services.webhooks.fleet import WebhookFleet
 
@@ -123,6 +124,7 @@ class Runtime:
         self.webhook_settings = settings.webhooks
         self.webhook_store = webhook_store
         self.webhooks: WebhookFleet | None = None
+        self.lake_job: LakeMaintenanceJob | None = None  # scheduled lake maintenance on the fleet's broker
         # read-model rebuilds in this process (services/rebuild.py): the projectors' sinks (and the
         # lake's tailer) sit behind gates the rebuild pauses; set by start() in embedded mode
         # the engines' health, probed in the background (services/health_probes.py)
@@ -180,6 +182,12 @@ class Runtime:
 
         self.webhooks = WebhookFleet.embedded(self.database_url, self.webhook_settings, box=self.secret_box)
         self.store.add_commit_listener(self.webhooks.wake)
+        if self.settings.iceberg_enabled:  # declared before the workers start: they consume its queue
+            from services.lake_job import LakeMaintenanceJob
+
+            broker = self.webhooks.broker
+            self.lake_job = LakeMaintenanceJob.from_settings(broker, self.database_url, self.settings)
+            self.lake_job.start()
         self.webhooks.start()
 
     def _start_legacy_sources(self) -> None:
@@ -268,6 +276,8 @@ class Runtime:
                 self.alerts.stop()
             except Exception:  # pragma: no cover - best effort on shutdown
                 log.exception("stopping the alert evaluator failed")
+        if self.lake_job is not None:
+            self.lake_job.stop()
         if self.webhooks is not None:
             try:
                 self.webhooks.stop()

@@ -81,6 +81,10 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
         settings = dataclasses.replace(settings, worker_threads=args.threads)
     broker = redis_broker(redis_url) if redis_url else postgres_broker(database_url)
     fleet = WebhookFleet(database_url, broker, settings, relay=not args.no_relay, box=box)
+    from services.lake_job import LakeMaintenanceJob  # scheduled lake maintenance (either deployment)
+
+    lake = LakeMaintenanceJob.from_settings(broker, database_url, server.with_(data_dir=args.data_dir))
+    lake.start()
     stop = threading.Event()
 
     def on_signal(sig: int, frame: FrameType | None) -> None:
@@ -108,6 +112,7 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
     print("agentflow worker stopping ...", flush=True)
     if heartbeat is not None:
         heartbeat.stop()
+    lake.stop()
     fleet.stop()
     return 0
 
