@@ -108,7 +108,7 @@ def test_each_killed_engine_is_named_restarted_and_loses_nothing(tmp_path: Path)
                 # reaped: no zombie left under agentflow up (the JVM under the Flink client is reaped
                 # with its process group)
                 eventually(lambda p=pid: not Path(f"/proc/{p}").exists(), timeout=60, what=f"{pid} reaped")
-                assert f"{engine} died (" in srv.tail(20000)
+                assert f"{engine} died (" in srv.log.read_text(errors="replace")  # anywhere in the log
                 eventually(lambda: api.get("/v1/health/ready").status_code == 200, timeout=PATIENCE_S,
                            what="ready again")  # fmt: skip
 
