@@ -10,7 +10,6 @@ Signing secrets are stored encrypted (connectors/secret_box.py): sealed on write
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import uuid
@@ -24,7 +23,7 @@ import psycopg
 from sqlalchemy.engine import Connection, Engine
 
 from connectors.checkpoints import CheckpointStore
-from connectors.database import AutocommitStore, connect_raw, pooled_psycopg
+from connectors.database import AutocommitStore, pooled_psycopg
 from connectors.secret_box import ResealReport, SecretBox, key_id_of
 from connectors.tailer import TailCursor
 from readmodels.webhooks import Delivery, Endpoint, normalize_predicates, rotated_secrets
@@ -477,45 +476,3 @@ class WebhookStore(AutocommitStore):
     def due_endpoints(self, grace_s: float, limit: int = 1000) -> list[str]:
         """Endpoints whose head delivery has been due for ``grace_s`` and that nobody is draining."""
         return [r[0] for r in self._all(SWEEP_SQL, {"grace": grace_s, "n": limit})]
-
-
-LOCK_SQL = "SELECT pg_try_advisory_lock(hashtext('agentflow'), hashtext('webhook-relay'))"
-
-
-class RelayLeadership:
-    """One relay per database: a session advisory lock on a connection of its own, held while the
-    session lives. Standbys call ``hold()`` until they get it."""
-
-    def __init__(self, database_url: str) -> None:
-        self.database_url = database_url
-        self._conn: psycopg.Connection[Any] | None = None
-
-    def hold(self) -> bool:
-        """True while this process holds the lock (taking it if it is free). A lost session answers
-        False once, so the holder starts over (reloads its checkpoint) when it gets the lock again."""
-        if self._conn is not None:
-            try:
-                if not self._conn.closed:
-                    self._conn.execute("SELECT 1")
-                    return True
-            except psycopg.Error:
-                pass
-            self.release()
-            return False
-        try:
-            conn = connect_raw(self.database_url, autocommit=True, application_name="agentflow-webhook-relay")
-        except psycopg.Error as exc:
-            log.warning("relay cannot connect: %s", exc)
-            return False
-        got = bool(conn.execute(LOCK_SQL).fetchone()[0])  # type: ignore[index]
-        if not got:
-            conn.close()
-            return False
-        self._conn = conn
-        return True
-
-    def release(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None

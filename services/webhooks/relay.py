@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
+from connectors.advisory_lock import SessionLock
 from connectors.checkpoints import CheckpointStore
 from connectors.tailer import PostgresTailer, TailCursor
-from connectors.webhook_store import RelayLeadership, WebhookStore
+from connectors.webhook_store import WebhookStore
 from domain.events import RecordedEvent
 from readmodels.webhooks import relay_deliveries
 from services.config import WebhookSettings
@@ -66,7 +67,8 @@ class WebhookRelay:
         self.status = RelayStatus()
         self._held: list[RecordedEvent] = []  # read, not yet covered by the watermark
         self._safe_cursor: TailCursor | None = None  # resume point with nothing held
-        self.leadership = RelayLeadership(database_url)
+        # one relay per database: a session advisory lock, which a crashed leader cannot keep
+        self.leadership = SessionLock(database_url, "webhook-relay")
 
     def wake(self, *_: object) -> None:
         self.tailer.wake()
