@@ -24,7 +24,7 @@ class Beat:
 
 class HeartbeatStore(AutocommitStore):
     def beat(self, worker_id: str, queues: list[str], info: dict[str, Any]) -> None:
-        self._one(
+        self._run(
             "WITH gone AS (DELETE FROM worker_heartbeats "
             "WHERE beat_at < now() - make_interval(secs => %(f)s)) "
             "INSERT INTO worker_heartbeats (worker_id, queues, info, beat_at) "
@@ -34,7 +34,11 @@ class HeartbeatStore(AutocommitStore):
         )
 
     def remove(self, worker_id: str) -> None:
-        self._one("DELETE FROM worker_heartbeats WHERE worker_id = %(w)s", {"w": worker_id})
+        self._run("DELETE FROM worker_heartbeats WHERE worker_id = %(w)s", {"w": worker_id})
+
+    def _run(self, sql: str, params: dict[str, Any]) -> None:
+        with self._ac.connect() as conn:
+            conn.exec_driver_sql(sql, params)
 
     def live(self, ttl_s: float = TTL_S) -> list[Beat]:
         rows = self._all(
