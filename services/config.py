@@ -75,7 +75,7 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_LAKE_TARGET_FILE_MB": "lake compaction rewrites files under 75% of this into files of up to "
     "this size (64)",
     "AGENTFLOW_WORKERS": "`0` leaves the embedded webhook worker fleet out",
-    "AGENTFLOW_ALERTS": "`0` leaves the alert evaluator out",
+    "AGENTFLOW_ALERTS": "`0` leaves alert evaluation (workers and scheduler) out",
     "AGENTFLOW_ALERT_SWEEP_S": "seconds between alert sweeps (5)",
     "AGENTFLOW_ALERT_WORKER_THREADS": "alert-evaluating worker threads of each serving process (2)",
     "AGENTFLOW_LEGACY_SOURCES": "`0` leaves legacy-database capture out",
