@@ -1,12 +1,15 @@
 """connectors/kafka_lag.ConsumerLag against a real broker (the ``kafka_broker`` session fixture): the lag
 per topic follows what was produced and what the group committed, not what the consumer has read, and
-goes absent when the consumer stops polling."""
+goes absent when the consumer stops polling or its broker dies."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from waiting import eventually
 
 from connectors.kafka_lag import ConsumerLag
+from services.distributed.kafka_broker import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +100,35 @@ def test_lag_is_the_high_watermark_minus_the_committed_offset(kafka_broker: Any,
         consumer.close()
         lag.clear()
     assert lag.lag() == {}
+
+
+def test_lag_goes_absent_when_the_broker_dies_and_is_never_asked_for(tmp_path: Path) -> None:
+    """A broker of its own (the session one stays up), killed with SIGKILL: the consumer's statistics
+    stop confirming the partition, so the lag goes absent; reading it never waits on the broker."""
+    broker = KafkaBroker(tmp_path / "kafka")
+    broker.start()
+    try:
+        bootstrap = broker.bootstrap_servers
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for f in admin.create_topics([NewTopic("dies", 1, 1)]).values():
+            f.result(timeout=HANG_S)
+        _produce(bootstrap, "dies", {0: 4})
+        lag = ConsumerLag("g-dies", interval_ms=100)
+        consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": "g-dies", "enable.auto.commit": False,
+            "auto.offset.reset": "earliest", "reconnect.backoff.max.ms": 1000, **lag.config(),
+        })  # fmt: skip
+        polling = Polling(consumer, lag, "dies")
+        try:
+            consumer.subscribe(["dies"])
+            polling.until(lambda: polling.read == 4, "all 4 messages read")
+            consumer.commit(offsets=[TopicPartition("dies", 0, 1)], asynchronous=False)
+            assert polling.fresh_lag() == 3
+            assert broker.process is not None and broker.process.pid is not None
+            os.kill(broker.process.pid, signal.SIGKILL)
+            polling.until(lambda: "dies" not in lag.lag(), "lag absent with the broker dead")
+            assert polling.fresh_lag() is None  # and stays absent while it is down
+        finally:
+            consumer.close()
+    finally:
+        broker.stop()
