@@ -37,6 +37,7 @@ from connectors.checkpoints import CheckpointStore
 from connectors.clickhouse import ClickHouseStore
 from connectors.contiguous import Contiguity
 from connectors.dead_letters import DeadLetter, DeadLetterStore
+from connectors.kafka_lag import ConsumerLag
 from connectors.kafka_logging import kafka_client_logging
 from connectors.serving_messages import (
     PIPELINE,
@@ -153,6 +154,7 @@ class ServingLoader:
         self.commit_interval = commit_interval
         self.max_backoff = max_backoff
         self.commit_on_stop = True  # tests turn it off to simulate a crash
+        self.kafka_lag = ConsumerLag(group_id)  # the consumer's lag per topic, for /metrics
         self.consumer_config: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
             "group.id": group_id,
@@ -161,6 +163,7 @@ class ServingLoader:
             "enable.partition.eof": False,
             "client.id": f"{name}",
             **kafka_client_logging(name, on_error=self._kafka_error),
+            **self.kafka_lag.config(),
             **(consumer_config or {}),
         }
         self.sink = _NoSink()
@@ -256,6 +259,7 @@ class ServingLoader:
 
     def _close(self, commit: bool) -> None:
         consumer, self._consumer = self._consumer, None
+        self.kafka_lag.clear()
         if consumer is None:
             return
         try:

@@ -28,6 +28,7 @@ from commands.cache import AggregateCache
 from connectors import ssrf
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
+from connectors.kafka_lag import ConsumerLag
 from connectors.legacy.canonical import UnknownSource
 from connectors.legacy.declaration import SourceSpec, SourceSpecError, check_host, parse_source
 from connectors.legacy.ingest import LegacyIngestor
@@ -77,6 +78,7 @@ class LegacySources:
         self.topic_prefix = legacy_topic_prefix(topic_prefix)
         self.connect_url = connect_url
         self.group_id = group_id or f"{topic_prefix}-legacy-ingest"
+        self.kafka_lag = ConsumerLag(self.group_id)  # distributed: the ingest consumer's lag, for /metrics
         self._captures: dict[str, Any] = {}  # embedded: name -> EmbeddedCapture
         self._specs: dict[str, SourceSpec] = {}
         self._registered: set[str] = set()  # distributed: connectors known to exist on Connect
@@ -298,7 +300,7 @@ class LegacySources:
             "bootstrap.servers": self.kafka_bootstrap, "group.id": self.group_id,
             "enable.auto.commit": False, "auto.offset.reset": "earliest",
             "topic.metadata.refresh.interval.ms": 2000, "fetch.wait.max.ms": 10,
-            **kafka_client_logging("legacy-ingest"),
+            **kafka_client_logging("legacy-ingest"), **self.kafka_lag.config(),
         })
         consumer.subscribe([f"^{re.escape(self.topic_prefix)}\\..*"])
         backoff = 1.0
@@ -352,4 +354,5 @@ class LegacySources:
                 consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
                                 asynchronous=False)
         finally:
+            self.kafka_lag.clear()
             consumer.close()

@@ -25,6 +25,7 @@ from connectors.clickhouse import ClickHouseStore
 from connectors.clickhouse_sink import ClickHouseSink
 from connectors.dead_letters import DeadLetter, DeadLetterStore
 from connectors.event_store import PostgresEventStore
+from connectors.kafka_lag import ConsumerLag
 from connectors.secret_box import SecretBox
 from connectors.serving_loader import LoaderStatus, ServingLoader
 from connectors.tailer import PostgresTailer, TailCursor
@@ -399,6 +400,13 @@ class Runtime:
         sink = getattr(self.serving_runner, "sink", None)
         if sink is not None:
             sink.flush()
+
+    def kafka_consumers(self) -> list[ConsumerLag]:
+        """This process's Kafka consumers' lag trackers (distributed: serving loader, legacy ingest)."""
+        found = [self.serving_runner.kafka_lag] if isinstance(self.serving_runner, ServingLoader) else []
+        if self.legacy is not None:
+            found.append(self.legacy.kafka_lag)
+        return found
 
     # ---- freshness -----------------------------------------------------------------
     def freshness_seconds(self) -> float:

@@ -1,7 +1,8 @@
 """The Prometheus values read off this process's live parts when ``/metrics`` is scraped (nothing on any
 hot path): how far each projector (embedded tailers, or the distributed serving loader) trails the
-event store, in positions and in seconds, what it has applied, the read cache's hits and misses, and
-each legacy source's lag. The metrics recorded as work happens are connectors/prometheus_metrics.py's.
+event store, in positions and in seconds, what it has applied, the read cache's hits and misses, each
+legacy source's lag and each Kafka consumer's lag (connectors/kafka_lag.py). The metrics recorded as work
+happens are connectors/prometheus_metrics.py's.
 
 One collector per process, registered once; ``watch`` points it at the runtime and cache the process
 serves (the last one built wins: a process serves one container; tests build several).
@@ -31,6 +32,7 @@ LAG_SECONDS = "agentflow_projector_lag_seconds"
 APPLIED = "agentflow_projector_applied_events"
 CACHE = "agentflow_read_cache_lookups"
 LEGACY_LAG = "agentflow_legacy_source_lag_seconds"
+KAFKA_LAG = "agentflow_kafka_consumer_lag_messages"
 
 
 class RuntimeGauges(Collector):
@@ -65,10 +67,14 @@ class RuntimeGauges(Collector):
                                 "miss", labels=["result"]),
             GaugeMetricFamily(LEGACY_LAG, "Legacy database commit -> applied here, for each source's last "
                               "record", labels=["source"]),
+            GaugeMetricFamily(KAFKA_LAG, "Kafka messages behind, per consumer group and topic: high "
+                              "watermark minus the group's committed offset, summed over partitions "
+                              "(librdkafka statistics; absent while the broker is down)",
+                              labels=["group", "topic"]),
         )  # fmt: skip
 
     def collect(self) -> Iterator[Any]:
-        head, watermark, lag_pos, lag_s, applied, cache, legacy = self._families()
+        head, watermark, lag_pos, lag_s, applied, cache, legacy, kafka = self._families()
         runtime = self.runtime
         if runtime is not None:
             try:
@@ -95,10 +101,13 @@ class RuntimeGauges(Collector):
                             legacy.add_metric([source.name], lag)
                 except Exception as exc:
                     log.debug("legacy source lag not read: %s", exc)
+            for consumer in runtime.kafka_consumers():  # kept numbers: never a request to the broker
+                for topic, behind in sorted(consumer.lag().items()):
+                    kafka.add_metric([consumer.group, topic], behind)
         if self.cache is not None:
             cache.add_metric(["hit"], self.cache.hits)
             cache.add_metric(["miss"], self.cache.misses)
-        return iter((head, watermark, lag_pos, lag_s, applied, cache, legacy))
+        return iter((head, watermark, lag_pos, lag_s, applied, cache, legacy, kafka))
 
 
 def _lag_s(st: Any, started_at: float) -> float:

@@ -9,6 +9,13 @@ is created in the client JVM, whose classpath ``pipeline.jars`` does not reach.
 Restarts resume from the newest retained checkpoint under ``<run_dir>/flink-checkpoints``: keyed
 state (event-id dedup, projection rows) and Kafka offsets come back together.
 
+Temporary files (the 43 MB ``flink-table-planner_<uuid>.jar`` the planner loader extracts on every start,
+blob and dist caches, shuffle and spill dirs, PyFlink's python-dist, native libraries) go to
+``<run_dir>/tmp``, not /tmp: ``java.io.tmpdir``, ``io.tmp.dirs`` and ``TMPDIR`` of the client, the
+mini-cluster JVM and its Python workers point there. The JVM deletes them only on a clean exit; a killed
+one left them behind in /tmp on every start. Here the directory is emptied before each start and after
+each stop, so at most one run's files exist.
+
 Everything the mini-cluster opens listens on 127.0.0.1 only (:data:`LOCAL_ONLY`); its REST API (job
 state, checkpoints: the health probe reads it) is on a fixed ``rest_port`` that survives restarts.
 PyFlink's Beam loopback worker pool (``[::]:0``, hard-coded) is not started: the operators run in
@@ -134,6 +141,7 @@ class FlinkJob:
         self.log_file = self.run_dir / "flink-job.log"  # the client's stdout/stderr
         self.log_dir = self.run_dir / "flink-logs"  # the mini-cluster's log4j output
         self.pid_file = self.run_dir / "flink-job.pid"
+        self.tmp_dir = self.run_dir / "tmp"  # java.io.tmpdir, io.tmp.dirs, TMPDIR (emptied per start)
         self.proc: subprocess.Popen[bytes] | None = None
         self.restored_from: Path | None = None
         self.jvm: int | None = None  # the mini-cluster JVM's pid once the job runs
@@ -150,7 +158,8 @@ class FlinkJob:
             "--checkpoint-interval-ms", str(self.checkpoint_interval_ms),
             "--execution-mode", self.execution_mode,
         ]  # fmt: skip
-        for key, value in {**LOCAL_ONLY, "rest.port": str(self.rest_port)}.items():
+        confs = {**LOCAL_ONLY, "rest.port": str(self.rest_port), "io.tmp.dirs": str(self.tmp_dir)}
+        for key, value in confs.items():
             cmd += ["--conf", f"{key}={value}"]
         if not self.lake:
             cmd.append("--no-lake")
@@ -165,6 +174,7 @@ class FlinkJob:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._empty_tmp()
         for old in self.log_dir.glob("*.log"):  # log4j here truncates on start: keep one previous run
             old.replace(old.with_suffix(".log.1"))
         log = self.log_file.open("ab")
@@ -174,6 +184,9 @@ class FlinkJob:
             **os.environ,
             "PYTHONPATH": os.pathsep.join([site, str(jars.PROJECT_ROOT)]),
             "FLINK_LOG_DIR": str(self.log_dir),
+            "TMPDIR": str(self.tmp_dir),  # the client's and the Python workers' tempfile
+            # the mini-cluster JVM (pyflink_gateway_server.py puts JVM_ARGS first on its command line)
+            "JVM_ARGS": f"{os.environ.get('JVM_ARGS', '')} -Djava.io.tmpdir={self.tmp_dir}".strip(),
         }
         env.pop("VIRTUAL_ENV", None)
         env["_python_worker_execution_mode"] = "process"  # no loopback worker pool on [::]
@@ -247,6 +260,13 @@ class FlinkJob:
         self.proc = None
         self.jvm = None
         self.pid_file.unlink(missing_ok=True)
+        if pid is None or not pid_alive(pid):
+            self._empty_tmp()
+
+    def _empty_tmp(self) -> None:
+        """Remove what a previous run left in the temp dir (a killed JVM deletes nothing)."""
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
 
 
 def child_java(parent: int) -> int | None:

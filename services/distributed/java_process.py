@@ -7,6 +7,8 @@ Layout under ``run_dir`` for a process named ``NAME``::
     NAME.log           log4j2 output (the engine's own log)
     NAME.out           JVM stdout/stderr (crashes, -version noise, uncaught errors)
     NAME-log4j2.properties
+    NAME-tmp/          java.io.tmpdir (native libraries such as snappy's are extracted there), emptied
+                       on start and stop: a killed JVM deletes nothing, and /tmp would collect them
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class JavaProcess:
         self.pid_file = self.run_dir / f"{name}.pid"
         self.log_file = self.run_dir / f"{name}.log"
         self.out_file = self.run_dir / f"{name}.out"
+        self.tmp_dir = self.run_dir / f"{name}-tmp"
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -157,6 +160,7 @@ class JavaProcess:
             "log4j2.configurationFile": str(cfg),
             "java.awt.headless": "true",
             "agentflow.process": f"{self.name}@{self.run_dir}",  # lets us recognise our own JVM by pid
+            "java.io.tmpdir": str(self.tmp_dir),
             **self.system_properties,
         }
         return [
@@ -189,6 +193,7 @@ class JavaProcess:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._stop_stale()
+        _empty(self.tmp_dir)
         env = dict(os.environ)
         env.update(self.extra_env)
         with open(self.out_file, "ab") as out:
@@ -242,6 +247,7 @@ class JavaProcess:
         else:
             self._stop_stale()
         self.pid_file.unlink(missing_ok=True)
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
 
     def tail(self, lines: int = 40) -> str:
         parts = []
@@ -252,6 +258,11 @@ class JavaProcess:
                 continue
             parts.append(f"--- {f} ---\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def _empty(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
 
 
 def _terminate(pid: int, timeout: float) -> None:

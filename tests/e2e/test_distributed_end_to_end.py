@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
@@ -31,6 +32,8 @@ from typing import Any
 import httpx
 import pytest
 from agentflow_process import AgentFlowProcess
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
 from sqlalchemy import text
 from waiting import eventually
 
@@ -44,6 +47,7 @@ from e2e.test_embedded_end_to_end import (  # noqa: F401  (collected here agains
     test_order_lifecycle_payment_and_refund,
 )
 from e2e.test_inventory import test_shipping_returns_and_adjustments_move_stock  # noqa: F401
+from e2e.test_prometheus_metrics import scrape
 from e2e.test_time_travel import (  # noqa: F401
     test_metric_as_of_is_the_value_before_a_later_cancellation_and_refund,
 )
@@ -53,6 +57,7 @@ from services.distributed.stack import DistributedStack
 
 pytestmark = pytest.mark.timeout(1800)
 
+LAG = "agentflow_kafka_consumer_lag_messages"
 PATIENCE_S = 300.0  # bounds a hang of the pipeline (a restarted Flink catches up), not a latency
 
 
@@ -194,6 +199,84 @@ def test_invalid_event_is_dead_lettered_and_moves_no_metric(
     pipeline, stage, reason, position, status = rows[0]
     assert (pipeline, stage, position, status) == ("distributed", "validate", bad_position, "failed")
     assert "total_minor" in reason and "sum of lines" in reason
+
+
+def _kafka_view(bootstrap: str, group: str, topics: list[str]) -> dict[str, tuple[int, int]]:
+    """Straight from the broker (admin API, not the statistics the gauge reads): per topic, the sum of
+    the partitions' end offsets and of end minus ``group``'s committed offset."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    meta = admin.list_topics(timeout=30)
+    parts = [TopicPartition(t, p) for t in topics for p in meta.topics[t].partitions]
+    ends = {(tp.topic, tp.partition): r.result().offset
+            for tp, r in admin.list_offsets({tp: OffsetSpec.latest() for tp in parts}).items()}  # fmt: skip
+    request = [ConsumerGroupTopicPartitions(group, parts)]
+    committed = admin.list_consumer_group_offsets(request)[group].result().topic_partitions
+    done = {(tp.topic, tp.partition): tp.offset for tp in committed}
+    out: dict[str, tuple[int, int]] = {}
+    for (topic, partition), end in ends.items():
+        total, lag = out.get(topic, (0, 0))
+        offset = done.get((topic, partition), -1)
+        out[topic] = (total + end, lag + end - (offset if offset >= 0 else 0))
+    return out
+
+
+def test_kafka_consumer_lag_is_scraped_as_the_broker_sees_it(
+    api: httpx.Client, server: AgentFlowProcess, stack: DistributedStack, postgres: PostgresCluster
+) -> None:
+    """``agentflow_kafka_consumer_lag_messages`` of the serving loader's group, per topic, is what the
+    broker's own offsets say; the messages behind it are one per event written."""
+    group = f"agentflow-serving-loader-{socket.gethostname()}"  # the default: one group per host
+    topics = ["agentflow.serving", "agentflow.deadletter"]
+    engine = make_engine(postgres.url)
+    try:
+        with engine.connect() as conn:
+            first = conn.execute(text("SELECT coalesce(max(position), 0) FROM events")).scalar_one()
+        # the pipeline is at rest after the earlier tests: every event so far has its one message
+        _read(api, "/v1/metrics/order_count", first, window="1h")
+        before = _kafka_view(stack.bootstrap, group, topics)
+        product, user = _shop(api)
+        last = _place(api, user, product, 3, "2.00")["position"]
+        _read(api, "/v1/metrics/order_count", last, window="1h")  # the loader applied it
+        with engine.connect() as conn:
+            written = conn.execute(
+                text("SELECT count(*) FROM events WHERE position > :a AND position <= :b"),
+                {"a": first, "b": last},
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert written >= 4  # product, restock, user, order
+
+    def agree() -> tuple[dict[str, float], dict[str, tuple[int, int]]] | None:
+        samples, _ = scrape(server)
+        view = _kafka_view(stack.bootstrap, group, topics)
+        keys = {t: (LAG, frozenset({"group": group, "topic": t}.items())) for t in topics}
+        if not all(k in samples for k in keys.values()):
+            return None
+        gauge = {t: samples[keys[t]] for t in topics}
+        same = all(gauge[t] == view[t][1] for t in topics)
+        return (gauge, view) if same and sum(gauge.values()) == 0 else None
+
+    gauge, view = eventually(agree, timeout=PATIENCE_S, interval=0.5, what="gauge and broker agree, lag 0")
+    produced = sum(view[t][0] - before[t][0] for t in topics)
+    assert produced == written, (produced, written, before, view)  # one message per event (Flink -> Kafka)
+
+
+def test_flink_temp_files_stay_in_its_run_dir(stack: DistributedStack) -> None:
+    """The planner jar Flink extracts on every start (43 MB) is in the job's own temp dir, not /tmp, and
+    every engine JVM is told so (a killed JVM deletes nothing: /tmp collected one per start)."""
+    tmp = stack.flink.tmp_dir
+    assert stack.flink.jvm is not None
+    jvm = Path(f"/proc/{stack.flink.jvm}")
+    assert f"-Djava.io.tmpdir={tmp}".encode() in (jvm / "cmdline").read_bytes().split(b"\0")
+    planner = [p for p in tmp.glob("flink-table-planner_*.jar") if p.stat().st_size > 10_000_000]
+    assert planner, sorted(p.name for p in tmp.iterdir())
+    held = {os.readlink(fd) for fd in (jvm / "fd").iterdir() if fd.is_symlink()}
+    jars_held = [f for f in held if "flink-table-planner_" in f]
+    assert jars_held and all(Path(f).parent == tmp for f in jars_held), jars_held
+    for process in (stack.broker.process, stack.connect.process):
+        assert process is not None and process.pid is not None
+        argv = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+        assert f"-Djava.io.tmpdir={process.tmp_dir}".encode() in argv
 
 
 def test_flink_and_connect_killed_mid_stream_lose_and_double_count_nothing(

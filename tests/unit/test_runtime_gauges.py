@@ -4,11 +4,13 @@ tests/e2e/test_prometheus_metrics.py)."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from connectors.kafka_lag import ConsumerLag
 from projections.runner import RunnerStatus
 from services.runtime_gauges import RuntimeGauges
 
@@ -18,12 +20,15 @@ def _samples(collector: RuntimeGauges) -> dict[tuple[str, tuple[tuple[str, str],
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
 
 
-def _runtime(head: Any, serving: RunnerStatus, lake: RunnerStatus | None, legacy: Any = None) -> Any:
+def _runtime(
+    head: Any, serving: RunnerStatus, lake: RunnerStatus | None, legacy: Any = None, kafka: Any = ()
+) -> Any:
     return SimpleNamespace(
         store=SimpleNamespace(head_position=head),
         serving_runner=SimpleNamespace(status=serving),
         lake_runner=None if lake is None else SimpleNamespace(status=lake),
         legacy=legacy, started_at=time.time() - 5, freshness_seconds=lambda: 0.0,
+        kafka_consumers=lambda: list(kafka),
     )  # fmt: skip
 
 
@@ -34,7 +39,12 @@ def test_lag_watermarks_applied_cache_and_legacy() -> None:
     sources = [SimpleNamespace(name="shop", lag_seconds=1.5), SimpleNamespace(name="new", lag_seconds=None)]
     legacy = SimpleNamespace(registry=SimpleNamespace(list=lambda: sources))
     gauges = RuntimeGauges()
-    gauges.watch(_runtime(lambda: 100, serving, lake, legacy), SimpleNamespace(hits=7, misses=3))  # type: ignore[arg-type]
+    loader, ingest = ConsumerLag("af-serving-loader-h"), ConsumerLag("af-legacy-ingest")
+    up = {"b": {"nodeid": 1, "state": "UP"}}
+    part = {"partition": 0, "leader": 1, "desired": True, "hi_offset": 12, "committed_offset": 9}
+    loader.on_stats(json.dumps({"brokers": up, "topics": {"af.serving": {"partitions": {"0": part}}}}))
+    kafka = (loader, ingest)  # the ingest consumer reported nothing: no series
+    gauges.watch(_runtime(lambda: 100, serving, lake, legacy, kafka), SimpleNamespace(hits=7, misses=3))  # type: ignore[arg-type]
     got = _samples(gauges)
     assert got[("agentflow_event_store_head_position", ())] == 100
     assert got[("agentflow_projector_lag_positions", (("projector", "clickhouse"),))] == 10
@@ -47,6 +57,8 @@ def test_lag_watermarks_applied_cache_and_legacy() -> None:
     assert got[("agentflow_read_cache_lookups_total", (("result", "miss"),))] == 3
     assert got[("agentflow_legacy_source_lag_seconds", (("source", "shop"),))] == 1.5
     assert not any(k[0] == "agentflow_legacy_source_lag_seconds" and ("source", "new") in k[1] for k in got)
+    kafka_lag = {k[1]: v for k, v in got.items() if k[0] == "agentflow_kafka_consumer_lag_messages"}
+    assert kafka_lag == {(("group", "af-serving-loader-h"), ("topic", "af.serving")): 3}
 
 
 def test_a_database_that_does_not_answer_leaves_out_what_needs_it() -> None:
