@@ -23,11 +23,11 @@ from webhook_receiver import Receiver
 
 from connectors import webhook_signing as signing
 from connectors.alert_store import AlertStore
+from connectors.brokers import postgres_broker
 from connectors.database import make_engine
 from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRule
 from readmodels.webhooks import Endpoint
-from connectors.brokers import postgres_broker
 from services.alerts.fleet import AlertFleet
 from services.config import WebhookSettings
 from services.webhooks.fleet import WebhookFleet
