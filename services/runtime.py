@@ -67,9 +67,9 @@ class _Thread:
 class Runtime:
     """What keeps the read models current in this process, and how far they are: projector threads
     (embedded) or the serving loader (distributed), the watermark and waiting for it, freshness, the
-    legacy captures, the embedded worker fleet and the alert evaluator. Built by services/bootstrap.py
-    from parts it owns. To the read side it is a ``readmodels.ports.ReadProgress``: the watermark,
-    waiting for a position, freshness, catching up the serving sink."""
+    legacy captures, the embedded worker fleet and this process's part of the alert fleet. Built by
+    services/bootstrap.py from parts it owns. To the read side it is a ``readmodels.ports.ReadProgress``:
+    the watermark, waiting for a position, freshness, catching up the serving sink."""
 
     def __init__(
         self,
