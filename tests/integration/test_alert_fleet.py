@@ -33,16 +33,6 @@ FLIPS = 6
 
 
 @pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     with Receiver() as r:
         yield r

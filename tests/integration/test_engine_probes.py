@@ -5,7 +5,6 @@ Killing engines under a running stack is tests/e2e/test_distributed_healing.py."
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from distributed_stack import unique_prefix
@@ -22,16 +21,6 @@ from services.distributed.stack import ensure_topics
 from services.heartbeat import Heartbeat
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
 
 
 def test_kafka_probe_names_missing_topics_then_healthy_and_a_dead_address_unhealthy(

@@ -369,16 +369,6 @@ class TestOnPostgresBroker(WebhookDeliveryContract):
         return lambda: postgres_broker(pg_url)
 
 
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
-
-
 class TestOnRedisBroker(WebhookDeliveryContract):
     @pytest.fixture()
     def new_broker(self, redis: RedisServer) -> Callable[[], Broker]:
