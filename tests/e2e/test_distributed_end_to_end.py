@@ -359,6 +359,28 @@ def test_flink_and_connect_killed_mid_stream_lose_and_double_count_nothing(
         assert _read(api, f"/v1/entity/order/{oid}", pos)["data"]["status"] == "pending"
 
 
+def _valid_event_ids(postgres: PostgresCluster) -> set[str]:
+    """The store's events that were not dead-lettered: what the lake must hold."""
+    engine = make_engine(postgres.url)
+    try:
+        with engine.connect() as conn:
+            return set(
+                conn.execute(
+                    text(
+                        "SELECT event_id::text FROM events "
+                        "WHERE event_id::text NOT IN (SELECT event_id FROM dead_letters)"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+
+
+def _lake_event_ids(catalog: Any) -> list[str]:
+    ids = catalog.load_table("agentflow.events").scan(selected_fields=("event_id",)).to_arrow()
+    return list(ids.column("event_id").to_pylist())
+
+
 def test_iceberg_lake_holds_every_valid_event(
     api: httpx.Client, postgres: PostgresCluster, stack: DistributedStack
 ) -> None:
@@ -380,26 +402,13 @@ def test_iceberg_lake_holds_every_valid_event(
     assert last.status_code == 200, last.text
     assert _read(api, f"/v1/entity/order/{refunded}", last.json()["position"])["data"]["status"] == "refunded"
 
-    engine = make_engine(postgres.url)
-    try:
-        with engine.connect() as conn:
-            valid = set(
-                conn.execute(
-                    text(
-                        "SELECT event_id::text FROM events "
-                        "WHERE event_id::text NOT IN (SELECT event_id FROM dead_letters)"
-                    )
-                ).scalars()
-            )
-    finally:
-        engine.dispose()
+    valid = _valid_event_ids(postgres)
     catalog = make_catalog(postgres.url, Path(stack.run_dir))
     wanted = {(cancelled, "OrderPlaced"), (cancelled, "OrderCancelled"), (refunded, "OrderRefunded")}
 
     def lake() -> tuple[list[str], Any] | None:
         """The lake once it holds every valid event of the store and this test's order history."""
-        ids = catalog.load_table("agentflow.events").scan(selected_fields=("event_id",)).to_arrow()
-        event_ids = ids.column("event_id").to_pylist()
+        event_ids = _lake_event_ids(catalog)
         history = catalog.load_table("agentflow.orders_history").scan().to_arrow()
         got = set(zip(history.column("order_id").to_pylist(), history.column("event_type").to_pylist(),
                       strict=True))  # fmt: skip
@@ -410,3 +419,45 @@ def test_iceberg_lake_holds_every_valid_event(
     assert len(event_ids) == len(set(event_ids)), "an event reached the lake twice"
     assert len(set(zip(history.column("order_id").to_pylist(), history.column("version").to_pylist(),
                        strict=True))) == history.num_rows  # fmt: skip
+
+
+def test_lake_maintenance_on_the_tables_flink_writes(
+    api: httpx.Client, postgres: PostgresCluster, stack: DistributedStack
+) -> None:
+    """``agentflow lake maintain``'s run (services/lake_job.py) on Flink's Iceberg tables while Flink
+    keeps committing: the events table's small files are compacted and old snapshots expired, every
+    valid event stays in the lake exactly once, and Flink's commits after it land as before."""
+    from connectors.iceberg_sink import make_catalog
+    from connectors.lake_maintenance import MaintenancePolicy
+    from services.lake_job import run_maintenance
+
+    catalog = make_catalog(postgres.url, Path(stack.run_dir))
+    product, user = _shop(api)
+
+    def caught_up() -> bool:
+        """Every valid event of the store is in the lake."""
+        return _valid_event_ids(postgres) <= set(_lake_event_ids(catalog))
+
+    # two orders in two Flink commits: the events table has at least two data files of this test's own
+    for _ in range(2):
+        oid = _place(api, user, product, 1, "4.00")["order_id"]
+        eventually(caught_up, timeout=PATIENCE_S, interval=1.0, what=f"{oid} in the lake")
+    events = catalog.load_table("agentflow.events")
+    files_before = len(list(events.scan().plan_files()))
+    assert files_before >= 2
+
+    # metadata files keep their grace: one Flink may be about to swap in must not go
+    policy = MaintenancePolicy(older_than_s=0.0, retain_last=1)
+    report = run_maintenance(postgres.url, policy)
+    assert report is not None, "another maintenance run held the lock"
+    by_table = {t.table: t for t in report.tables}
+    done = by_table["events"]
+    assert done.skipped is None and done.rows_after == done.rows_before
+    assert done.rewritten_files >= 2 and done.data_files_after < done.data_files_before
+    assert done.expired_snapshots >= 1
+
+    # Flink commits on after the maintenance snapshot; the lake still holds each valid event once
+    after = _place(api, user, product, 1, "4.00")["order_id"]
+    eventually(caught_up, timeout=PATIENCE_S, interval=1.0, what=f"{after} (after maintenance) in the lake")
+    valid, event_ids = _valid_event_ids(postgres), _lake_event_ids(catalog)
+    assert set(event_ids) == valid and len(event_ids) == len(valid)
