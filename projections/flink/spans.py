@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 SPAN = "flink.project"
 DEFAULT_SERVICE = "agentflow-flink"
 FLUSH_TIMEOUT_MS = 2000
+MAX_SPANS_PER_S = 512
+EXPORT_EVERY_MS = 1000  # unless OTEL_BSP_SCHEDULE_DELAY says otherwise (the SDK's default is 5000)
 
 _provider: TracerProvider | None = None  # one per Python worker process, shared by its operators
 
@@ -46,7 +49,9 @@ def _provider_for(env: Mapping[str, str], processor: SpanProcessor | None) -> Tr
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # both read the OTEL_* variables
+    # both read the OTEL_* variables; a killed worker loses at most the last second of spans by default
+    delay = None if env.get("OTEL_BSP_SCHEDULE_DELAY") else EXPORT_EVERY_MS
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=delay))
     _provider = provider
     return provider
 
@@ -62,16 +67,37 @@ def operator_spans(
 
 
 class OperatorSpans:
-    def __init__(self, provider: TracerProvider) -> None:
+    """``flink.project`` spans for up to ``max_per_s`` traced events a second: a replay of traced
+    history (a fresh job reads the topic from the start) makes a few spans in those long-closed traces,
+    not millions (the loader caps its per-event spans per batch the same way)."""
+
+    def __init__(
+        self, provider: TracerProvider, max_per_s: int = MAX_SPANS_PER_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        from opentelemetry import trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self.provider = provider
         self.tracer = provider.get_tracer("agentflow.flink")
+        self.max_per_s = max_per_s
+        self._clock = clock
+        self._window, self._spent = clock(), 0
         self._propagator = TraceContextTextMapPropagator()
+        self._span_of = trace.get_current_span
+        self._consumer = trace.SpanKind.CONSUMER
+
+    def _budget(self) -> bool:
+        now = self._clock()
+        if now - self._window >= 1.0:
+            self._window, self._spent = now, 0
+        self._spent += 1
+        return self._spent <= self.max_per_s
 
     def _parent(self, value: str) -> tuple[Any, dict[str, str | int]] | None:
-        """The trace context the event was appended in and its span attributes; None when untraced."""
-        if "traceparent" not in value:  # most cheaply ruled out
+        """The trace context the event was appended in and its span attributes; None when untraced
+        (or over budget)."""
+        if "traceparent" not in value or not self._budget():  # most cheaply ruled out first
             return None
         try:
             record = load_record(value)
@@ -82,11 +108,9 @@ class OperatorSpans:
             return None  # the pipeline dead-letters it; there is no trace to join
         if not isinstance(metadata, dict) or "traceparent" not in metadata:
             return None
-        from opentelemetry import trace
-
         carrier = {k: str(metadata[k]) for k in ("traceparent", "tracestate") if k in metadata}
         ctx = self._propagator.extract(carrier)
-        if not trace.get_current_span(ctx).get_span_context().is_valid:
+        if not self._span_of(ctx).get_span_context().is_valid:
             return None
         position = record.get("position")
         return ctx, {
@@ -100,26 +124,23 @@ class OperatorSpans:
         event's command trace, when the event carries one."""
         parent = self._parent(value)
         if parent is None:
+            return run(value)
+        ctx, attributes = parent
+        with self.tracer.start_as_current_span(
+            SPAN, context=ctx, kind=self._consumer, attributes=attributes
+        ) as span:
             out = run(value)
-        else:
-            from opentelemetry.trace import SpanKind
-
-            ctx, attributes = parent
-            with self.tracer.start_as_current_span(
-                SPAN, context=ctx, kind=SpanKind.CONSUMER, attributes=attributes
-            ) as span:
-                out = run(value)
-                span.set_attributes({
-                    "agentflow.serving": int(out.serving is not None),
-                    "agentflow.dead_letter": int(out.dead_letter is not None),
-                    "agentflow.lake_rows": len(out.lake),
-                    "agentflow.duplicate": out.serving is None and out.dead_letter is None,
-                })  # fmt: skip
+            span.set_attributes({
+                "agentflow.serving": int(out.serving is not None),
+                "agentflow.dead_letter": int(out.dead_letter is not None),
+                "agentflow.lake_rows": len(out.lake),
+                "agentflow.duplicate": out.serving is None and out.dead_letter is None,
+            })  # fmt: skip
         return out
 
     def flush(self) -> None:
         """Export what is queued now (the operator's close(): a cancelled task's worker may be killed
         before exit handlers run). While the job runs, the batch processor's own thread exports every
-        ``OTEL_BSP_SCHEDULE_DELAY`` ms (default 5000) -- it runs in PEMJA's thread mode too -- so the
-        task thread never waits on the collector."""
+        ``OTEL_BSP_SCHEDULE_DELAY`` ms (here 1000 by default) -- it runs in PEMJA's thread mode too --
+        so the task thread never waits on the collector."""
         self.provider.force_flush(FLUSH_TIMEOUT_MS)

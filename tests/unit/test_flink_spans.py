@@ -104,3 +104,22 @@ def test_untraced_or_unreadable_records_pass_without_a_span() -> None:
     for value in (cdc_value(e, event_id="a"), bad_parent, '{"traceparent": not json', "null"):
         op.element(value)
     assert op.finished() == []
+
+
+def test_at_most_max_per_s_spans_a_second() -> None:
+    """A replay of traced history makes a bounded number of spans: 2 a second here."""
+    events = busy_shop().store.events[:7]
+    now = [100.0]
+    exporter = InMemorySpanExporter()
+    recording = operator_spans({}, SimpleSpanProcessor(exporter))
+    assert recording is not None
+    spans = OperatorSpans(recording.provider, max_per_s=2, clock=lambda: now[0])
+    dedup, lookup = Dedup(), StateLookup(DictState())
+    trace_id = secrets.token_hex(16)
+    for i, e in enumerate(events):
+        now[0] = 100.0 + (0.3 * i if i < 5 else 2.0 + 0.1 * i)  # 5 events in [100, 101.2), 2 at 102.5+
+        value = traced(e, trace_id, f"{i + 1:016x}")
+        spans.project(value, lambda v: process(v, dedup.seen, dedup.mark, lookup))
+    parents = [s.parent.span_id for s in exporter.get_finished_spans() if s.parent is not None]
+    # window from 100.0: events 0, 1 (2, 3 over budget); window from 101.2: event 4; from 102.5: 5, 6
+    assert parents == [1, 2, 5, 6, 7]
