@@ -175,6 +175,10 @@ class AlertStore(AutocommitStore):
     def enabled_ids(self) -> list[str]:
         return [r[0] for r in self._all("SELECT id FROM alert_rules WHERE enabled ORDER BY id", {})]
 
+    def is_enabled(self, rule_id: str) -> bool:
+        row = self._one("SELECT enabled FROM alert_rules WHERE id = %(id)s", {"id": rule_id})
+        return bool(row and row[0])
+
     def due_ids(self, now: datetime) -> list[str]:
         rows = self._all(
             "SELECT id FROM alert_rules WHERE enabled AND next_check_at <= %(n)s ORDER BY next_check_at",

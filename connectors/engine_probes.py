@@ -6,7 +6,6 @@ them in the background and caches what they say; the health route never waits on
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Callable
@@ -15,12 +14,11 @@ from typing import Any
 import httpx
 
 from connectors.kafka_logging import kafka_client_logging
+from connectors.worker_heartbeats import TTL_S, HeartbeatStore
 from readmodels.health import Component
 
 Probe = Callable[[], Component]
 
-HEARTBEAT_PREFIX = "agentflow:heartbeat:worker:"
-HEARTBEAT_TTL_S = 15  # a worker beats every 5 s; three missed beats and its key is gone
 CHECKPOINT_STALE_S = 60.0  # the job checkpoints every 5 s: a minute without one is worth saying
 
 
@@ -156,30 +154,24 @@ def redis_probe(url: str, timeout: float = 1.0) -> Probe:
     return probe
 
 
-def workers_probe(url: str, timeout: float = 1.0) -> Probe:
-    """Every worker process writes a heartbeat key with a TTL (services/webhooks/heartbeat.py)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-    c = _maker("workers", "redis")
+def workers_probe(store: HeartbeatStore, expected: tuple[str, ...] = ()) -> Probe:
+    """The fleet's heartbeats (services/heartbeat.py): unhealthy with none, degraded while a queue this
+    deployment needs (``expected``) has no live worker."""
+    c = _maker("workers", "postgres")
 
     def probe() -> Component:
         try:
-            keys = sorted(client.scan_iter(match=f"{HEARTBEAT_PREFIX}*", count=100))
-            values = client.mget(keys) if keys else []
+            beats = store.live()
         except Exception as exc:
             return c("unhealthy", f"heartbeats unreadable: {_first_error_line(exc)}", {})
-        now = time.time()
-        workers = {}
-        for key, raw in zip(keys, values, strict=True):
-            if raw is None:
-                continue
-            beat = json.loads(raw)
-            name = (key.decode() if isinstance(key, bytes) else key)[len(HEARTBEAT_PREFIX):]
-            workers[name] = {**beat, "age_seconds": round(now - float(beat.get("at", 0)), 1)}
+        workers = {b.worker_id: {**b.info, "queues": b.queues, "age_seconds": b.age_s} for b in beats}
         if not workers:
-            return c("unhealthy", f"no worker heartbeat in the last {HEARTBEAT_TTL_S}s", {"workers": {}})
-        return c("healthy", f"{len(workers)} worker(s) beating", {"workers": workers})
+            return c("unhealthy", f"no worker heartbeat in the last {TTL_S:.0f}s", {"workers": {}})
+        served = {q for b in beats for q in b.queues}
+        missing = [q for q in expected if q not in served]
+        if missing:
+            return c("degraded", f"no live worker consumes: {', '.join(missing)}", {"workers": workers})
+        return c("healthy", f"{len(workers)} worker process(es) beating", {"workers": workers})
 
     return probe
 

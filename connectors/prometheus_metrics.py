@@ -62,6 +62,13 @@ WEBHOOK_ATTEMPT_SECONDS = Histogram(
 WEBHOOK_EXHAUSTED = Counter(
     "agentflow_webhook_deliveries_exhausted_total", "Webhook deliveries that gave up after the last attempt"
 )
+ALERT_EVALUATIONS = Counter(
+    "agentflow_alert_evaluations_total",
+    "Alert evaluation messages handled by this process, by outcome: evaluated, skipped (another worker "
+    "held the rule, or it is gone or disabled), stale (the read models never reached the trigger's "
+    "position), failed",
+    ["outcome"],
+)
 ALERT_TRANSITIONS = Counter(
     "agentflow_alert_transitions_total", "Alert rule state transitions, by from and to state",
     ["from_state", "to_state"],

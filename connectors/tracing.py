@@ -49,11 +49,14 @@ def active() -> bool:
 Attributes = Mapping[str, str | int | float | bool]
 
 
-def span(name: str, attributes: Attributes | None = None) -> AbstractContextManager[Any]:
-    """A span around a block when tracing is on; nothing otherwise."""
+def span(
+    name: str, attributes: Attributes | None = None, parent: Context | None = None
+) -> AbstractContextManager[Any]:
+    """A span around a block when tracing is on (a child of ``parent`` when given, e.g. an event's
+    ``event_context``); nothing otherwise."""
     if not _active:
         return nullcontext()
-    return TRACER.start_as_current_span(name, attributes=attributes)
+    return TRACER.start_as_current_span(name, context=parent, attributes=attributes)
 
 
 def with_trace_context(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -133,9 +133,13 @@ class Sender:
             conns = self._local.conns = {}
         return conns
 
-    def send(self, url: str, secrets: list[str], msg_id: str, body: bytes) -> AttemptResult:
-        """One signed POST of ``body`` (a ``webhook.deliver`` span when tracing is on)."""
-        with tracing.span("webhook.deliver", {"agentflow.webhook_id": msg_id}) as span:
+    def send(
+        self, url: str, secrets: list[str], msg_id: str, body: bytes, traceparent: str | None = None
+    ) -> AttemptResult:
+        """One signed POST of ``body`` (a ``webhook.deliver`` span when tracing is on, in the trace of
+        the command that appended the event when ``traceparent`` is its)."""
+        parent = tracing.event_context({tracing.TRACEPARENT: traceparent}) if traceparent else None
+        with tracing.span("webhook.deliver", {"agentflow.webhook_id": msg_id}, parent) as span:
             result = self._send(url, secrets, msg_id, body)
             if span is not None:
                 span.set_attribute("agentflow.outcome", result.outcome)
@@ -306,7 +310,7 @@ class Drainer:
         if attempt is None:
             return "lost"
         started = datetime.now(UTC)
-        result = self.sender.send(ep.url, ep.signing_secrets(), d.message_id, d.body.encode())
+        result = self.sender.send(ep.url, ep.signing_secrets(), d.message_id, d.body.encode(), d.traceparent)
         WEBHOOK_ATTEMPT_SECONDS.labels(result.outcome).observe(result.latency_ms / 1000.0)
         if result.outcome == "succeeded":
             st.finish_attempt(

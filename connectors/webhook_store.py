@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Connection, Engine
 
+from connectors import tracing
 from connectors.checkpoints import CheckpointStore
 from connectors.database import AutocommitStore, pooled_psycopg
 from connectors.secret_box import ResealReport, SecretBox, key_id_of
@@ -39,6 +40,7 @@ class OpenDelivery:
     status: str
     attempts: int
     wait_s: float  # <= 0 when due
+    traceparent: str | None = None  # the event's, when tracing is on (connectors/tracing.py)
 
 
 _MSG_NS = uuid.UUID("6f1d4c52-9b8e-4f0a-a3de-5a1c0e7b9d21")
@@ -84,6 +86,15 @@ OPEN_SQL = """
 SELECT id, message_id, body, status, attempts, extract(epoch FROM next_attempt_at - now())::float8
 FROM webhook_deliveries WHERE endpoint_id = %(e)s AND status IN ('pending', 'delivering')
 ORDER BY id LIMIT %(n)s
+"""
+
+# with tracing on: also the traceparent of the delivered event, so the attempt joins the command's trace
+OPEN_TRACED_SQL = """
+SELECT d.id, d.message_id, d.body, d.status, d.attempts,
+       extract(epoch FROM d.next_attempt_at - now())::float8,
+       (SELECT e.metadata->>'traceparent' FROM events e WHERE e.position = d.position)
+FROM webhook_deliveries d WHERE d.endpoint_id = %(e)s AND d.status IN ('pending', 'delivering')
+ORDER BY d.id LIMIT %(n)s
 """
 
 # marks the delivery in flight and extends the lease, only while this drainer still holds it
@@ -431,8 +442,9 @@ class WebhookStore(AutocommitStore):
     def open_deliveries(
         self, pg: psycopg.Connection[Any], endpoint_id: str, limit: int
     ) -> list[OpenDelivery]:
-        rows = pg.execute(OPEN_SQL, {"e": endpoint_id, "n": limit}).fetchall()  # type: ignore[arg-type]
-        return [OpenDelivery(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5])) for r in rows]
+        sql = OPEN_TRACED_SQL if tracing.active() else OPEN_SQL
+        rows = pg.execute(sql, {"e": endpoint_id, "n": limit}).fetchall()  # type: ignore[call-overload]
+        return [OpenDelivery(int(r[0]), r[1], r[2], r[3], int(r[4]), float(r[5]), *r[6:]) for r in rows]
 
     def start_attempt(
         self, pg: psycopg.Connection[Any], endpoint_id: str, owner: str, delivery_id: int, lease_s: float

@@ -178,7 +178,7 @@ def build(settings: Settings, database_url: str, api_keys: dict[str, str] | None
     rate_limits = build_rate_limits(settings)
     authenticator, key_admin = build_access(settings, engine, api_keys)
 
-    # downstream: webhooks and alerts are written here; the fleet and the evaluator run in the runtime
+    # downstream: webhooks and alerts are written here; the webhook and alert fleets run in the runtime
     # (embedded) or elsewhere (distributed: the workers' sweep finds queued deliveries)
     def kick(endpoint_id: str) -> None:
         if runtime.webhooks is not None:

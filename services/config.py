@@ -75,8 +75,9 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_LAKE_TARGET_FILE_MB": "lake compaction rewrites files under 75% of this into files of up to "
     "this size (64)",
     "AGENTFLOW_WORKERS": "`0` leaves the embedded webhook worker fleet out",
-    "AGENTFLOW_ALERTS": "`0` leaves the alert evaluator out",
+    "AGENTFLOW_ALERTS": "`0` leaves alert evaluation (workers and scheduler) out",
     "AGENTFLOW_ALERT_SWEEP_S": "seconds between alert sweeps (5)",
+    "AGENTFLOW_ALERT_WORKER_THREADS": "alert-evaluating worker threads of each serving process (2)",
     "AGENTFLOW_LEGACY_SOURCES": "`0` leaves legacy-database capture out",
     "AGENTFLOW_LEGACY_ALLOW_PRIVATE": "`1` lets legacy sources name loopback/private database hosts",
     "AGENTFLOW_SSE_MAX_STREAMS": f"concurrent SSE streams per process ({DEFAULT_MAX_STREAMS})",
@@ -90,7 +91,8 @@ ENV_VARS: dict[str, str] = {
     "AGENTFLOW_FLINK_REST_URL": "with `--external`: the Flink REST API (`/v1/health` reads the job there)",
     "AGENTFLOW_KAFKA_TOPIC_PREFIX": "topics `<prefix>.events`, `.serving`, `.deadletter` (agentflow)",
     "AGENTFLOW_LOADER_GROUP": "consumer group of the serving loader (default: one per host)",
-    "AGENTFLOW_REDIS_URL": "`agentflow worker`: the Redis broker (unset: dramatiq-postgres)",
+    "AGENTFLOW_REDIS_URL": "the Redis broker of `agentflow worker` and of the API's alert workers "
+    "(unset: dramatiq-postgres)",
     "AGENTFLOW_WORKER_THREADS": "webhook worker threads per process (8)",
     "AGENTFLOW_WEBHOOK_ALLOW_PRIVATE": "`1` lets webhooks reach loopback/private addresses",
     "AGENTFLOW_WEBHOOK_RETRY_SCHEDULE": "seconds before each delivery attempt, comma-separated",
@@ -289,6 +291,7 @@ class Settings:
     workers_enabled: bool = True
     alerts_enabled: bool = True
     alert_sweep_s: float = 5.0
+    alert_worker_threads: int = 2
     legacy_sources_enabled: bool = True
     sse_max_streams: int = DEFAULT_MAX_STREAMS
     slo_file: Path | None = None
@@ -305,7 +308,7 @@ class Settings:
     loader_group: str | None = None
     connect_url: str | None = None  # register the Debezium connector there at start (external stack)
     flink_rest_url: str | None = None  # the projection job's Flink REST API (health)
-    redis_url: str | None = None  # `agentflow worker`: Redis broker instead of dramatiq-postgres
+    redis_url: str | None = None  # the fleet's Redis broker (workers, alerts) instead of dramatiq-postgres
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     # legacy sources may name loopback/private database hosts (connectors/legacy/declaration.py)
@@ -398,6 +401,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) ->
         "workers_enabled": _flag(env.get("AGENTFLOW_WORKERS"), True),
         "alerts_enabled": _flag(env.get("AGENTFLOW_ALERTS"), True),
         "alert_sweep_s": _number(env, "AGENTFLOW_ALERT_SWEEP_S", float, 0.01) or 5.0,
+        "alert_worker_threads": _number(env, "AGENTFLOW_ALERT_WORKER_THREADS", int, 1) or 2,
         "legacy_sources_enabled": _flag(env.get("AGENTFLOW_LEGACY_SOURCES"), True),
         "legacy_allow_private": _flag(env.get("AGENTFLOW_LEGACY_ALLOW_PRIVATE"), False),
         "sse_max_streams": _number(env, "AGENTFLOW_SSE_MAX_STREAMS", int, 1) or DEFAULT_MAX_STREAMS,

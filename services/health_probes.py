@@ -6,7 +6,7 @@ dead engine is named within about two seconds; an answer older than ``STALE_S`` 
 stuck) is reported as unhealthy rather than trusted.
 
 Which probes run follows the settings: Kafka, Connect and Flink in the distributed deployment (ours
-or the ``--external`` addresses), Redis and the workers' heartbeats when a Redis is configured, and
+or the ``--external`` addresses), Redis when one is configured, the worker fleet's heartbeats, and
 one component per legacy source when the legacy captures run.
 """
 
@@ -97,8 +97,11 @@ class EngineHealth:
         redis_url = settings.redis_url or settings.rate_limit_redis_url
         if redis_url:  # required when the shared rate limits live there: no budget can be judged without it
             one("redis", probes.redis_probe(redis_url), bool(settings.rate_limit_redis_url))
-        if settings.redis_url:
-            one("workers", probes.workers_probe(settings.redis_url), False)
+        if settings.workers_enabled or settings.alerts_enabled:
+            from connectors.worker_heartbeats import HeartbeatStore
+
+            expected = ("alerts",) if settings.alerts_enabled else ()
+            one("workers", probes.workers_probe(HeartbeatStore(runtime.engine), expected), False)
         if settings.legacy_sources_enabled:
 
             def statuses() -> list[dict[str, object]]:

@@ -39,7 +39,9 @@ from services.health_probes import EngineHealth
 from services.rebuild import Rebuilds, SinkGate, TailerGate
 
 if TYPE_CHECKING:
-    from services.alerts.evaluator import AlertEvaluator, MetricFn
+    from readmodels.alerts import MetricFn
+    from services.alerts.fleet import AlertFleet
+    from services.heartbeat import Heartbeat
     from services.lake_job import LakeMaintenanceJob
     from services.legacy_sources import LegacySources
     from services.webhooks.fleet import WebhookFleet
@@ -65,9 +67,9 @@ class _Thread:
 class Runtime:
     """What keeps the read models current in this process, and how far they are: projector threads
     (embedded) or the serving loader (distributed), the watermark and waiting for it, freshness, the
-    legacy captures, the embedded worker fleet and the alert evaluator. Built by services/bootstrap.py
-    from parts it owns. To the read side it is a ``readmodels.ports.ReadProgress``: the watermark,
-    waiting for a position, freshness, catching up the serving sink."""
+    legacy captures, the embedded worker fleet and this process's part of the alert fleet. Built by
+    services/bootstrap.py from parts it owns. To the read side it is a ``readmodels.ports.ReadProgress``:
+    the watermark, waiting for a position, freshness, catching up the serving sink."""
 
     def __init__(
         self,
@@ -115,7 +117,9 @@ class Runtime:
         self.applied_listeners: list[Callable[[Sequence[RecordedEvent], int], None]] = []
         self.serving_runner: ProjectionRunner | ServingLoader | None = None
         self.lake_runner: ProjectionRunner | None = None
-        self.alerts: AlertEvaluator | None = None
+        self.alerts: AlertFleet | None = None
+        self.heartbeat: Heartbeat | None = None
+        self._applied = threading.Condition()  # worker threads waiting for a position (wait_applied)
         # the metric as served (readmodels.metric_queries.MetricQueries.measure) for the alert rules; set
         # by the composition root (services/bootstrap.py) before start
         self.metric_source: MetricFn | None = None
@@ -142,6 +146,7 @@ class Runtime:
         if self.mode == "distributed":
             self._start_distributed()
             self._start_alerts()
+            self._start_heartbeat()
             return
         sink = SinkGate(traced(ClickHouseSink(self.clickhouse, self.checkpoints, reject=self._dead_letter),
                                "clickhouse"))  # fmt: skip
@@ -173,6 +178,7 @@ class Runtime:
             self._spawn(self.lake_runner)
         self._start_workers()
         self._start_alerts()
+        self._start_heartbeat()
 
     def _start_workers(self) -> None:
         """Embedded Dramatiq fleet on dramatiq-postgres (services/webhooks): worker threads + relay
@@ -208,12 +214,15 @@ class Runtime:
         self.legacy.start()
 
     def _start_alerts(self) -> None:
-        """Alert evaluator thread (services/alerts): woken by the applied events that move a rule's
-        metric, plus a periodic sweep (``AGENTFLOW_ALERTS=0`` leaves it out)."""
+        """This process's part of the alert fleet (services/alerts/fleet.py): worker threads on the
+        alerts queue (Redis with ``AGENTFLOW_REDIS_URL``, else dramatiq-postgres) and the scheduler,
+        triggered by the applied events that move a rule's metric (``AGENTFLOW_ALERTS=0`` leaves it
+        out)."""
         if not self.settings.alerts_enabled:
             return
         from connectors.alert_store import AlertStore
-        from services.alerts.evaluator import AlertEvaluator
+        from connectors.brokers import postgres_broker, redis_broker
+        from services.alerts.fleet import AlertFleet
 
         if self.metric_source is None:
             raise RuntimeError("alerts need Runtime.metric_source (set by services.bootstrap.build)")
@@ -222,12 +231,35 @@ class Runtime:
             if self.webhooks is not None:
                 self.webhooks.kick(endpoint_id)
 
-        self.alerts = AlertEvaluator(
-            AlertStore(self.engine, self.webhook_store), self.metric_source, kick=kick,
-            sweep_s=self.settings.alert_sweep_s,
-        )
+        redis_url = self.settings.redis_url
+        broker = redis_broker(redis_url) if redis_url else postgres_broker(self.database_url, maxconn=4)
+        self.alerts = AlertFleet(
+            AlertStore(self.engine, self.webhook_store), self.metric_source, broker, self.database_url,
+            kick=kick, applied=self.wait_applied, position=lambda: self.watermark,
+            sweep_s=self.settings.alert_sweep_s, worker_threads=self.settings.alert_worker_threads,
+        )  # fmt: skip
         self.applied_listeners.append(self.alerts.on_applied)
         self.alerts.start()
+
+    def _start_heartbeat(self) -> None:
+        """This process's worker threads (alerts; embedded: webhooks and lake too) beat into
+        ``worker_heartbeats`` for ``/v1/health`` (services/heartbeat.py)."""
+        if self.alerts is None and self.webhooks is None:
+            return
+        from connectors.worker_heartbeats import HeartbeatStore
+        from services.heartbeat import Heartbeat, threads_alive
+
+        alerts, hooks = self.alerts, self.webhooks
+
+        def queues() -> list[str]:
+            out = list(alerts.broker.get_declared_queues()) if alerts is not None else []
+            return out + (list(hooks.broker.get_declared_queues()) if hooks is not None else [])
+
+        def alive() -> int:
+            return threads_alive(alerts.worker if alerts else None, hooks.worker if hooks else None)
+
+        self.heartbeat = Heartbeat(HeartbeatStore(self.engine), queues, alive, role="api", mode=self.mode)
+        self.heartbeat.start()
 
     def _start_distributed(self) -> None:
         """No tailers, projectors or lake runner here: Flink projects; the loader applies its output."""
@@ -272,11 +304,13 @@ class Runtime:
                 self.legacy.stop()
             except Exception:  # pragma: no cover - best effort on shutdown
                 log.exception("stopping the legacy sources failed")
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         if self.alerts is not None:
             try:
                 self.alerts.stop()
             except Exception:  # pragma: no cover - best effort on shutdown
-                log.exception("stopping the alert evaluator failed")
+                log.exception("stopping the alert fleet failed")
         if self.lake_job is not None:
             self.lake_job.stop()
         if self.webhooks is not None:
@@ -317,6 +351,21 @@ class Runtime:
             self._watermark = watermark
             if self._loop is not None:
                 self._loop.call_soon_threadsafe(self._wake_waiters)
+            with self._applied:
+                self._applied.notify_all()
+
+    def wait_applied(self, position: int, timeout_s: float) -> bool:
+        """Block until the serving read models reflect ``position`` (worker threads: the alert actor);
+        False when ``timeout_s`` passes first."""
+        deadline = time.monotonic() + timeout_s
+        with self._applied:
+            while self.watermark < position:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                # the cap covers watermark moves that do not come through _on_applied (checkpoint load)
+                self._applied.wait(min(remaining, 0.25))
+        return True
 
     def _wake_waiters(self) -> None:
         """On the event loop: release everyone waiting on the current event, hand out a fresh one

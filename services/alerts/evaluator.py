@@ -1,11 +1,4 @@
-"""The alert evaluator: one thread per API process, woken by the events that move a rule's metric.
-
-Triggers: ``on_applied`` (a ``Runtime.applied_listeners`` entry, called in the projector thread) only
-records which (tenant, metric) pairs moved — the metrics each event type moves come from the metric
-contracts' ``moved_by`` — and wakes this thread; rules whose ``next_check_at`` is due (``for``,
-``keep_firing_for`` and cooldown deadlines) are evaluated at that instant; and a sweep every
-``sweep_s`` (``AGENTFLOW_ALERT_SWEEP_S``, 5 s) evaluates every enabled rule, so windows that slide
-without events are seen too.
+"""Evaluating one alert rule: measure its metric, decide, and record the decision exactly once.
 
 One evaluation = one transaction (``AlertStore.evaluation``, connectors/alert_store.py): lock the rule
 row (FOR UPDATE SKIP LOCKED; a rule somebody else is evaluating is skipped), measure the metric, decide
@@ -13,38 +6,24 @@ row (FOR UPDATE SKIP LOCKED; a rule somebody else is evaluating is skipped), mea
 per transition (unique on rule + seq) and the webhook delivery rows of its notifications (dedup key
 ``alert:<rule>:<seq>``), then commit; only after the commit are the endpoints' drains enqueued (or the
 webhook sweep finds them).
-So any number of evaluators (threads, API replicas) never notify one transition twice, and a crash
-before the commit loses the transition and its notifications together (the next evaluation redoes
-it).
+So any number of evaluating workers (threads, processes) never notify one transition twice, and a
+crash before the commit loses the transition and its notifications together (the next evaluation
+redoes it). What triggers evaluations: services/alerts/scheduler.py.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from connectors import tracing
 from connectors.alert_store import AlertStore
 from connectors.prometheus_metrics import ALERT_TRANSITIONS
-from domain.events import RecordedEvent
-from readmodels.alerts import AlertRule, MetricFn, Transition, decide, measure, metrics_by_event
+from readmodels.alerts import AlertRule, MetricFn, Transition, decide, measure
 
 log = logging.getLogger("agentflow.alerts")
-
-
-def runtime_metric(runtime: Any) -> MetricFn:
-    """The metric as ``GET /v1/metrics/{name}`` computes it (serving read models, no cache): the one
-    metric query service's ``measure`` (readmodels/metric_queries.py), which the composition root hands
-    the runtime."""
-    measure: MetricFn | None = runtime.metric_source
-    if measure is None:
-        raise RuntimeError("Runtime.metric_source is not set (services.bootstrap.build sets it)")
-    return measure
 
 
 @dataclass(frozen=True)
@@ -60,102 +39,21 @@ class Evaluation:
 
 
 class AlertEvaluator:
-    name = "alerts"
+    """Evaluates one rule at a time (``evaluate``); the ``evaluate_alert`` actor
+    (services/alerts/actors.py) calls it in whichever fleet process takes the message."""
 
     def __init__(
         self,
         store: AlertStore,
         compute: MetricFn,
         kick: Callable[[str], None] | None = None,
-        sweep_s: float = 5.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.store = store
         self.compute = compute
         self.kick = kick
-        self.sweep_s = sweep_s
         self.clock = clock
-        self._by_event = metrics_by_event()
-        self._lock = threading.Lock()
-        self._moved: set[tuple[str, str]] = set()
-        self._requested: set[str] = set()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.evaluations = 0  # for tests and stats
-
-    # -- triggers (any thread; cheap) -----------------------------------------------------------------
-    def on_applied(self, events: Sequence[RecordedEvent], watermark: int) -> None:
-        """A Runtime.applied_listeners entry: note the (tenant, metric) pairs these events move."""
-        moved = {(e.tenant_id, m) for e in events for m in self._by_event.get(e.event_type, ())}
-        if moved:
-            with self._lock:
-                self._moved |= moved
-            self._wake.set()
-
-    def request(self, rule_id: str) -> None:
-        """Evaluate this rule soon (after create/update)."""
-        with self._lock:
-            self._requested.add(rule_id)
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Look for due rules now: the thread otherwise sleeps until the earliest ``next_check_at`` as
-        measured by ``clock`` (a test that moves an injected clock forward calls this)."""
-        self._wake.set()
-
-    # -- lifecycle ------------------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self.run, args=(self._stop,), name="alert-evaluator", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
-
-    def run(self, stop: threading.Event) -> None:
-        next_sweep = 0.0
-        wait = 0.0
-        while not stop.is_set():
-            self._wake.wait(max(0.0, wait))
-            self._wake.clear()
-            if stop.is_set():
-                break
-            try:
-                sweep = time.monotonic() >= next_sweep
-                self.evaluate_pending(sweep=sweep)
-                if sweep:
-                    next_sweep = time.monotonic() + self.sweep_s
-                wait = next_sweep - time.monotonic()
-                due = self.store.next_due()
-                if due is not None:
-                    wait = min(wait, max(0.05, (due - self.clock()).total_seconds()))
-            except Exception:
-                log.exception("alert evaluation round failed")
-                wait = min(self.sweep_s, 1.0)
-
-    # -- evaluation -----------------------------------------------------------------------------------
-    def evaluate_pending(self, sweep: bool = False) -> list[Evaluation]:
-        """One round: requested rules, rules moved by applied events, due rules (all rules on a sweep)."""
-        with self._lock:
-            moved, self._moved = self._moved, set()
-            ids, self._requested = set(self._requested), set()
-        ids |= set(self.store.ids_for(moved))
-        ids |= set(self.store.enabled_ids() if sweep else self.store.due_ids(self.clock()))
-        out = []
-        for rule_id in sorted(ids):
-            try:
-                ev = self.evaluate(rule_id)
-            except Exception:
-                log.exception("evaluating alert %s failed", rule_id)
-                continue
-            if ev is not None:
-                out.append(ev)
-        return out
 
     def measure(self, rule: AlertRule, now: datetime) -> tuple[float, float | None]:
         """(value, baseline) of the rule at ``now`` (readmodels.alerts.measure)."""

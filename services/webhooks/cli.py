@@ -97,12 +97,16 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
         from services.metrics_endpoint import serve_metrics
 
         serve_metrics(server.host, server.metrics_port)
-    heartbeat = None
-    if redis_url:  # /v1/health's `workers` component lists the live heartbeats
-        from services.webhooks.heartbeat import Heartbeat
+    # /v1/health's `workers` component lists the live heartbeats (services/heartbeat.py)
+    from connectors.worker_heartbeats import HeartbeatStore
+    from services.heartbeat import Heartbeat, threads_alive
 
-        heartbeat = Heartbeat(redis_url, threads=settings.worker_threads, relay=not args.no_relay)
-        heartbeat.start()
+    heartbeat = Heartbeat(
+        HeartbeatStore(fleet.engine), lambda: sorted(broker.get_declared_queues()),
+        lambda: threads_alive(fleet.worker), role="worker", broker="redis" if redis_url else "postgres",
+        relay=not args.no_relay,
+    )  # fmt: skip
+    heartbeat.start()
     kind = "redis" if redis_url else "postgres"
     print(
         f"agentflow worker ready (broker={kind}, threads={settings.worker_threads}, pid={os.getpid()})",
@@ -110,8 +114,7 @@ def run_worker_command(args: argparse.Namespace, server: Settings) -> int:
     )
     stop.wait()
     print("agentflow worker stopping ...", flush=True)
-    if heartbeat is not None:
-        heartbeat.stop()
+    heartbeat.stop()
     lake.stop()
     fleet.stop()
     return 0

@@ -1,7 +1,8 @@
-"""Alerts against a real Postgres, the real webhook fleet (dramatiq-postgres, worker threads) and a real
-HTTP receiver on 127.0.0.1: pending -> firing -> resolved with the right signed notifications (checked
-with the ``standardwebhooks`` package), event-triggered evaluation, and no double firing when several
-evaluators (separate connection pools, as separate processes would have) race on one rule.
+"""Alerts against a real Postgres, the real fleets (dramatiq-postgres; the alert scheduler enqueues, the
+``evaluate_alert`` actor evaluates in worker threads) and a real HTTP receiver on 127.0.0.1: pending ->
+firing -> resolved with the right signed notifications (checked with the ``standardwebhooks``
+package), event-triggered evaluation, and no double firing when several evaluators (separate
+connection pools, as separate processes would have) race on one rule.
 
 The metric source is a controlled function here (the e2e test uses the real read models)."""
 
@@ -22,11 +23,12 @@ from webhook_receiver import Receiver
 
 from connectors import webhook_signing as signing
 from connectors.alert_store import AlertStore
+from connectors.brokers import postgres_broker
 from connectors.database import make_engine
 from connectors.webhook_store import WebhookStore
 from readmodels.alerts import AlertRule
 from readmodels.webhooks import Endpoint
-from services.alerts.evaluator import AlertEvaluator
+from services.alerts.fleet import AlertFleet
 from services.config import WebhookSettings
 from services.webhooks.fleet import WebhookFleet
 
@@ -86,6 +88,7 @@ class Harness:
         self.hooks: WebhookStore = self.fleet.store
         self.alerts = AlertStore(engine)
         self.receiver = Receiver().start()
+        self.alert_fleets: list[AlertFleet] = []
 
     def endpoint(self, path: str, tenant: str = "t1", **kw: Any) -> tuple[Endpoint, str]:
         secret = signing.generate_secret()
@@ -107,11 +110,15 @@ class Harness:
         engine: Engine | None = None,
         sweep_s: float = 60.0,
         clock: ManualClock | None = None,
-    ) -> AlertEvaluator:
-        return AlertEvaluator(
-            AlertStore(engine or self.engine), metric, kick=self.fleet.kick, sweep_s=sweep_s,
-            clock=clock or (lambda: datetime.now(UTC)),
+    ) -> AlertFleet:
+        """One serving process's part of the alert fleet: its scheduler and worker threads on a broker
+        of its own (dramatiq-postgres on the test database), the metric being ``metric``."""
+        fleet = AlertFleet(
+            AlertStore(engine or self.engine), metric, postgres_broker(self.url, maxconn=4), self.url,
+            kick=self.fleet.kick, sweep_s=sweep_s, clock=clock or (lambda: datetime.now(UTC)),
         )  # fmt: skip
+        self.alert_fleets.append(fleet)
+        return fleet
 
     def state(self, rule: AlertRule) -> AlertRule:
         got = self.alerts.get(rule.tenant_id, rule.id)
@@ -126,6 +133,8 @@ class Harness:
 
     def close(self) -> None:
         try:
+            for fleet in self.alert_fleets:
+                fleet.stop()
             self.fleet.stop()
         finally:
             self.receiver.stop()
@@ -303,7 +312,7 @@ def test_no_double_firing_across_evaluators(harness: Harness, pg_url: str) -> No
     evaluators = [harness.evaluator(metric, engine=e) for e in [harness.engine, *engines] for _ in range(2)]
     results: list[Any] = []
 
-    def hammer(ev: AlertEvaluator, start: threading.Barrier) -> None:
+    def hammer(ev: AlertFleet, start: threading.Barrier) -> None:
         start.wait()
         for _ in range(5):
             results.append(ev.evaluate(rule.id))
@@ -424,7 +433,7 @@ def test_change_pct_cooldown_disabled_and_metric_errors(harness: Harness) -> Non
     def broken(*a: object) -> float:
         raise RuntimeError("read model unavailable")
 
-    ev.compute = broken
+    ev.evaluator.compute = broken
     err = ev.evaluate(rule.id)
     assert err is not None and err.error and "read model unavailable" in err.error
     got = harness.alerts.get("t1", rule.id)

@@ -1,35 +1,26 @@
 """The engine probes of /v1/health (connectors/engine_probes.py) against real engines: the session's
-Kafka broker and Connect worker, a Redis with a worker heartbeat (services/webhooks/heartbeat.py).
+Kafka broker and Connect worker, a Redis, a worker heartbeat in Postgres (services/heartbeat.py).
 Killing engines under a running stack is tests/e2e/test_distributed_healing.py."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from distributed_stack import unique_prefix
 from redis_server import RedisServer
+from sqlalchemy.engine import Engine
 from waiting import eventually
 
 from connectors.engine_probes import connect_probe, flink_probe, kafka_probe, redis_probe, workers_probe
 from connectors.postgres_cluster import free_port
+from connectors.worker_heartbeats import HeartbeatStore
 from services.distributed.kafka_broker import KafkaBroker
 from services.distributed.kafka_connect import KafkaConnect
 from services.distributed.stack import ensure_topics
-from services.webhooks.heartbeat import Heartbeat
+from services.heartbeat import Heartbeat
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
 
 
 def test_kafka_probe_names_missing_topics_then_healthy_and_a_dead_address_unhealthy(
@@ -62,19 +53,27 @@ def test_flink_probe_on_an_address_without_flink_is_unhealthy() -> None:
     assert (c.name, c.status) == ("flink", "unhealthy") and "unreachable" in c.message
 
 
-def test_workers_probe_lists_each_live_heartbeat_and_none_after_a_clean_stop(redis: RedisServer) -> None:
-    probe = workers_probe(redis.url)
+def test_workers_probe_lists_each_live_heartbeat_and_none_after_a_clean_stop(engine: Engine) -> None:
+    store = HeartbeatStore(engine)
+    probe = workers_probe(store, expected=("alerts",))
     assert probe().status == "unhealthy"
-    beat = Heartbeat(redis.url, threads=4, relay=True)
+    alive = {"threads": 4}
+    beat = Heartbeat(store, lambda: ["webhooks"], lambda: alive["threads"], relay=True)
     beat.start()
     try:
-        # the first beat is written by the heartbeat thread as it starts
-        c = eventually(lambda: (found := probe()).status == "healthy" and found, what="a heartbeat")
+        # the first beat is written by the heartbeat thread as it starts; no worker consumes `alerts`
+        c = eventually(lambda: (found := probe()).status != "unhealthy" and found, what="a heartbeat")
+        assert (c.status, c.message) == ("degraded", "no live worker consumes: alerts")
         (worker,) = c.metrics["workers"].values()
-        assert worker["pid"] == os.getpid() and worker["threads"] == 4 and worker["age_seconds"] < 15
+        assert worker["pid"] == os.getpid() and worker["threads_alive"] == 4 and worker["relay"] is True
+        assert worker["queues"] == ["webhooks"] and 0 <= worker["age_seconds"] < 15
+        assert workers_probe(store, expected=("webhooks",))().status == "healthy"
+        # no live worker thread: no beat (the row would age out); a direct beat refuses to write
+        alive["threads"] = 0
+        assert beat.beat() is False
     finally:
         beat.stop()
-    assert probe().status == "unhealthy"
+    assert probe().status == "unhealthy" and store.live() == []
 
 
 def test_redis_probe_healthy_then_unhealthy_when_nothing_listens(redis: RedisServer) -> None:

@@ -31,16 +31,6 @@ READS, FAILURES = 10, 3
 
 
 @pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def two_apis(
     pg_cluster: Any, redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[AgentFlowProcess, AgentFlowProcess]]:

@@ -16,16 +16,6 @@ from services.rate_limits import READ_BUDGET, RateLimits
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
-
-
 class TestRedisWindowsContract(RateWindowsContract):
     @pytest.fixture()
     def windows(self, redis: RedisServer) -> Iterator[RedisWindows]:

@@ -12,18 +12,20 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from dramatiq.broker import Broker
 from redis_server import RedisServer
 from secret_keys import TEST_BOX
+from span_recorder import recording_spans
 from sqlalchemy.engine import Engine
 from standardwebhooks import Webhook
 from waiting import eventually
 from webhook_helpers import append_order
 from webhook_receiver import Receiver, Reply
 
-from connectors import ssrf
+from connectors import ssrf, tracing
 from connectors import webhook_signing as signing
 from connectors.brokers import postgres_broker, redis_broker
 from connectors.event_store import PostgresEventStore
@@ -130,6 +132,23 @@ class WebhookDeliveryContract:
     def harness(self, run: Run) -> Iterator[Harness]:
         with run(FAST) as h:
             yield h
+
+    def test_an_event_delivery_joins_the_trace_of_its_command(self, harness: Harness) -> None:
+        ep, _ = harness.endpoint("/traced")
+        with recording_spans() as spans:
+            with tracing.span("test.command") as command:
+                append_order(harness.store, "t1", 700)
+            harness.receiver.wait_for("/traced", 1)
+            # the span ends once the attempt's answer is read, just after the receiver saw the request
+            def delivered() -> Any:
+                return next((s for s in spans.get_finished_spans() if s.name == "webhook.deliver"), None)
+
+            deliver = eventually(delivered, what="the webhook.deliver span")
+        append = next(s for s in spans.get_finished_spans() if s.name == "event_store.append")
+        assert deliver.context.trace_id == command.get_span_context().trace_id
+        assert deliver.parent is not None and deliver.parent.span_id == append.context.span_id
+        assert deliver.attributes is not None and deliver.attributes["agentflow.outcome"] == "succeeded"
+        eventually(lambda: [d.status for d in harness.deliveries(ep)] == ["succeeded"])
 
     def test_event_is_delivered_signed_with_the_event_as_body(self, harness: Harness) -> None:
         ep, secret = harness.endpoint("/a")
@@ -348,16 +367,6 @@ class TestOnPostgresBroker(WebhookDeliveryContract):
         with engine.begin() as conn:  # messages left by earlier tests name endpoints that are gone
             conn.exec_driver_sql("DELETE FROM dramatiq.queue")
         return lambda: postgres_broker(pg_url)
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
 
 
 class TestOnRedisBroker(WebhookDeliveryContract):

@@ -1,7 +1,7 @@
 """``/v1/alerts``: threshold alert rules on metrics, their test notification and history (tenant-scoped).
 
 The use cases and the rule language are readmodels/alerts.py (AlertRules); evaluation runs in the
-process's alert evaluator (services/alerts/evaluator.py). Notifications are webhook deliveries to the
+alert fleet's worker threads (services/alerts/fleet.py). Notifications are webhook deliveries to the
 rule's ``endpoint_id``, or, without one, to every active endpoint of the tenant subscribed to
 ``alert.*`` (or to ``alert.firing`` / ``alert.resolved``).
 """
