@@ -106,6 +106,11 @@ class JaegerServer:
         found = self._trace(trace_id)
         return {p["serviceName"] for p in found["processes"].values()} if found else set()
 
+    def service_names(self, trace_id: str) -> dict[str, str]:
+        """A span's ``processID`` -> the service name of the process that sent it."""
+        found = self._trace(trace_id)
+        return {pid: p["serviceName"] for pid, p in found["processes"].items()} if found else {}
+
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()

@@ -41,7 +41,8 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from projections.flink.pipeline import StateLookup, process  # noqa: E402
+from projections.flink.pipeline import Outcome, StateLookup, process  # noqa: E402
+from projections.flink.spans import operator_spans  # noqa: E402
 from projections.flink.sql import LAKE_TABLES, ddl_statements, insert_statements  # noqa: E402
 
 KV = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
@@ -56,7 +57,9 @@ LAKE = {
 
 
 class ProjectEvents(KeyedProcessFunction):  # type: ignore[misc]
-    """Per tenant: dedup by event id (7-day TTL) and the rows project() looks up, in keyed state."""
+    """Per tenant: dedup by event id (7-day TTL) and the rows project() looks up, in keyed state.
+    With ``OTEL_EXPORTER_OTLP_ENDPOINT`` set, a traced event is processed in a ``flink.project`` span
+    (spans.py)."""
 
     def open(self, runtime_context: RuntimeContext) -> None:
         seen = MapStateDescriptor("seen-event-ids", Types.STRING(), Types.BOOLEAN())
@@ -68,15 +71,23 @@ class ProjectEvents(KeyedProcessFunction):  # type: ignore[misc]
         self.seen = runtime_context.get_map_state(seen)
         rows = MapStateDescriptor("projection-rows", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
         self.lookup = StateLookup(runtime_context.get_map_state(rows))
+        self.spans = operator_spans()  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
+
+    def _process(self, value: str) -> Outcome:
+        return process(value, self.seen.contains, lambda eid: self.seen.put(eid, True), self.lookup)
 
     def process_element(self, value: str, ctx: KeyedProcessFunction.Context) -> Any:
-        out = process(value, self.seen.contains, lambda eid: self.seen.put(eid, True), self.lookup)
+        out = self._process(value) if self.spans is None else self.spans.project(value, self._process)
         if out.serving is not None:
             yield Row(k=out.stream_id, v=out.serving)
         if out.dead_letter is not None:
             yield DEAD_LETTERS, Row(k=out.stream_id, v=out.dead_letter)
         for table, values in out.lake:
             yield LAKE[table], Row(*values)
+
+    def close(self) -> None:
+        if self.spans is not None:
+            self.spans.flush()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
