@@ -16,14 +16,27 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_server import RedisServer
 
 pytest_plugins = ["distributed_stack", "legacy_databases"]
 
 RUN_MARK = "AGENTFLOW_TEST_RUN"
 LEAK_GRACE_S = 30.0  # servers told to stop may take a moment to exit: a hang, not a latency bound
+
+
+@pytest.fixture(scope="module")
+def redis() -> Iterator[RedisServer]:
+    """A redis-server of the test module's own, on a free 127.0.0.1 port (tests/redis_server.py)."""
+    server = RedisServer()
+    try:
+        server.start(timeout=60)
+        yield server
+    finally:
+        server.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -34,6 +34,8 @@ import pytest
 from agentflow_process import AgentFlowProcess
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from redis_server import RedisServer
+from secret_keys import TEST_SECRET_KEYS
 from sqlalchemy import text
 from waiting import eventually
 
@@ -84,21 +86,43 @@ def stack(postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory) -
         s.stop()
 
 
+def _api_process(
+    stack: DistributedStack, postgres: PostgresCluster, redis: RedisServer, data_dir: Path, **env: str
+) -> AgentFlowProcess:
+    """An API process of the distributed deployment on the module's stack. Every API process's alert
+    workers and rate-limit budgets share the module's Redis; the read budget is far above what the
+    tests' polling reads."""
+    args = ("--distributed", "--external", "--kafka-bootstrap", stack.bootstrap,
+            "--database-url", postgres.url)  # fmt: skip
+    env = {
+        "AGENTFLOW_REDIS_URL": redis.url, "AGENTFLOW_RATE_LIMIT_READ_RPM": "600000",
+        "AGENTFLOW_SECRET_KEYS": ",".join(TEST_SECRET_KEYS), "AGENTFLOW_WEBHOOK_ALLOW_PRIVATE": "1", **env,
+    }  # fmt: skip
+    return AgentFlowProcess(data_dir, f"{KEY_A}:tenant-a,{KEY_B}:tenant-b", extra_args=args, env=env)
+
+
 @pytest.fixture(scope="module")
 def server(
-    stack: DistributedStack, postgres: PostgresCluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AgentFlowProcess]:
-    args = (
-        "--distributed",
-        "--external",
-        "--kafka-bootstrap",
-        stack.bootstrap,
-        "--database-url",
-        postgres.url,
-    )
-    srv = AgentFlowProcess(
-        tmp_path_factory.mktemp("dist-api"), f"{KEY_A}:tenant-a,{KEY_B}:tenant-b", extra_args=args
-    )
+    stack: DistributedStack, postgres: PostgresCluster, redis: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AgentFlowProcess]:  # fmt: skip
+    srv = _api_process(stack, postgres, redis, tmp_path_factory.mktemp("dist-api"))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        print(srv.tail(2000))
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def second_server(
+    server: AgentFlowProcess, stack: DistributedStack, postgres: PostgresCluster, redis: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[AgentFlowProcess]:  # fmt: skip
+    """A second API host: read models of its own, fed by a loader group of its own."""
+    srv = _api_process(stack, postgres, redis, tmp_path_factory.mktemp("dist-api-2"),
+                       AGENTFLOW_LOADER_GROUP="agentflow-serving-loader-second-host")  # fmt: skip
     srv.start()
     try:
         yield srv
@@ -461,3 +485,60 @@ def test_lake_maintenance_on_the_tables_flink_writes(
     eventually(caught_up, timeout=PATIENCE_S, interval=1.0, what=f"{after} (after maintenance) in the lake")
     valid, event_ids = _valid_event_ids(postgres), _lake_event_ids(catalog)
     assert set(event_ids) == valid and len(event_ids) == len(valid)
+
+
+def test_two_api_hosts_share_the_alert_fleet_on_redis(
+    api: httpx.Client, server: AgentFlowProcess, second_server: AgentFlowProcess
+) -> None:
+    """Two API processes of the distributed deployment, each with its own read models, evaluate alerts
+    through one Redis queue: each transition is recorded and notified (a delivery row) exactly once,
+    whichever host evaluated, and an applied event alone (no rule update) triggers an evaluation."""
+    with client(second_server, KEY_A, patience=PATIENCE_S) as two:
+
+        def beating() -> dict[str, Any] | None:
+            health = api.get("/v1/health").json()
+            beats = next(c for c in health["components"] if c["name"] == "workers")["metrics"]["workers"]
+            alerts = {b["pid"] for b in beats.values() if "alerts" in b["queues"]}
+            pids = {p.proc.pid for p in (server, second_server) if p.proc is not None}
+            return beats if alerts == pids else None
+
+        eventually(beating, what="both API processes' alert workers in /v1/health")
+        product, user = _shop(api)
+        position = _place(api, user, product, 1, "2.00")["position"]
+        # the tenant's order count over the hour, as both hosts serve it once they applied the order
+        count = _read(api, "/v1/metrics/order_count", position, window="1h")["value"]
+        assert _read(two, "/v1/metrics/order_count", position, window="1h")["value"] == count
+        ep = api.post("/v1/webhooks", json={"url": "http://127.0.0.1:9/alerts", "event_types": ["alert.*"]})
+        assert ep.status_code == 201, ep.text
+        rule = api.post(
+            "/v1/alerts",
+            json={"name": "orders", "metric": "order_count", "window": "1h", "condition": "above",
+                  "threshold": 0, "endpoint_id": ep.json()["id"]},
+        )  # fmt: skip
+        assert rule.status_code == 201, rule.text
+        alert_id = rule.json()["id"]
+
+        def state(c: httpx.Client, want: str) -> bool:
+            return bool(c.get(f"/v1/alerts/{alert_id}").json()["state"] == want)
+
+        eventually(lambda: state(api, "firing"), what="firing")
+        flips = 4
+        for i in range(flips):  # updates through either host
+            c, threshold, want = (two, 10**9, "resolved") if i % 2 == 0 else (api, 0, "firing")
+            assert c.patch(f"/v1/alerts/{alert_id}", json={"threshold": threshold}).status_code == 200
+            eventually(lambda c=c, want=want: state(c, want), what=f"flip {i}: {want}")
+        assert two.patch(f"/v1/alerts/{alert_id}", json={"threshold": count}).status_code == 200
+        eventually(lambda: state(two, "resolved"), what=f"resolved at threshold {count}")
+        _place(two, user, product, 1, "2.00")  # count + 1 > count: the applied event fires the rule
+        eventually(lambda: state(api, "firing"), what="fired by the applied event")
+
+        history = api.get(f"/v1/alerts/{alert_id}/history", params={"limit": 500}).json()["data"]
+        deliveries = api.get(f"/v1/webhooks/{ep.json()['id']}/deliveries", params={"limit": 500}).json()
+    transitions = 1 + flips + 2
+    chain = sorted(history, key=lambda h: h["seq"])
+    assert [h["seq"] for h in chain] == list(range(1, transitions + 1))
+    assert [h["to_state"] for h in chain] == ["firing", *(["resolved", "firing"] * ((transitions - 1) // 2))]
+    sent = [n for h in chain for n in h["notifications"]]
+    assert len(sent) == transitions and len(set(sent)) == transitions
+    rows = deliveries["data"]
+    assert sorted(d["webhook_id"] for d in rows) == sorted(sent)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer
 from sqlalchemy.engine import Engine
 
 from connectors.database import make_engine
@@ -88,14 +87,3 @@ def engine(pg_url: str) -> Iterator[Engine]:
         yield eng
     finally:
         eng.dispose()
-
-
-@pytest.fixture(scope="module")
-def redis() -> Iterator[RedisServer]:
-    """A redis-server of the test module's own, on a free 127.0.0.1 port (tests/redis_server.py)."""
-    server = RedisServer()
-    try:
-        server.start(timeout=60)
-        yield server
-    finally:
-        server.stop()
