@@ -52,6 +52,7 @@ class BatchedHistogram(Collector):
     def add_pending(self, fold: Callable[[], None]) -> None:
         """A bound method that hands over queued observations; called before each scrape while its
         object lives."""
+        self._pending[:] = [ref for ref in self._pending if ref() is not None]
         self._pending.append(weakref.WeakMethod(fold))  # type: ignore[arg-type]
 
     def observe_many(self, rows: Iterable[tuple[tuple[str, ...], float]]) -> None:
