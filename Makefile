@@ -112,7 +112,7 @@ bench: setup
 # the embedded HTTP figures of BASELINE (a git ref) and of HEAD, alternating on this machine
 bench-compare: setup
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
-	$(VENV)/bin/python -m bench.compare --baseline $(or $(BASELINE),main) $(if $(CANDIDATE_ENV),--candidate-env $(CANDIDATE_ENV))
+	$(VENV)/bin/python -m bench.compare --baseline $(or $(BASELINE),main) $(if $(CANDIDATE_ENV),--candidate-env $(CANDIDATE_ENV)) $(if $(ALSO),--also $(ALSO)) $(if $(ROUNDS),--rounds $(ROUNDS))
 
 bench-distributed: setup-distributed
 	$(VENV)/bin/python -m bench.distributed

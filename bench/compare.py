@@ -5,7 +5,9 @@ there (its own code, this checkout's virtualenv). The two alternate, baseline fi
 rounds, so drift of a shared machine falls on both; the report gives each figure's median per commit
 and the candidate/baseline ratio. ``--candidate-env NAME=VALUE`` (repeatable) adds a third side in the
 same rounds: the candidate again, with that environment (e.g. ``AGENTFLOW_BENCH_RATE_LIMITS=off``, to
-see what the rate limits cost apart from the rest). Writes docs/benchmarks/compare-latest.json and .md.
+see what the rate limits cost apart from the rest); ``--also REF`` another commit, as a side of its own (e.g.
+the build before a change, when the baseline is an older one). Writes docs/benchmarks/compare-latest.json
+and .md.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def _ratio(value: float, baseline: float) -> str:
 def render(result: dict[str, Any]) -> str:
     m, b, c = result["machine"], result["baseline"], result["candidate"]
     extra = result.get("candidate_env")
+    also = result.get("also")
     lines = [
         "# Embedded benchmark: two commits side by side",
         "",
@@ -59,17 +62,22 @@ def render(result: dict[str, Any]) -> str:
         "",
         f"Baseline `{b['ref']}` ({b['commit'][:10]}), candidate `{c['ref']}` ({c['commit'][:10]}); "
         f"{result['rounds']} alternating rounds, medians."
+        + (f" Also: `{also['ref']}` ({also['commit'][:10]})." if also else "")
         + (f" Third side: the candidate with `{' '.join(extra['env'])}`." if extra else ""),
         "",
         "| figure | baseline | candidate | candidate / baseline |"
+        + (f" {also['ref']} | {also['ref']} / baseline | candidate / {also['ref']} |" if also else "")
         + (" candidate with env | with env / baseline |" if extra else ""),
-        "|---|---|---|---|" + ("---|---|" if extra else ""),
+        "|---|---|---|---|" + ("---|---|---|" if also else "") + ("---|---|" if extra else ""),
     ]
     for name in FIGURES:
         bv, cv = b["median"].get(name), c["median"].get(name)
         if bv is None or cv is None:
             continue
         row = f"| {name} | {bv:g} | {cv:g} | {_ratio(cv, bv)} |"
+        if also:
+            av = also["median"].get(name)
+            row += f" {av:g} | {_ratio(av, bv)} | {_ratio(cv, av)} |" if av is not None else " — | — | — |"
         if extra:
             ev = extra["median"].get(name)
             row += f" {ev:g} | {_ratio(ev, bv)} |" if ev is not None else " — | — |"
@@ -87,9 +95,12 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=250)
     parser.add_argument("--candidate-env", action="append", default=[], metavar="NAME=VALUE",
                         help="also run the candidate with this environment, as a third side")  # fmt: skip
+    parser.add_argument("--also", help="git ref of another build to run as a side of its own")
     args = parser.parse_args()
     candidate_env = dict(item.split("=", 1) for item in args.candidate_env)
     sides = {"baseline": args.baseline, "candidate": args.candidate}
+    if args.also:
+        sides["also"] = args.also
     commits = {side: _git("rev-parse", ref) for side, ref in sides.items()}  # fixed before anything runs
     # each side run: the tree it runs in and its extra environment
     plan: dict[str, tuple[str, dict[str, str]]] = {side: (side, {}) for side in sides}

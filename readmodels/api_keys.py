@@ -62,10 +62,14 @@ class Principal:
 
     # what the scopes grant: themselves, and admin for an operator (the hot path tests ``in grants``)
     grants: frozenset[str] = field(init=False, repr=False, compare=False)
+    # whose budget a request spends (services/rate_limits.py): the key id, or an environment key's
+    # fingerprint -- never the key text (worked out once: every request reads it)
+    bucket: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         implied = {ADMIN} if OPERATOR in self.scopes else set()
         object.__setattr__(self, "grants", frozenset(self.scopes | implied))
+        object.__setattr__(self, "bucket", self.key_id or f"env:{self.env_id}")
 
     def allows(self, scope: str) -> bool:
         return scope in self.grants
@@ -82,12 +86,6 @@ class Principal:
     def label(self) -> str:
         """Who did it, for logs and ``created_by``: the key id, or ``env:<tenant>``."""
         return self.key_id or f"env:{self.tenant}"
-
-    @property
-    def bucket(self) -> str:
-        """Whose budget a request spends (services/rate_limits.py): the key id, or an environment key's
-        fingerprint -- never the key text."""
-        return self.key_id or f"env:{self.env_id}"
 
 
 def env_principals(

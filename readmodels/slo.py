@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,7 @@ class SloTracker:
         self.started_at = clock()
         minutes = max([o.window_hours * 60 for o in self.objectives] + list(BURN_WINDOWS.values()))
         self._lock = threading.Lock()
+        self._pending: list[Callable[[], None]] = []
         self._latency: dict[str, tuple[float, _Series]] = {}
         for o in self.objectives:
             if o.sli.startswith("latency:") and o.threshold is not None:
@@ -134,16 +135,29 @@ class SloTracker:
 
     # ---- recording (hot paths: keep cheap) ------------------------------------------------
     def record_request(self, cls: str | None, status: int, seconds: float, command: bool) -> None:
-        now = self.clock()
-        ms = seconds * 1000.0
+        self.record_requests(((cls, status, seconds, command, self.clock()),))
+
+    def record_requests(self, rows: Iterable[tuple[str | None, int, float, bool, float]]) -> None:
+        """Answered requests, each ``(class, status, seconds, command, when)`` (``when``: this tracker's
+        clock at the answer), under one lock: the front door hands them over in batches (services/slo.py)."""
+        latency = self._latency
+        add_request, add_rejection = self._requests.add, self._rejections.add
         with self._lock:
-            self._requests.add(now, status, status >= 500)
-            if cls is not None and (lat := self._latency.get(cls)) is not None:
-                lat[1].add(now, ms, ms > lat[0])
-            if command and 400 <= status < 500 and status not in (401, 404, 429):
-                self._rejections.add(now, 1, True)
-            elif command:
-                self._rejections.add(now, 0, False)
+            for cls, status, seconds, command, now in rows:
+                add_request(now, status, status >= 500)
+                if cls is not None and (lat := latency.get(cls)) is not None:
+                    ms = seconds * 1000.0
+                    lat[1].add(now, ms, ms > lat[0])
+                if command:
+                    if 400 <= status < 500 and status not in (401, 404, 429):
+                        add_rejection(now, 1, True)
+                    else:
+                        add_rejection(now, 0, False)
+
+    def add_pending(self, fold: Callable[[], None]) -> None:
+        """``fold`` hands over requests recorded but not yet given to ``record_requests``: ``report`` calls
+        it first, so a report counts every request answered before it."""
+        self._pending.append(fold)
 
     def record_applied(self, events: Sequence[RecordedEvent], watermark: int = 0) -> None:
         """Per event: seconds from recorded in the store to applied to the serving read model. (The
@@ -170,6 +184,8 @@ class SloTracker:
         return (lat[1] if lat else None), "ms"
 
     def report(self) -> dict[str, Any]:
+        for fold in self._pending:
+            fold()
         now = self.clock()
         out = []
         with self._lock:

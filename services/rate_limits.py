@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from math import ceil
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter
 
@@ -48,11 +48,27 @@ class Verdict(NamedTuple):
     retry_after_s: float  # 0.0 when allowed
 
     def headers(self) -> list[tuple[bytes, bytes]]:
-        return [
-            (b"x-ratelimit-limit", b"%d" % self.limit),
-            (b"x-ratelimit-remaining", b"%d" % self.remaining),
-            (b"x-ratelimit-reset", b"%d" % self.reset_at),
-        ]
+        # the limit and the reset instant change rarely: their header pairs are made once per value
+        limit = _LIMIT_HEADERS.get(self.limit) or _limit_header(self.limit)
+        reset = _last_reset[1] if _last_reset[0] == self.reset_at else _reset_header(self.reset_at)
+        return [limit, (b"x-ratelimit-remaining", b"%d" % self.remaining), reset]
+
+
+_LIMIT_HEADERS: dict[int, tuple[bytes, bytes]] = {}  # per configured limit: a handful
+_last_reset: list[Any] = [None, None]  # the last reset instant and its header pair
+
+
+def _limit_header(limit: int) -> tuple[bytes, bytes]:
+    header = (b"x-ratelimit-limit", b"%d" % limit)
+    if len(_LIMIT_HEADERS) < 64:
+        _LIMIT_HEADERS[limit] = header
+    return header
+
+
+def _reset_header(reset_at: int) -> tuple[bytes, bytes]:
+    header = (b"x-ratelimit-reset", b"%d" % reset_at)
+    _last_reset[:] = reset_at, header  # two threads may race here: either pair is right for its value
+    return header
 
 
 # a Verdict from a tuple of its fields, without the Python-level __new__ of a NamedTuple (~0.3 us a request)

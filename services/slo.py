@@ -15,8 +15,8 @@ over processes from them (deploy/prometheus/rules.yml).
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
 from connectors.prometheus_metrics import FRESHNESS_SECONDS, HTTP_REQUEST_SECONDS
 from domain.events import RecordedEvent
@@ -42,31 +42,57 @@ def route_class(method: str, path: str) -> str | None:
 
 
 class RequestMeasure:
-    """One answered request into the SLO tracker and the request histogram. The histogram's labelled
-    child for each (method, route template, status) is bound once and kept (``.labels`` costs ~2 us);
-    a request then costs a dict lookup and one ``observe``."""
+    """Answered requests into the SLO tracker and the request histogram. A request only joins a queue
+    (``record``: one append); every ``FOLD_EVERY`` requests, and before the tracker reports or Prometheus
+    scrapes, the queue is handed to both in one batch each (``fold``). Per request that costs a fraction
+    of what a locked tracker update and a histogram ``observe`` did, on the event loop every request
+    waits for. The label values of each (method, route template, status) are worked out once and kept."""
 
-    __slots__ = ("_children", "tracker")
+    __slots__ = ("__weakref__", "_clock", "_labels", "_queue", "tracker")
+
+    FOLD_EVERY = 256
 
     def __init__(self, tracker: SloTracker) -> None:
         self.tracker = tracker
-        self._children: dict[tuple[str, str | None, int], Any] = {}
+        self._clock = tracker.clock
+        # (method, template, class, status, seconds, when): appended by the event loop, taken by ``fold``
+        # from whichever thread asks (deque append/popleft are atomic)
+        self._queue: deque[tuple[str, str | None, str, int, float, float]] = deque()
+        self._labels: dict[tuple[str, str | None, int], tuple[str, str, str]] = {}
+        tracker.add_pending(self.fold)
+        HTTP_REQUEST_SECONDS.add_pending(self.fold)
 
     def record(self, method: str, template: str | None, cls: str, status: int, seconds: float) -> None:
-        child = self._children.get((method, template, status))
-        if child is None:
-            child = self._bind(method, template, status)
-        child.observe(seconds)
-        self.tracker.record_request(cls, status, seconds, command=cls == "command")
+        queue = self._queue
+        queue.append((method, template, cls, status, seconds, self._clock()))
+        if len(queue) >= self.FOLD_EVERY:
+            self.fold()
 
-    def _bind(self, method: str, template: str | None, status: int) -> Any:
-        known = method in _METHODS
-        child = HTTP_REQUEST_SECONDS.labels(
-            method if known else "other", template or UNMATCHED, _STATUS_CLASS.get(status // 100, "other")
+    def fold(self) -> None:
+        """Hand the queued requests to the tracker and the histogram."""
+        queue, rows = self._queue, []
+        try:
+            for _ in range(len(queue)):
+                rows.append(queue.popleft())
+        except IndexError:  # another thread folded them meanwhile
+            pass
+        if not rows:
+            return
+        self.tracker.record_requests(
+            (cls, status, seconds, cls == "command", when) for _, _, cls, status, seconds, when in rows
         )
+        known, values = self._labels, self._label_values
+        HTTP_REQUEST_SECONDS.observe_many(
+            (known.get((m, t, st)) or values(m, t, st), seconds) for m, t, _, st, seconds, _ in rows
+        )
+
+    def _label_values(self, method: str, template: str | None, status: int) -> tuple[str, str, str]:
+        known = method in _METHODS
+        status_class = _STATUS_CLASS.get(status // 100, "other")
+        values = (method if known else "other", template or UNMATCHED, status_class)
         if known:  # an unknown method is not kept: the key set stays bounded by the route table
-            self._children[(method, template, status)] = child
-        return child
+            self._labels[(method, template, status)] = values
+        return values
 
 
 def record_applied(tracker: SloTracker, events: Sequence[RecordedEvent], watermark: int = 0) -> None:

@@ -25,6 +25,7 @@ from litestar.logging import LoggingConfig
 
 from connectors import tracing
 from readmodels.errors import ReadError
+from readmodels.slo import SloTracker
 from services.api.dependencies import DbLimiter, providers
 from services.api.errors import (
     ApiError,
@@ -157,7 +158,7 @@ def unbound_app() -> Litestar:
     for the schema document and the tests that walk the route table."""
     stub: Any = SimpleNamespace(
         runtime=None, settings=SimpleNamespace(db_threads=1, http=HttpSettings(), metrics_port=None),
-        hub=None, slo=None, authenticator=None,
+        hub=None, slo=SloTracker(), authenticator=None,
         key_admin=None, rate_limits=None, search=None, stream_slots=None, event_feed=None, lineage=None,
         changelog=None, queries=None, command_service=None,
     )  # fmt: skip

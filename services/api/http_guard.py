@@ -87,12 +87,12 @@ CORS_MAX_AGE_S = 600
 
 # a request id needs to be unique, not secret: this process's random prefix and a counter (os.urandom per
 # request was a tenth of the event loop's time under load)
-_ID_PREFIX = os.urandom(8).hex()
+_ID_PREFIX = os.urandom(8).hex().encode() + b"-"
 _ID_COUNTER = itertools.count(1)
 
 
 def new_request_id() -> bytes:
-    return b"%s-%x" % (_ID_PREFIX.encode(), next(_ID_COUNTER))
+    return _ID_PREFIX + b"%x" % next(_ID_COUNTER)
 
 
 def sane_request_id(value: bytes | None) -> bytes:

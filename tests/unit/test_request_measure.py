@@ -28,7 +28,7 @@ def test_labels_are_template_status_class_and_a_known_method() -> None:
     assert _count("GET", route, "4xx") - before[1] == 1
     assert _count("other", UNMATCHED, "4xx") - before[2] == 2
     # a client's made-up methods share one child and are not kept: the cache stays bounded
-    assert set(measure._children) == {("GET", route, 200), ("GET", route, 404)}
+    assert set(measure._labels) == {("GET", route, 200), ("GET", route, 404)}
 
 
 def test_the_slo_tracker_is_fed_by_the_same_call() -> None:

@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 from connectors.rate_windows import MemoryWindows
 from readmodels.api_keys import PUBLIC, SCOPES, Authenticator, Principal, env_principals
 from services.api.app import unbound_app
-from services.api.dependencies import ADMIN, AUTHENTICATING, READ, VerifyLimiter, authenticate
+from services.api.dependencies import ADMIN, AUTHENTICATES, AUTHENTICATING, READ, VerifyLimiter, authenticate
 from services.api.errors import ApiError, error_response
 from services.rate_limits import RateLimits
 
@@ -48,6 +48,8 @@ def _uses(handler: HTTPRouteHandler) -> set[str]:
     provided = handler.resolve_dependencies()
     seen: set[str] = set()
     todo = list(handler.parsed_fn_signature.parameters)
+    if (called := getattr(handler.fn, AUTHENTICATES, None)) is not None:  # takes_reads: calls it itself
+        todo.append(called)
     while todo:
         name = todo.pop()
         if name in seen or name not in provided:

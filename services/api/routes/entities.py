@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get
-from litestar.di import NamedDependency
 from litestar.params import PathParameter
 
 from readmodels.freshness import ReadAfter
-from services.api.dependencies import READ, Reads
+from services.api.dependencies import READ, Reads, takes_reads
 from services.api.openapi import body, errors
 from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta, TimeoutMs
 
@@ -32,8 +31,9 @@ class EntityValue(msgspec.Struct):
     "/v1/entity/{entity_type:str}/{entity_id:str}", opt=READ,
     responses={200: body(EntityValue, "the entity"), **errors(401, 404, 422, 429, 503)},
 )
+@takes_reads
 async def entity(
-    reads: NamedDependency[Reads],
+    reads: Reads,
     entity_type: EntityType,
     entity_id: EntityId,
     as_of: AsOf = None,

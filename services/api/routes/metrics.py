@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import get
-from litestar.di import NamedDependency
 from litestar.params import PathParameter, QueryParameter
 
 from readmodels.freshness import ReadAfter
 from readmodels.windows import GRAINS, NOW, WINDOWS
-from services.api.dependencies import READ, Reads
+from services.api.dependencies import READ, Reads, takes_reads
 from services.api.openapi import body, errors
 from services.api.reads import AllowStale, AsOf, FastJson, MinPosition, ReadMeta, TimeoutMs
 
@@ -71,8 +70,9 @@ class MetricSeries(msgspec.Struct):
     "/v1/metrics/{metric_name:str}", opt=READ,
     responses={200: body(MetricValue, "the metric's value"), **errors(401, 404, 422, 429, 503)},
 )
+@takes_reads
 async def metric(
-    reads: NamedDependency[Reads],
+    reads: Reads,
     metric_name: MetricName,
     window: Window = None,
     currency: Currency = None,
@@ -98,8 +98,9 @@ async def metric(
     "/v1/metrics/{metric_name:str}/series", opt=READ,
     responses={200: body(MetricSeries, "one point per bucket"), **errors(401, 404, 422, 429, 503)},
 )
+@takes_reads
 async def metric_series(
-    reads: NamedDependency[Reads],
+    reads: Reads,
     metric_name: MetricName,
     window: Window = None,
     grain: Grain = None,
