@@ -97,19 +97,19 @@ class JaegerServer:
         return dict(data[0]) if data else None
 
     def trace(self, trace_id: str) -> list[dict[str, Any]]:
-        """The spans Jaeger holds for ``trace_id`` (none yet: [])."""
+        """The spans Jaeger holds for ``trace_id`` (none yet: []), each with the ``serviceName`` of the
+        process that sent it (resolved from the same answer: Jaeger numbers the processes per answer)."""
         found = self._trace(trace_id)
-        return list(found["spans"]) if found else []
+        if not found:
+            return []
+        names = {pid: p["serviceName"] for pid, p in found["processes"].items()}
+        return [{**s, "serviceName": names.get(s.get("processID"))} for s in found["spans"]]
 
     def services(self, trace_id: str) -> set[str]:
         """The service names of the processes that sent ``trace_id``'s spans."""
         found = self._trace(trace_id)
         return {p["serviceName"] for p in found["processes"].values()} if found else set()
 
-    def service_names(self, trace_id: str) -> dict[str, str]:
-        """A span's ``processID`` -> the service name of the process that sent it."""
-        found = self._trace(trace_id)
-        return {pid: p["serviceName"] for pid, p in found["processes"].items()} if found else {}
 
     def stop(self) -> None:
         if self.proc is not None:

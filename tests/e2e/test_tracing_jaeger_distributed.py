@@ -107,6 +107,5 @@ def test_the_flink_hop_joins_the_command_trace(jaeger: JaegerServer, traced_serv
     assert tags["agentflow.tenant"] == "tenant-a"
     assert (tags["agentflow.serving"], tags["agentflow.dead_letter"]) == (1, 0)
     assert _tags(loader)["agentflow.position"] == position
-    service = jaeger.service_names(trace_id)
-    assert (service[flink["processID"]], service[append["processID"]]) == ("agentflow-flink", "agentflow-e2e")
+    assert (flink["serviceName"], append["serviceName"]) == ("agentflow-flink", "agentflow-e2e")
     assert jaeger.services(trace_id) == {"agentflow-e2e", "agentflow-flink"}
