@@ -1,5 +1,5 @@
-"""The embedded benchmark's anchors (what the parts underneath do on the same machine, in the same run)
-and each figure's ratio to its anchors; and the previous run kept beside the new one.
+"""The benchmarks' anchors (what the parts underneath do on the same machine, in the same run) and each
+figure's ratio to its anchors; and the previous run kept beside the new one.
 
 Figures are comparable only within a run (the machine is shared); a ratio to an anchor of the same run
 is what carries from one run to the next.
@@ -7,9 +7,11 @@ is what carries from one run to the next.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-# figure -> the anchors it is bounded by. Freshness has none: nothing underneath does what it measures.
+# embedded figure -> the anchors it is bounded by. Freshness has none: nothing underneath does what it
+# measures.
 ANCHORED: dict[str, tuple[str, ...]] = {
     "append_single_1_writer_events_per_s": ("pgbench_single_1_client_rows_per_s",),
     "append_single_8_writers_events_per_s": ("pgbench_single_8_clients_rows_per_s",),
@@ -22,7 +24,14 @@ ANCHORED: dict[str, tuple[str, ...]] = {
     "reads_p99_ms": ("bare_litestar_p99_ms",),
 }
 
+# distributed figure -> the Kafka -> Flink passthrough (bench/passthrough_anchor.py)
+DISTRIBUTED_ANCHORED: dict[str, tuple[str, ...]] = {
+    "sustained_events_per_s": ("passthrough_events_per_s",),
+    "max_pipeline_events_per_s": ("passthrough_events_per_s",),
+}
+
 LABELS = {
+    "passthrough_events_per_s": "Kafka → Flink passthrough",
     "pgbench_single_1_client_rows_per_s": "pgbench 1-row, 1 client",
     "pgbench_single_8_clients_rows_per_s": "pgbench 1-row, 8 clients",
     "pgbench_batch100_8_clients_rows_per_s": "pgbench 100-row, 8 clients",
@@ -55,29 +64,33 @@ def _ratio(value: float, base: float) -> float | None:
     return round(value / base, 3) if base else None
 
 
-def anchor_ratios(summary: dict[str, float], anchors: dict[str, float]) -> dict[str, dict[str, float]]:
+def anchor_ratios(
+    summary: Mapping[str, float],
+    anchors: Mapping[str, float],
+    anchored: Mapping[str, tuple[str, ...]] = ANCHORED,
+) -> dict[str, dict[str, float]]:
     """figure -> {anchor: figure / anchor} for every figure and anchor of the run."""
     out: dict[str, dict[str, float]] = {}
     for name, value in summary.items():
-        ratios = {a: r for a in ANCHORED.get(name, ()) if a in anchors
+        ratios = {a: r for a in anchored.get(name, ()) if a in anchors
                   if (r := _ratio(value, anchors[a])) is not None}  # fmt: skip
         if ratios:
             out[name] = ratios
     return out
 
 
-def previous_run(previous: dict[str, Any] | None, summary: dict[str, float],
-                 anchors: dict[str, float]) -> dict[str, Any] | None:  # fmt: skip
+def previous_run(previous: dict[str, Any] | None, summary: Mapping[str, Any],
+                 anchors: Mapping[str, float]) -> dict[str, Any] | None:  # fmt: skip
     """The previous run's figures, anchors and ratios (not its own previous), with new / previous."""
     if not previous:
         return None
-    prev_summary: dict[str, float] = previous.get("summary", {})
+    prev_summary: dict[str, Any] = previous.get("summary", {})
     prev_anchors: dict[str, float] = previous.get("anchors", {})
     new_over_previous = {
         name: r
         for current, prior in ((summary, prev_summary), (anchors, prev_anchors))
         for name, value in current.items()
-        if name in prior and (r := _ratio(value, prior[name])) is not None
+        if _number(value) and _number(prior.get(name)) and (r := _ratio(value, prior[name])) is not None
     }
     return {
         "machine": previous.get("machine", {}),
@@ -86,6 +99,10 @@ def previous_run(previous: dict[str, Any] | None, summary: dict[str, float],
         "ratios": previous.get("ratios", {}),
         "new_over_previous": new_over_previous,
     }
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def ratio_cell(ratios: dict[str, float]) -> str:

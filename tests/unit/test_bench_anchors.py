@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bench.anchors import anchor_ratios, previous_run, ratio_cell, summarize_anchors
+from bench.passthrough_anchor import steady_rate
 from bench.pgbench_anchor import parse_output
 
 PGBENCH_15_REPORT = """pgbench (15.18 (Debian 15.18-0+deb12u1))
@@ -91,3 +92,10 @@ def test_pgbench_report_is_read_as_rows_per_second() -> None:
 def test_an_unexpected_pgbench_report_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="unexpected pgbench output"):
         parse_output("pgbench: error: connection refused\n", clients=8, rows=1, latencies=[])
+
+
+def test_the_passthrough_rate_leaves_out_start_up_and_tail() -> None:
+    # nothing for 10 s (JVM start), then 100 records/s up to 1000, then a slow tail
+    samples = [(float(t), 0) for t in range(10)] + [(10.0 + i, 100 * i) for i in range(11)]
+    samples += [(21.0, 1000), (30.0, 1000)]
+    assert steady_rate(samples, total=1000) == pytest.approx(100.0)
