@@ -11,9 +11,11 @@ ClickHouse -> API), everything real and on this machine.
    of our own; loader stages from GET /v1/health's ``projector`` after each command).
 3. Sustained throughput: session events appended straight into the store at fixed offered rates,
    head vs loader watermark sampled every second; the ladder stops at the first rate whose lag grows.
+4. The anchor of those rates, in the same run: a Flink job that only deserialises and forwards drains
+   the same CDC topic (bench/passthrough_anchor.py); the throughput figures carry their ratio to it.
 
-Writes docs/benchmarks/distributed-latest.json and .md (machine and date) and compares with the
-previous run (moved to distributed-previous.json).
+Writes docs/benchmarks/distributed-latest.json and .md (machine and date); the JSON keeps the previous
+run's figures under ``previous`` (its full file moves to distributed-previous.json).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from bench.anchors import DISTRIBUTED_ANCHORED, anchor_ratios, previous_run, ratio_cell
 from bench.machine import UNTHROTTLED, machine_info, percentile
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
@@ -477,6 +480,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 if not r["bounded"]:
                     break
+        if not args.no_passthrough:
+            from bench.passthrough_anchor import measure_passthrough
+
+            anchor = measure_passthrough(Path(tmp) / "passthrough", stack.bootstrap, PREFIX, say=say)
+            raw["passthrough"] = anchor
+            say(f"  -> passthrough {anchor['events_per_s']} ev/s over {anchor['records']} records")
         say("tearing down ...")
     return raw
 
@@ -499,9 +508,16 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
     return s
 
 
-def render_markdown(result: dict[str, Any], previous: dict[str, Any] | None) -> str:
+def summarize_anchors(raw: dict[str, Any]) -> dict[str, float]:
+    p = raw.get("passthrough")
+    return {"passthrough_events_per_s": p["events_per_s"]} if p and p.get("complete") else {}
+
+
+def render_markdown(result: dict[str, Any]) -> str:
     m, raw, summary = result["machine"], result["raw"], result["summary"]
-    prev = (previous or {}).get("summary", {})
+    previous = result.get("previous") or {}
+    prev = {**previous.get("summary", {}), **previous.get("anchors", {})}
+    change = previous.get("new_over_previous", {})
     lines = [
         "# Distributed benchmark",
         "",
@@ -511,13 +527,18 @@ def render_markdown(result: dict[str, Any], previous: dict[str, Any] | None) -> 
         f"{', Iceberg sink on' if not raw['config']['no_lake'] else ', no lake'}) → Kafka → serving loader → "
         "ClickHouse (chdb, in the API) → API, all on this machine.",
         "",
-        "| figure | value | previous | target | reference impl. |",
-        "|---|---|---|---|---|",
+        f"Previous run: {previous.get('machine', {}).get('date', '—')}. Figures compare only within a run.",
+        "",
+        "| figure | value | ratio to its anchor (same run) | previous | new / previous | target "
+        "| reference impl. |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, value in summary.items():
+    for name, value in {**summary, **result["anchors"]}.items():
         op, target = TARGETS.get(name, ("", None))
         tgt = f"{op} {target}" if target is not None else ""
-        lines.append(f"| {name} | {value} | {prev.get(name, '—')} | {tgt} | {REFERENCE.get(name, '')} |")
+        ratios = ratio_cell(result["ratios"].get(name, {})) if name in summary else "(anchor)"
+        lines.append(f"| {name} | {value} | {ratios} | {prev.get(name, '—')} | {change.get(name, '—')} | "
+                     f"{tgt} | {REFERENCE.get(name, '')} |")  # fmt: skip
     lines += [
         "",
         f"## Where the time goes ({raw['freshness']['commands']} order commands, one at a time)",
@@ -551,6 +572,15 @@ def render_markdown(result: dict[str, Any], previous: dict[str, Any] | None) -> 
             f"{r['drain_events_per_s'] or '—'} | {cpu} | {r.get('machine_busy_percent', '—')} "
             f"({r.get('other_processes_percent_of_core', '—')}) |"
         )
+    p = raw.get("passthrough")
+    if p:
+        lines += [
+            "",
+            f"Anchor: a Flink job that only deserialises and forwards (bench/flink_passthrough.py, "
+            f"{p['execution_mode']} mode, the projection job's settings) drained the {p['records']} records "
+            f"of the CDC topic after the ladder: {p['events_per_s']} ev/s between 10% and 90% of them"
+            + ("" if p["complete"] else f" (INCOMPLETE: {p['forwarded']} forwarded)") + ".",
+        ]
     lines += ["", "Raw figures: `distributed-latest.json`. Run with `make bench-distributed`."]
     return "\n".join(lines) + "\n"
 
@@ -567,12 +597,18 @@ def main() -> None:
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--no-lake", action="store_true", help="run Flink without its Iceberg sink")
     parser.add_argument("--no-write", action="store_true", help="print only (smoke runs)")
+    parser.add_argument("--no-passthrough", action="store_true", help="skip the Flink passthrough anchor")
     args = parser.parse_args()
     raw = run(args)
-    result = {"machine": machine_info(), "raw": raw, "summary": summarize(raw)}
+    summary, anchors = summarize(raw), summarize_anchors(raw)
     latest = OUT / "distributed-latest.json"
     previous = json.loads(latest.read_text()) if latest.exists() else None
-    md = render_markdown(result, previous)
+    result = {
+        "machine": machine_info(), "raw": raw, "summary": summary, "anchors": anchors,
+        "ratios": anchor_ratios(summary, anchors, DISTRIBUTED_ANCHORED),
+        "previous": previous_run(previous, summary, anchors),
+    }  # fmt: skip
+    md = render_markdown(result)
     if not args.no_write:
         OUT.mkdir(parents=True, exist_ok=True)
         if previous:

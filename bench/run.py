@@ -1,7 +1,10 @@
-"""`make bench`: append, HTTP command, read and freshness figures for the embedded deployment.
+"""`make bench`: append, HTTP command, read and freshness figures for the embedded deployment, with
+their anchors measured in the same run (bench/anchors.py): pgbench's insert rate for the events table's
+shape on the appends' Postgres cluster (bench/pgbench_anchor.py) and a bare Litestar app on the same
+server settings and wrk load (bench/bare_litestar.py).
 
-Writes docs/benchmarks/embedded-latest.json and .md (with machine and date) and compares
-with the previous run found there.
+Writes docs/benchmarks/embedded-latest.json and .md (with machine and date); the JSON keeps the previous
+run's figures under ``previous`` (its full file moves to embedded-previous.json).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.anchors import anchor_ratios, previous_run, ratio_cell, summarize_anchors
 from bench.machine import UNTHROTTLED, machine_info
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
@@ -29,7 +33,9 @@ TARGETS = {
 
 
 def bench_append(seconds: float) -> dict[str, Any]:
+    """The appends and, alternating with them on the same cluster, pgbench's rates that bound them."""
     from bench.append import measure_append
+    from bench.pgbench_anchor import create_scratch_table, run_pgbench
     from connectors.database import make_engine
     from connectors.event_store import PostgresEventStore
     from connectors.postgres_cluster import PostgresCluster
@@ -42,12 +48,16 @@ def bench_append(seconds: float) -> dict[str, Any]:
             run_migrations(url)
             engine = make_engine(url, pool_size=10)
             store = PostgresEventStore(engine, notify=False)  # as `agentflow up` runs it
-            results = {
-                "single_1_writer": measure_append(store, 1, 1, seconds),
-                "single_8_writers": measure_append(store, 8, 1, seconds),
-                "batch100_1_writer": measure_append(store, 1, 100, seconds),
-                "batch100_8_writers": measure_append(store, 8, 100, seconds),
-            }
+            create_scratch_table(cluster)
+            pgbench: dict[str, Any] = {}
+            results: dict[str, Any] = {"pgbench": pgbench}
+            pgbench["single_1_client"] = run_pgbench(cluster, 1, 1, seconds)
+            results["single_1_writer"] = measure_append(store, 1, 1, seconds)
+            pgbench["single_8_clients"] = run_pgbench(cluster, 8, 1, seconds)
+            results["single_8_writers"] = measure_append(store, 8, 1, seconds)
+            results["batch100_1_writer"] = measure_append(store, 1, 100, seconds)
+            pgbench["batch100_8_clients"] = run_pgbench(cluster, 8, 100, seconds)
+            results["batch100_8_writers"] = measure_append(store, 8, 100, seconds)
             engine.dispose()
             return results
         finally:
@@ -65,6 +75,11 @@ def bench_http(seconds: int, commands: int) -> dict[str, Any]:
     from agentflow_process import AgentFlowProcess
 
     results: dict[str, Any] = {}
+    if wrk_available():
+        from bench.bare_litestar import measure_bare_litestar
+
+        print(f"bare Litestar anchor for {seconds}s ...", flush=True)
+        results["bare_litestar"] = measure_bare_litestar(KEY, seconds)
     with tempfile.TemporaryDirectory(prefix="af-bench-up-") as tmp:
         proc = AgentFlowProcess(Path(tmp), f"{KEY}:bench", env=UNTHROTTLED)
         print("starting agentflow up ...", flush=True)
@@ -119,22 +134,48 @@ def summarize(raw: dict[str, Any]) -> dict[str, float]:
     return s
 
 
-def render_markdown(result: dict[str, Any], previous: dict[str, Any] | None) -> str:
+def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
-    prev = (previous or {}).get("summary", {})
+    previous = result.get("previous") or {}
+    prev = {**previous.get("summary", {}), **previous.get("anchors", {})}
+    change = previous.get("new_over_previous", {})
+    prev_date = previous.get("machine", {}).get("date", "—")
     lines = [
         "# Embedded benchmark",
         "",
         f"{m['date']} · {m['cpu']} · {m['cores']} cores · {m['memory_gib']} GiB · Python {m['python']}",
         "",
-        "| figure | value | previous | target |",
-        "|---|---|---|---|",
+        f"Previous run: {prev_date}. Figures compare only within a run (shared machine); the ratios to the",
+        "anchors of the same run are what carries across runs.",
+        "",
+        "| figure | value | ratio to its anchors (same run) | previous | new / previous | target |",
+        "|---|---|---|---|---|---|",
     ]
     for name, value in result["summary"].items():
         op, target = TARGETS.get(name, ("", None))
         tgt = f"{op} {target}" if target is not None else ""
-        lines.append(f"| {name} | {value} | {prev.get(name, '—')} | {tgt} |")
-    lines += ["", "Raw figures: `embedded-latest.json`. Run with `make bench`."]
+        ratios = ratio_cell(result["ratios"].get(name, {}))
+        before, delta = prev.get(name, "—"), change.get(name, "—")
+        lines.append(f"| {name} | {value} | {ratios} | {before} | {delta} | {tgt} |")
+    lines += [
+        "",
+        "## Anchors",
+        "",
+        "| anchor | value | previous | new / previous |",
+        "|---|---|---|---|",
+    ]
+    for name, value in result["anchors"].items():
+        lines.append(f"| {name} | {value} | {prev.get(name, '—')} | {change.get(name, '—')} |")
+    lines += [
+        "",
+        "pgbench: the server's own pgbench against the appends' cluster, inserting into a scratch copy",
+        "of `events` (same columns, defaults, constraints and indexes): one new stream per transaction,",
+        "1 row or 100 rows in one statement, prepared statements over TCP, alternating with the appends.",
+        "Bare Litestar: one route answering a constant JSON, on `agentflow up`'s uvicorn settings, loaded",
+        "by the same wrk script shape, connections and duration as the reads. Freshness has no anchor.",
+        "",
+        "Raw figures: `embedded-latest.json`. Run with `make bench`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -149,14 +190,18 @@ def main() -> None:
         print("append throughput ...", flush=True)
         raw["append"] = bench_append(min(args.seconds, 5))
     raw["http"] = bench_http(args.seconds, args.commands)
-    result = {"machine": machine_info(), "raw": raw, "summary": summarize(raw)}
+    summary, anchors = summarize(raw), summarize_anchors(raw)
     OUT.mkdir(parents=True, exist_ok=True)
     latest = OUT / "embedded-latest.json"
     previous = json.loads(latest.read_text()) if latest.exists() else None
+    result = {
+        "machine": machine_info(), "raw": raw, "summary": summary, "anchors": anchors,
+        "ratios": anchor_ratios(summary, anchors), "previous": previous_run(previous, summary, anchors),
+    }  # fmt: skip
     if previous:
         (OUT / "embedded-previous.json").write_text(json.dumps(previous, indent=2) + "\n")
     latest.write_text(json.dumps(result, indent=2) + "\n")
-    md = render_markdown(result, previous)
+    md = render_markdown(result)
     (OUT / "embedded-latest.md").write_text(md)
     print(md)
 

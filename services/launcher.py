@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from services.auth import DEV_TENANT, load_or_create_dev_key
 from services.config import ConfigError, Settings
@@ -43,6 +43,28 @@ def _server(config: uvicorn.Config) -> uvicorn.Server:
             self._captured_signals.clear()
 
     return _Server(config)
+
+
+def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
+    """The server settings of `agentflow up` (also those of the benchmark's bare Litestar anchor, so its
+    figure bounds ours on the same server): uvicorn's default loop and HTTP implementation (uvloop and
+    httptools when installed, as they are here), one process."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,  # uvicorn's lines go through the process's structured logging (services/logs.py)
+        access_log=False,  # the front door writes the access lines
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        # X-Forwarded-Proto is trusted only as AGENTFLOW_TRUST_FORWARDED_PROTO says (api/http_guard.py),
+        # not by uvicorn's default for any proxy on 127.0.0.1
+        proxy_headers=False,
+        server_header=False,  # no "server: uvicorn" on every answer: it only helps a prober
+    )
 
 
 def _port_is_free(host: str, port: int) -> bool:
@@ -100,8 +122,6 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
                 operator_api_keys=frozenset({dev_key}),
             )  # fmt: skip
         keys = settings.api_keys
-        import uvicorn
-
         from services.api.app import create_app
         from services.bootstrap import build
 
@@ -112,21 +132,7 @@ def run_up(settings: Settings, demo: bool = False, demo_rate: float = 10.0) -> i
             return 2
         app = create_app(container)
         base = f"http://{settings.host}:{settings.port}"
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            log_config=None,  # uvicorn's lines go through the process's structured logging (services/logs.py)
-            access_log=False,  # the front door writes the access lines
-            lifespan="on",
-            timeout_graceful_shutdown=5,
-            # X-Forwarded-Proto is trusted only as AGENTFLOW_TRUST_FORWARDED_PROTO says (api/http_guard.py),
-            # not by uvicorn's default for any proxy on 127.0.0.1
-            proxy_headers=False,
-            server_header=False,  # no "server: uvicorn" on every answer: it only helps a prober
-        )
-        server = _server(config)
+        server = _server(uvicorn_config(app, settings.host, settings.port))
         key_for_examples = dev_key or next(iter(keys))
         _banner(base, dev_key, key_for_examples, settings)
         if demo:
