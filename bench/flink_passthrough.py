@@ -14,14 +14,15 @@ bench/passthrough_anchor.py through services/distributed/flink_job.py.
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from pyflink.common import Configuration, Row, Types, WatermarkStrategy
+from pyflink.common import Row, Types, WatermarkStrategy
 from pyflink.common.serialization import SimpleStringSchema
-from pyflink.datastream import CheckpointingMode, StreamExecutionEnvironment
+from pyflink.datastream import StreamExecutionEnvironment
 from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
 from pyflink.table import StreamTableEnvironment
+
+from projections.flink.job import python_environment
 
 KV = Types.ROW_NAMED(["k", "v"], [Types.STRING(), Types.STRING()])
 SINK = """CREATE TEMPORARY TABLE passthrough_sink (k STRING, v STRING) WITH (
@@ -56,22 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
-    config = Configuration()
-    config.set_string("python.fn-execution.bundle.time", str(args.bundle_ms))
-    config.set_string("python.fn-execution.bundle.size", "1000")
-    config.set_string("python.execution-mode", args.execution_mode)
-    config.set_string("python.executable", sys.executable)
-    config.set_string("python.client.executable", sys.executable)
-    config.set_string("pipeline.name", "agentflow-passthrough")
-    if args.checkpoint_dir:
-        config.set_string("execution.checkpointing.dir", args.checkpoint_dir)
-    for option in args.conf:
-        key, _, value = option.partition("=")
-        config.set_string(key.strip(), value.strip())
-    env = StreamExecutionEnvironment.get_execution_environment(config)
-    env.set_parallelism(args.parallelism)
-    env.set_buffer_timeout(args.buffer_timeout_ms)
-    env.enable_checkpointing(args.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    env = python_environment(args, "agentflow-passthrough")  # the projection job's own settings
     source = (
         KafkaSource.builder()
         .set_bootstrap_servers(args.bootstrap)

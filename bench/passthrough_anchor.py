@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import percentile
-from services.distributed.flink_job import LOCAL_ONLY, FlinkJob
+from services.distributed.flink_job import FlinkJob
 
 
 class PassthroughJob(FlinkJob):
@@ -25,17 +25,11 @@ class PassthroughJob(FlinkJob):
         self.group_id = f"bench-passthrough-{uuid.uuid4().hex[:8]}"
 
     def command(self, python: Path) -> list[str]:
-        cmd = [
+        return [
             str(python), "-m", "bench.flink_passthrough",
             "--bootstrap", self.bootstrap, "--topic-prefix", self.topic_prefix, "--group-id", self.group_id,
-            "--checkpoint-dir", self.checkpoint_dir.as_uri(),
-            "--checkpoint-interval-ms", str(self.checkpoint_interval_ms),
-            "--execution-mode", self.execution_mode,
+            *self.runtime_args(),
         ]  # fmt: skip
-        confs = {**LOCAL_ONLY, "rest.port": str(self.rest_port), "io.tmp.dirs": str(self.tmp_dir)}
-        for key, value in confs.items():
-            cmd += ["--conf", f"{key}={value}"]
-        return cmd
 
 
 def topic_records(consumer: Any, topic: str) -> int:

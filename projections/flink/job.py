@@ -123,22 +123,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
+def python_environment(
+    args: argparse.Namespace, pipeline: str, extra: dict[str, str] | None = None
+) -> StreamExecutionEnvironment:
+    """The job's PyFlink settings (bundles, execution mode, interpreter, checkpoints, ``--conf``), also
+    those of the benchmark's passthrough anchor (bench/flink_passthrough.py), so the anchor runs as
+    this job does. ``extra`` goes in before the ``--conf`` overrides."""
     config = Configuration()
     config.set_string("python.fn-execution.bundle.time", str(args.bundle_ms))
     config.set_string("python.fn-execution.bundle.size", "1000")
     config.set_string("python.execution-mode", args.execution_mode)
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
-    config.set_string("pipeline.name", "agentflow-projections")
+    config.set_string("pipeline.name", pipeline)
     if args.checkpoint_dir:
         config.set_string("execution.checkpointing.dir", args.checkpoint_dir)
-        config.set_string(
-            "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
-        )
-        config.set_string("execution.checkpointing.num-retained", "2")
-    if args.restore:
-        config.set_string("execution.state-recovery.path", args.restore)
+    for key, value in (extra or {}).items():
+        config.set_string(key, value)
     for option in args.conf:
         key, _, value = option.partition("=")
         config.set_string(key.strip(), value.strip())
@@ -146,6 +147,17 @@ def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
     env.set_parallelism(args.parallelism)
     env.set_buffer_timeout(args.buffer_timeout_ms)
     env.enable_checkpointing(args.checkpoint_interval_ms, CheckpointingMode.EXACTLY_ONCE)
+    return env
+
+
+def build(args: argparse.Namespace) -> StreamExecutionEnvironment:
+    extra: dict[str, str] = {}
+    if args.checkpoint_dir:
+        extra["execution.checkpointing.externalized-checkpoint-retention"] = "RETAIN_ON_CANCELLATION"
+        extra["execution.checkpointing.num-retained"] = "2"
+    if args.restore:
+        extra["execution.state-recovery.path"] = args.restore
+    env = python_environment(args, "agentflow-projections", extra)
     if args.jars:
         env.add_jars(*sorted(p.resolve().as_uri() for p in Path(args.jars).glob("*.jar")))
     for package in ("domain", "projections"):

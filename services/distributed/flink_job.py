@@ -146,6 +146,19 @@ class FlinkJob:
         self.restored_from: Path | None = None
         self.jvm: int | None = None  # the mini-cluster JVM's pid once the job runs
 
+    def runtime_args(self) -> list[str]:
+        """Checkpoints, execution mode and the ``--conf`` of every job this launcher runs (binding,
+        REST port, temp dirs)."""
+        args = [
+            "--checkpoint-dir", self.checkpoint_dir.as_uri(),
+            "--checkpoint-interval-ms", str(self.checkpoint_interval_ms),
+            "--execution-mode", self.execution_mode,
+        ]  # fmt: skip
+        confs = {**LOCAL_ONLY, "rest.port": str(self.rest_port), "io.tmp.dirs": str(self.tmp_dir)}
+        for key, value in confs.items():
+            args += ["--conf", f"{key}={value}"]
+        return args
+
     def command(self, python: Path) -> list[str]:
         jdbc_url, user, password = jdbc_parts(self.database_url)
         cmd = [
@@ -154,13 +167,8 @@ class FlinkJob:
             "--topic-prefix", self.topic_prefix,
             "--jdbc-url", jdbc_url, "--jdbc-user", user, "--jdbc-password", password,
             "--warehouse", self.warehouse,
-            "--checkpoint-dir", self.checkpoint_dir.as_uri(),
-            "--checkpoint-interval-ms", str(self.checkpoint_interval_ms),
-            "--execution-mode", self.execution_mode,
+            *self.runtime_args(),
         ]  # fmt: skip
-        confs = {**LOCAL_ONLY, "rest.port": str(self.rest_port), "io.tmp.dirs": str(self.tmp_dir)}
-        for key, value in confs.items():
-            cmd += ["--conf", f"{key}={value}"]
         if not self.lake:
             cmd.append("--no-lake")
         self.restored_from = latest_checkpoint(self.checkpoint_dir)
