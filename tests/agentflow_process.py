@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -85,6 +87,18 @@ class AgentFlowProcess:
             return self.log.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+    @contextmanager
+    def running(self, tail: int = 2000) -> Iterator[AgentFlowProcess]:
+        """Started for the block; its log's tail printed and the process stopped after it (a fixture's
+        body)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            if self.proc is not None:
+                print(self.tail(tail))
+            self.stop()
 
     def stop(self, kill: bool = False) -> None:
         if self.proc is None:

@@ -85,5 +85,5 @@ class AlertFleet:
         self.scheduler.wake()
 
     def evaluate(self, rule_id: str) -> Evaluation | None:
-        """Evaluate now, in the calling thread (tests, the CLI)."""
+        """Evaluate now, in the calling thread (no message: the tests drive evaluations this way)."""
         return self.evaluator.evaluate(rule_id)

@@ -106,13 +106,8 @@ def server(
     stack: DistributedStack, postgres: PostgresCluster, redis: RedisServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AgentFlowProcess]:  # fmt: skip
-    srv = _api_process(stack, postgres, redis, tmp_path_factory.mktemp("dist-api"))
-    srv.start()
-    try:
+    with _api_process(stack, postgres, redis, tmp_path_factory.mktemp("dist-api")).running() as srv:
         yield srv
-    finally:
-        print(srv.tail(2000))
-        srv.stop()
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +116,10 @@ def second_server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[AgentFlowProcess]:  # fmt: skip
     """A second API host: read models of its own, fed by a loader group of its own."""
-    srv = _api_process(stack, postgres, redis, tmp_path_factory.mktemp("dist-api-2"),
-                       AGENTFLOW_LOADER_GROUP="agentflow-serving-loader-second-host")  # fmt: skip
-    srv.start()
-    try:
+    second = _api_process(stack, postgres, redis, tmp_path_factory.mktemp("dist-api-2"),
+                          AGENTFLOW_LOADER_GROUP="agentflow-serving-loader-second-host")  # fmt: skip
+    with second.running() as srv:
         yield srv
-    finally:
-        print(srv.tail(2000))
-        srv.stop()
 
 
 @pytest.fixture()
